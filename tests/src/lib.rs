@@ -1,0 +1,22 @@
+//! End-to-end test harness for the SSTP operator: a real Kubernetes control plane for tests.
+//!
+//! The control plane is the real thing, built from Go modules by `tests/k8s/build`: etcd,
+//! kube-apiserver (RBAC on, static admin token) and kube-controller-manager (so Deployments get
+//! ReplicaSets and owner references are garbage-collected). There are no nodes and no scheduler: Pods
+//! are stored but never run.
+//!
+//! [`ControlPlane::shared`] starts one control plane per test binary on first use (or reuses the one
+//! named by `KUBECONFIG`, e.g. after `eval` of `tests/k8s/up`'s output), and every test takes its own
+//! [`TestNamespace`], deleted when the guard drops, pass or fail. Nothing outlives the test binary:
+//! the control plane runs under `tests/k8s/up --foreground`, which receives SIGTERM when the test
+//! binary exits (parent-death signal) and whose components receive SIGKILL if it dies uncleanly.
+
+mod control_plane;
+mod error;
+mod namespace;
+mod wait;
+
+pub use control_plane::ControlPlane;
+pub use error::Error;
+pub use namespace::TestNamespace;
+pub use wait::eventually;

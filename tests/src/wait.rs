@@ -1,0 +1,32 @@
+//! Polling for eventually-consistent cluster state (controllers act asynchronously).
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::Error;
+
+/// How often [`eventually`] asks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Calls `check` until it returns `Ok(Some(value))` and returns that value, or fails with
+/// [`Error::Timeout`] (naming `what`) once `timeout` has passed. `Ok(None)` means "not yet"; an `Err`
+/// from `check` ends the wait at once.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, Error>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: what.to_owned(),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
