@@ -1,0 +1,142 @@
+//! Configuration and the injected collaborators (user lookup, address allocator).
+
+use std::{fmt, net::Ipv4Addr, time::Duration};
+
+use crate::auth::NtHash;
+
+/// The result of looking a user up for authentication.
+pub enum Lookup {
+    /// The user exists, may log in, and this is the NT hash of its password.
+    Found(NtHash),
+    /// No such user.
+    Unknown,
+    /// The user exists but is disabled.
+    Disabled,
+    /// The user's account has expired.
+    Expired,
+    /// Too many recent failures: refuse without checking the password.
+    Throttled,
+}
+
+impl fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Found(_) => "Found(..)",
+            Self::Unknown => "Unknown",
+            Self::Disabled => "Disabled",
+            Self::Expired => "Expired",
+            Self::Throttled => "Throttled",
+        })
+    }
+}
+
+/// Where the server finds the credentials of a user. Called synchronously while a PPP frame is
+/// handled, so it must be cheap (an in-memory map).
+pub trait UserLookup: Send + Sync {
+    /// Looks up `username` (for MS-CHAPv2 with any "DOMAIN\" prefix already removed).
+    fn lookup(&self, username: &str) -> Lookup;
+}
+
+/// Hands out peer IPv4 addresses. Every address returned by `allocate` is given back exactly
+/// once through `release`, when the session ends or the [`crate::Server`] is dropped.
+pub trait AddressAllocator: Send {
+    /// An address for `username`'s session, or `None` when the pool is exhausted.
+    fn allocate(&mut self, username: &str) -> Option<Ipv4Addr>;
+    /// Returns an address obtained from `allocate`.
+    fn release(&mut self, addr: Ipv4Addr);
+}
+
+/// Which authentication protocols may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// MS-CHAPv2 (RFC 2759); preferred when both are allowed.
+    pub mschapv2: bool,
+    /// PAP (RFC 1334): the password crosses the (TLS-protected) link in clear.
+    pub pap: bool,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self {
+            mschapv2: true,
+            pap: false,
+        }
+    }
+}
+
+/// RFC 1661 §4.6 counters and the restart timer, shared by LCP, the NCPs and authentication
+/// retransmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// Restart timer: how long to wait for an answer before retransmitting.
+    pub restart: Duration,
+    /// Configure-Requests sent without an answer before giving up.
+    pub max_configure: u32,
+    /// Configure-Naks sent (or received) without an Ack before the negotiation is deemed not
+    /// converging.
+    pub max_failure: u32,
+    /// Terminate-Requests sent without an answer before giving up.
+    pub max_terminate: u32,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        // RFC 1661 §4.6 suggested values.
+        Self {
+            restart: Duration::from_secs(3),
+            max_configure: 10,
+            max_failure: 5,
+            max_terminate: 2,
+        }
+    }
+}
+
+/// Server configuration, shared by all sessions.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Allowed authentication protocols.
+    pub auth: AuthPolicy,
+    /// Name sent in the MS-CHAPv2 Challenge.
+    pub server_name: String,
+    /// The server's own address, offered in IPCP.
+    pub local_ipv4: Ipv4Addr,
+    /// Primary and secondary DNS servers (RFC 1877); `None` rejects the client's request.
+    pub dns: [Option<Ipv4Addr>; 2],
+    /// The MRU we ask for; 1500 (the default) is not sent at all.
+    pub mru: u16,
+    /// Whether IPv6CP is negotiated; when false it gets an LCP Protocol-Reject.
+    pub ipv6: bool,
+    /// Timers and counters.
+    pub timers: Timers,
+}
+
+/// Client configuration.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The user name sent to the server.
+    pub username: String,
+    /// The password; never logged.
+    pub password: String,
+    /// Authentication protocols the client accepts from the server.
+    pub auth: AuthPolicy,
+    /// Whether to ask for DNS servers in IPCP (RFC 1877).
+    pub request_dns: bool,
+    /// Whether to negotiate IPv6CP.
+    pub ipv6: bool,
+    /// Timers and counters.
+    pub timers: Timers,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("auth", &self.auth)
+            .field("request_dns", &self.request_dns)
+            .field("ipv6", &self.ipv6)
+            .field("timers", &self.timers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The MRU every PPP peer must accept (RFC 1661 §6.1).
+pub(crate) const DEFAULT_MRU: u16 = 1500;

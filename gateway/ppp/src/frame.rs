@@ -1,0 +1,214 @@
+//! PPP frames as carried by SSTP: one frame per SSTP data packet, no HDLC.
+//!
+//! See RFC 1661 §2 (frame format), §6.5/§6.6 (PFC, ACFC) and [MS-SSTP] §2.2.3.
+
+use std::fmt;
+
+/// A PPP protocol number (RFC 1661 §2). Unknown values round-trip unchanged.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Protocol(pub u16);
+
+impl Protocol {
+    /// Internet Protocol version 4 (RFC 1332).
+    pub const IPV4: Self = Self(0x0021);
+    /// Multilink PPP (RFC 1990); we never negotiate it.
+    pub const MP: Self = Self(0x003D);
+    /// Internet Protocol version 6 (RFC 5072).
+    pub const IPV6: Self = Self(0x0057);
+    /// IP Control Protocol (RFC 1332).
+    pub const IPCP: Self = Self(0x8021);
+    /// Encryption Control Protocol (RFC 1968); rejected.
+    pub const ECP: Self = Self(0x8053);
+    /// IPv6 Control Protocol (RFC 5072).
+    pub const IPV6CP: Self = Self(0x8057);
+    /// Compression Control Protocol (RFC 1962); rejected, MPPE is pointless inside TLS.
+    pub const CCP: Self = Self(0x80FD);
+    /// Link Control Protocol (RFC 1661).
+    pub const LCP: Self = Self(0xC021);
+    /// Password Authentication Protocol (RFC 1334).
+    pub const PAP: Self = Self(0xC023);
+    /// Callback Control Protocol (Microsoft CBCP); rejected.
+    pub const CBCP: Self = Self(0xC029);
+    /// Challenge Handshake Authentication Protocol (RFC 1994), carrying MS-CHAPv2.
+    pub const CHAP: Self = Self(0xC223);
+    /// Extensible Authentication Protocol (RFC 3748); not supported.
+    pub const EAP: Self = Self(0xC227);
+
+    /// True for network-layer data protocols (0x0000-0x3FFF, RFC 1661 §2), such as IPv4 and
+    /// IPv6. These go to the data path, never to [`crate::Server::handle_frame`].
+    #[must_use]
+    pub fn is_network_data(self) -> bool {
+        self.0 < 0x4000
+    }
+
+    /// The protocol's well-known name, if it has one.
+    #[must_use]
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::IPV4 => "IPv4",
+            Self::MP => "MP",
+            Self::IPV6 => "IPv6",
+            Self::IPCP => "IPCP",
+            Self::ECP => "ECP",
+            Self::IPV6CP => "IPv6CP",
+            Self::CCP => "CCP",
+            Self::LCP => "LCP",
+            Self::PAP => "PAP",
+            Self::CBCP => "CBCP",
+            Self::CHAP => "CHAP",
+            Self::EAP => "EAP",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{name}(0x{:04X})", self.0),
+            None => write!(f, "Protocol(0x{:04X})", self.0),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One decoded PPP frame, borrowing the input buffer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The protocol field.
+    pub protocol: Protocol,
+    /// Everything after the protocol field (no padding is stripped; there is no FCS in SSTP).
+    pub information: &'a [u8],
+}
+
+impl fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Frames carry user traffic and credentials: print only the length.
+        f.debug_struct("Frame")
+            .field("protocol", &self.protocol)
+            .field("len", &self.information.len())
+            .finish()
+    }
+}
+
+/// Why a byte string is not a PPP frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The frame ends before its protocol field does.
+    #[error("frame too short for a protocol field")]
+    Truncated,
+    /// The protocol field is not a valid PPP protocol number (its low octet must be odd,
+    /// its high octet even; RFC 1661 §2).
+    #[error("invalid protocol field 0x{0:04X}")]
+    InvalidProtocol(u16),
+}
+
+/// Decodes one PPP frame, accepting both the full header (`FF 03` + 2-byte protocol) and the
+/// compressed forms a peer may use once ACFC/PFC are acknowledged (RFC 1661 §6.5, §6.6).
+///
+/// This is the data-path hot function: it never allocates.
+pub fn decode_frame(data: &[u8]) -> Result<Frame<'_>, FrameError> {
+    let rest = match data {
+        [ALL_STATIONS, UI, rest @ ..] => rest,
+        _ => data,
+    };
+    match rest {
+        // PFC: a protocol number whose first octet is odd was sent as a single octet.
+        [first, information @ ..] if first & 1 == 1 => Ok(Frame {
+            protocol: Protocol(u16::from(*first)),
+            information,
+        }),
+        [hi, lo, information @ ..] => {
+            let value = u16::from_be_bytes([*hi, *lo]);
+            if lo & 1 == 0 {
+                return Err(FrameError::InvalidProtocol(value));
+            }
+            Ok(Frame {
+                protocol: Protocol(value),
+                information,
+            })
+        }
+        _ => Err(FrameError::Truncated),
+    }
+}
+
+/// Appends one PPP frame to `out`, always in the uncompressed form (`FF 03` + 2-byte protocol),
+/// which every peer must accept whatever it negotiated.
+pub fn encode_frame(protocol: Protocol, information: &[u8], out: &mut Vec<u8>) {
+    out.reserve(HEADER_LEN + information.len());
+    out.extend_from_slice(&[ALL_STATIONS, UI]);
+    out.extend_from_slice(&protocol.0.to_be_bytes());
+    out.extend_from_slice(information);
+}
+
+/// Length of the uncompressed header written by [`encode_frame`].
+pub(crate) const HEADER_LEN: usize = 4;
+/// HDLC All-Stations address (RFC 1662 §3.1), kept by PPP over SSTP.
+const ALL_STATIONS: u8 = 0xFF;
+/// HDLC Unnumbered Information control field (RFC 1662 §3.1).
+const UI: u8 = 0x03;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_header_frame_decodes_to_its_protocol_and_payload() {
+        let frame = decode_frame(&[0xFF, 0x03, 0xC0, 0x21, 1, 2, 3]).unwrap();
+        assert_eq!(frame.protocol, Protocol::LCP);
+        assert_eq!(frame.information, &[1, 2, 3]);
+    }
+
+    #[test]
+    fn address_and_control_fields_may_be_omitted() {
+        let frame = decode_frame(&[0x00, 0x21, 0x45]).unwrap();
+        assert_eq!(frame.protocol, Protocol::IPV4);
+        assert_eq!(frame.information, &[0x45]);
+    }
+
+    #[test]
+    fn odd_first_octet_is_a_compressed_one_byte_protocol() {
+        let frame = decode_frame(&[0x21, 0x45, 0x00]).unwrap();
+        assert_eq!(frame.protocol, Protocol::IPV4);
+        assert_eq!(frame.information, &[0x45, 0x00]);
+        let frame = decode_frame(&[0xFF, 0x03, 0x57, 0x60]).unwrap();
+        assert_eq!(frame.protocol, Protocol::IPV6);
+        assert_eq!(frame.information, &[0x60]);
+    }
+
+    #[test]
+    fn even_low_protocol_octet_is_rejected() {
+        assert_eq!(
+            decode_frame(&[0xFF, 0x03, 0x00, 0x20]),
+            Err(FrameError::InvalidProtocol(0x0020))
+        );
+    }
+
+    #[test]
+    fn short_inputs_are_errors_not_panics() {
+        for input in [&[][..], &[0xFF, 0x03], &[0xFF, 0x03, 0xC0], &[0x00]] {
+            assert_eq!(decode_frame(input), Err(FrameError::Truncated), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn encode_always_writes_the_uncompressed_header_and_round_trips() {
+        let mut out = vec![9];
+        encode_frame(Protocol::IPV4, &[0x45, 0x00], &mut out);
+        assert_eq!(out, [9, 0xFF, 0x03, 0x00, 0x21, 0x45, 0x00]);
+        let frame = decode_frame(&out[1..]).unwrap();
+        assert_eq!(frame.protocol, Protocol::IPV4);
+        assert_eq!(frame.information, &[0x45, 0x00]);
+    }
+
+    #[test]
+    fn protocol_debug_names_known_values_and_shows_hex_for_unknown() {
+        assert_eq!(format!("{:?}", Protocol::CCP), "CCP(0x80FD)");
+        assert_eq!(format!("{:?}", Protocol(0x1234)), "Protocol(0x1234)");
+    }
+}
