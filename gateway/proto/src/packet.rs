@@ -1,0 +1,681 @@
+//! SSTP packets: the 4-byte header, data packets and the nine control messages.
+//!
+//! See [MS-SSTP] §2.2.1–§2.2.3 and §2.2.9–§2.2.15. All integers are big-endian.
+
+use std::fmt;
+
+use crate::attribute::{
+    Attribute, AttributeId, CryptoBinding, CryptoBindingRequest, EncapsulatedProtocol, Status,
+    StatusInfo, split_attributes,
+};
+
+/// A control message type. Unknown values are kept so they can be logged and reported.
+///
+/// See [MS-SSTP] §2.2.2.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageType(pub u16);
+
+impl MessageType {
+    /// `SSTP_MSG_CALL_CONNECT_REQUEST`, client to server.
+    pub const CALL_CONNECT_REQUEST: Self = Self(0x0001);
+    /// `SSTP_MSG_CALL_CONNECT_ACK`, server to client.
+    pub const CALL_CONNECT_ACK: Self = Self(0x0002);
+    /// `SSTP_MSG_CALL_CONNECT_NAK`, server to client.
+    pub const CALL_CONNECT_NAK: Self = Self(0x0003);
+    /// `SSTP_MSG_CALL_CONNECTED`, client to server.
+    pub const CALL_CONNECTED: Self = Self(0x0004);
+    /// `SSTP_MSG_CALL_ABORT`, both directions.
+    pub const CALL_ABORT: Self = Self(0x0005);
+    /// `SSTP_MSG_CALL_DISCONNECT`, both directions.
+    pub const CALL_DISCONNECT: Self = Self(0x0006);
+    /// `SSTP_MSG_CALL_DISCONNECT_ACK`, both directions.
+    pub const CALL_DISCONNECT_ACK: Self = Self(0x0007);
+    /// `SSTP_MSG_ECHO_REQUEST`, both directions.
+    pub const ECHO_REQUEST: Self = Self(0x0008);
+    /// `SSTP_MSG_ECHO_RESPONSE`, both directions.
+    pub const ECHO_RESPONSE: Self = Self(0x0009);
+
+    fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::CALL_CONNECT_REQUEST => "CALL_CONNECT_REQUEST",
+            Self::CALL_CONNECT_ACK => "CALL_CONNECT_ACK",
+            Self::CALL_CONNECT_NAK => "CALL_CONNECT_NAK",
+            Self::CALL_CONNECTED => "CALL_CONNECTED",
+            Self::CALL_ABORT => "CALL_ABORT",
+            Self::CALL_DISCONNECT => "CALL_DISCONNECT",
+            Self::CALL_DISCONNECT_ACK => "CALL_DISCONNECT_ACK",
+            Self::ECHO_REQUEST => "ECHO_REQUEST",
+            Self::ECHO_RESPONSE => "ECHO_RESPONSE",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Debug for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "MessageType({:#06x})", self.0),
+        }
+    }
+}
+
+/// The 4-byte SSTP header. See [MS-SSTP] §2.2.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The C bit: control packet (true) or data packet (false).
+    pub control: bool,
+    /// Total packet length, header included.
+    pub length: u16,
+}
+
+impl Header {
+    /// Parses and validates a header: version 0x10, 4 <= length <= 4095, and control packets at
+    /// least 8 bytes long. Reserved bits are ignored as the spec requires.
+    ///
+    /// # Errors
+    /// A [`FramingError`]; the spec treats every one of them as fatal (§3.1.5.1).
+    pub fn parse(bytes: [u8; HEADER_LEN]) -> Result<Self, FramingError> {
+        let [version, flags, hi, lo] = bytes;
+        if version != VERSION {
+            return Err(FramingError::Version(version));
+        }
+        let control = flags & C_BIT != 0;
+        let length = u16::from_be_bytes([hi & 0x0f, lo]);
+        let min = if control {
+            CONTROL_HEADER_LEN
+        } else {
+            HEADER_LEN
+        };
+        if usize::from(length) < min {
+            return Err(FramingError::TooShort { length, control });
+        }
+        Ok(Self { control, length })
+    }
+
+    /// Appends the header to `out`.
+    pub fn encode(self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        out.push(if self.control { C_BIT } else { 0 });
+        out.extend_from_slice(&(self.length & 0x0fff).to_be_bytes());
+    }
+}
+
+/// Why a byte stream cannot be cut into SSTP packets. Always fatal: the connection is dropped
+/// without sending anything (§3.1.5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    /// The version byte is not 0x10.
+    #[error("unsupported SSTP version {0:#04x}")]
+    Version(u8),
+    /// The length field is below the header size (4, or 8 for control packets).
+    #[error("SSTP length {length} too short (control: {control})")]
+    TooShort {
+        /// The length field.
+        length: u16,
+        /// The C bit.
+        control: bool,
+    },
+}
+
+/// Why a whole packet or control message could not be decoded. The state machines map each
+/// variant to the STATUS_INFO the spec asks for (see [`DecodeError::nak_status`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The header itself is invalid.
+    #[error("bad framing")]
+    Framing(#[from] FramingError),
+    /// The buffer is shorter or longer than the header's length field.
+    #[error("packet length {declared} does not match the {actual} bytes given")]
+    LengthMismatch {
+        /// The length field.
+        declared: u16,
+        /// The bytes handed in.
+        actual: usize,
+    },
+    /// The message type is not one of the nine the spec defines.
+    #[error("unknown message type {0:?}")]
+    UnknownMessageType(MessageType),
+    /// Fewer attributes than the NumAttributes field announced.
+    #[error("{found} attributes present, {declared} announced")]
+    AttributeCount {
+        /// NumAttributes.
+        declared: u16,
+        /// How many could be read.
+        found: u16,
+    },
+    /// Bytes after the last announced attribute.
+    #[error("trailing bytes after the last attribute")]
+    TrailingBytes,
+    /// An attribute id the spec does not define.
+    #[error("unrecognized attribute {0:?}")]
+    UnrecognizedAttribute(AttributeId),
+    /// An attribute whose length field is impossible or wrong for its type.
+    #[error("attribute {0:?} has an invalid length")]
+    InvalidAttributeLength(AttributeId),
+    /// The same attribute twice where only one is allowed.
+    #[error("duplicate attribute {0:?}")]
+    DuplicateAttribute(AttributeId),
+    /// A mandatory attribute is absent.
+    #[error("required attribute {0:?} missing")]
+    MissingAttribute(AttributeId),
+    /// A known attribute in a message that does not allow it.
+    #[error("attribute {attribute:?} not allowed in {message:?}")]
+    AttributeNotAllowed {
+        /// The message.
+        message: MessageType,
+        /// The attribute.
+        attribute: AttributeId,
+    },
+    /// A STATUS_INFO with a non-zero status in a message that must not report errors.
+    #[error("status info {0:?} not allowed in this message")]
+    StatusInfoNotAllowed(Status),
+}
+
+impl DecodeError {
+    /// The STATUS_INFO a server puts in a CALL_CONNECT_NAK for a bad CALL_CONNECT_REQUEST, or
+    /// `None` when the spec asks for an abort instead (§3.3.5.2.2).
+    ///
+    /// A missing ENCAPSULATED_PROTOCOL_ID is reported with that attribute's id, as §2.2.8 says;
+    /// §3.3.5.2.2 names STATUS_INFO instead, but naming the missing attribute is more useful.
+    #[must_use]
+    pub fn nak_status(&self) -> Option<StatusInfo> {
+        let (attribute, status) = match *self {
+            Self::UnrecognizedAttribute(id) => (id, Status::UNRECOGNIZED_ATTRIBUTE),
+            Self::InvalidAttributeLength(id) => (id, Status::INVALID_ATTRIB_VALUE_LENGTH),
+            Self::DuplicateAttribute(id) => (id, Status::DUPLICATE_ATTRIBUTE),
+            Self::MissingAttribute(id) => (id, Status::REQUIRED_ATTRIBUTE_MISSING),
+            Self::AttributeNotAllowed { attribute, .. } => {
+                (attribute, Status::UNRECOGNIZED_ATTRIBUTE)
+            }
+            Self::StatusInfoNotAllowed(_) => (
+                AttributeId::STATUS_INFO,
+                Status::STATUS_INFO_NOT_SUPPORTED_IN_MSG,
+            ),
+            _ => return None,
+        };
+        Some(StatusInfo::new(attribute, status))
+    }
+}
+
+/// One of the nine control messages, decoded and checked against §2.2.9–§2.2.15.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlMessage {
+    /// CALL_CONNECT_REQUEST with its single ENCAPSULATED_PROTOCOL_ID (any value; the server
+    /// decides whether it is supported).
+    CallConnectRequest(EncapsulatedProtocol),
+    /// CALL_CONNECT_ACK with its CRYPTO_BINDING_REQ.
+    CallConnectAck(CryptoBindingRequest),
+    /// CALL_CONNECT_NAK: one STATUS_INFO per rejected attribute.
+    CallConnectNak(Vec<StatusInfo>),
+    /// CALL_CONNECTED with its CRYPTO_BINDING.
+    CallConnected(CryptoBinding),
+    /// CALL_ABORT with its optional STATUS_INFO.
+    CallAbort(Option<StatusInfo>),
+    /// CALL_DISCONNECT with its optional STATUS_INFO.
+    CallDisconnect(Option<StatusInfo>),
+    /// CALL_DISCONNECT_ACK.
+    CallDisconnectAck,
+    /// ECHO_REQUEST.
+    EchoRequest,
+    /// ECHO_RESPONSE.
+    EchoResponse,
+}
+
+impl ControlMessage {
+    /// The wire message type.
+    #[must_use]
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Self::CallConnectRequest(_) => MessageType::CALL_CONNECT_REQUEST,
+            Self::CallConnectAck(_) => MessageType::CALL_CONNECT_ACK,
+            Self::CallConnectNak(_) => MessageType::CALL_CONNECT_NAK,
+            Self::CallConnected(_) => MessageType::CALL_CONNECTED,
+            Self::CallAbort(_) => MessageType::CALL_ABORT,
+            Self::CallDisconnect(_) => MessageType::CALL_DISCONNECT,
+            Self::CallDisconnectAck => MessageType::CALL_DISCONNECT_ACK,
+            Self::EchoRequest => MessageType::ECHO_REQUEST,
+            Self::EchoResponse => MessageType::ECHO_RESPONSE,
+        }
+    }
+
+    /// Decodes the body of a control packet (everything after the 4-byte SSTP header).
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming what is wrong; never panics.
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let Some((&[t0, t1, n0, n1], rest)) = body.split_first_chunk::<4>() else {
+            return Err(DecodeError::LengthMismatch {
+                declared: CONTROL_HEADER_LEN as u16,
+                actual: body.len() + HEADER_LEN,
+            });
+        };
+        let message = MessageType(u16::from_be_bytes([t0, t1]));
+        if message.name().is_none() {
+            return Err(DecodeError::UnknownMessageType(message));
+        }
+        let raw = split_attributes(rest, u16::from_be_bytes([n0, n1]))?;
+        let attributes = raw
+            .into_iter()
+            .map(Attribute::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_attributes(message, attributes)
+    }
+
+    fn from_attributes(message: MessageType, attrs: Vec<Attribute>) -> Result<Self, DecodeError> {
+        let not_allowed = |a: &Attribute| DecodeError::AttributeNotAllowed {
+            message,
+            attribute: a.id(),
+        };
+        match message {
+            MessageType::CALL_CONNECT_REQUEST => {
+                let mut protocol = None;
+                for a in &attrs {
+                    match a {
+                        Attribute::EncapsulatedProtocolId(p) if protocol.is_none() => {
+                            protocol = Some(*p)
+                        }
+                        Attribute::EncapsulatedProtocolId(_) => {
+                            return Err(DecodeError::DuplicateAttribute(a.id()));
+                        }
+                        Attribute::StatusInfo(s) if s.status != Status::NO_ERROR => {
+                            return Err(DecodeError::StatusInfoNotAllowed(s.status));
+                        }
+                        Attribute::StatusInfo(_) => {}
+                        _ => return Err(not_allowed(a)),
+                    }
+                }
+                protocol
+                    .map(Self::CallConnectRequest)
+                    .ok_or(DecodeError::MissingAttribute(
+                        AttributeId::ENCAPSULATED_PROTOCOL_ID,
+                    ))
+            }
+            MessageType::CALL_CONNECT_ACK => single(
+                message,
+                attrs,
+                AttributeId::CRYPTO_BINDING_REQ,
+                |a| match a {
+                    Attribute::CryptoBindingRequest(r) => Some(Self::CallConnectAck(r)),
+                    _ => None,
+                },
+            ),
+            MessageType::CALL_CONNECTED => {
+                single(message, attrs, AttributeId::CRYPTO_BINDING, |a| match a {
+                    Attribute::CryptoBinding(b) => Some(Self::CallConnected(b)),
+                    _ => None,
+                })
+            }
+            MessageType::CALL_CONNECT_NAK => {
+                let mut infos = Vec::with_capacity(attrs.len());
+                for a in attrs {
+                    match a {
+                        Attribute::StatusInfo(s) => infos.push(s),
+                        other => return Err(not_allowed(&other)),
+                    }
+                }
+                if infos.is_empty() {
+                    return Err(DecodeError::MissingAttribute(AttributeId::STATUS_INFO));
+                }
+                Ok(Self::CallConnectNak(infos))
+            }
+            MessageType::CALL_ABORT | MessageType::CALL_DISCONNECT => {
+                let mut attrs = attrs.into_iter();
+                let info = match (attrs.next(), attrs.next()) {
+                    (None, _) => None,
+                    (Some(Attribute::StatusInfo(s)), None) => Some(s),
+                    (Some(Attribute::StatusInfo(_)), Some(_)) => {
+                        return Err(DecodeError::DuplicateAttribute(AttributeId::STATUS_INFO));
+                    }
+                    (Some(other), _) => return Err(not_allowed(&other)),
+                };
+                Ok(if message == MessageType::CALL_ABORT {
+                    Self::CallAbort(info)
+                } else {
+                    Self::CallDisconnect(info)
+                })
+            }
+            _ => {
+                if let Some(a) = attrs.first() {
+                    return Err(not_allowed(a));
+                }
+                Ok(match message {
+                    MessageType::CALL_DISCONNECT_ACK => Self::CallDisconnectAck,
+                    MessageType::ECHO_REQUEST => Self::EchoRequest,
+                    _ => Self::EchoResponse,
+                })
+            }
+        }
+    }
+
+    /// Appends the whole control packet, SSTP header included, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        Header {
+            control: true,
+            length: 0,
+        }
+        .encode(out);
+        out.extend_from_slice(&self.message_type().0.to_be_bytes());
+        let count_at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        let mut count: u16 = 0;
+        let mut put = |a: Attribute, out: &mut Vec<u8>| {
+            a.encode(out);
+            count += 1;
+        };
+        match self {
+            Self::CallConnectRequest(p) => put(Attribute::EncapsulatedProtocolId(*p), out),
+            Self::CallConnectAck(r) => put(Attribute::CryptoBindingRequest(r.clone()), out),
+            Self::CallConnectNak(infos) => {
+                for info in infos {
+                    put(Attribute::StatusInfo(info.clone()), out);
+                }
+            }
+            Self::CallConnected(b) => put(Attribute::CryptoBinding(b.clone()), out),
+            Self::CallAbort(info) | Self::CallDisconnect(info) => {
+                if let Some(info) = info {
+                    put(Attribute::StatusInfo(info.clone()), out);
+                }
+            }
+            Self::CallDisconnectAck | Self::EchoRequest | Self::EchoResponse => {}
+        }
+        patch_length(out, start);
+        if let Some(slot) = out.get_mut(count_at..count_at + 2) {
+            slot.copy_from_slice(&count.to_be_bytes());
+        }
+    }
+}
+
+/// A whole SSTP packet as it came off the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// A data packet: exactly one PPP frame.
+    Data(&'a [u8]),
+    /// A control packet.
+    Control(ControlMessage),
+}
+
+impl<'a> Packet<'a> {
+    /// Decodes one whole packet (header included), e.g. as handed out by the deframer.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming what is wrong; never panics.
+    pub fn decode(packet: &'a [u8]) -> Result<Self, DecodeError> {
+        let Some((header, body)) = packet.split_first_chunk::<HEADER_LEN>() else {
+            return Err(DecodeError::LengthMismatch {
+                declared: 0,
+                actual: packet.len(),
+            });
+        };
+        let header = Header::parse(*header)?;
+        if usize::from(header.length) != packet.len() {
+            return Err(DecodeError::LengthMismatch {
+                declared: header.length,
+                actual: packet.len(),
+            });
+        }
+        if header.control {
+            ControlMessage::decode(body).map(Self::Control)
+        } else {
+            Ok(Self::Data(body))
+        }
+    }
+}
+
+/// Appends a data packet carrying `ppp_frame` to `out`.
+///
+/// # Errors
+/// [`TooLarge`] when the frame does not fit the 12-bit length (more than 4091 bytes).
+pub fn encode_data(ppp_frame: &[u8], out: &mut Vec<u8>) -> Result<(), TooLarge> {
+    write_data_header(ppp_frame.len(), out)?;
+    out.extend_from_slice(ppp_frame);
+    Ok(())
+}
+
+/// Appends only the header of a data packet whose payload of `payload_len` bytes the caller
+/// writes next; lets the data path build header and payload in one buffer without a copy.
+///
+/// # Errors
+/// [`TooLarge`] when the payload exceeds [`MAX_PAYLOAD_LEN`].
+pub fn write_data_header(payload_len: usize, out: &mut Vec<u8>) -> Result<(), TooLarge> {
+    let length = payload_len
+        .checked_add(HEADER_LEN)
+        .filter(|n| *n <= MAX_PACKET_LEN)
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or(TooLarge(payload_len))?;
+    Header {
+        control: false,
+        length,
+    }
+    .encode(out);
+    Ok(())
+}
+
+/// A payload too large for one SSTP packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("payload of {0} bytes exceeds the SSTP maximum of 4091")]
+pub struct TooLarge(pub usize);
+
+/// A control message is built with a zero length field first; fill in the real one.
+fn patch_length(out: &mut [u8], start: usize) {
+    let len = out.len().saturating_sub(start);
+    // Control messages this crate writes are at most a few hundred bytes.
+    let len = u16::try_from(len).unwrap_or(u16::MAX) & 0x0fff;
+    if let Some(slot) = out.get_mut(start + 2..start + 4) {
+        slot.copy_from_slice(&len.to_be_bytes());
+    }
+}
+
+fn single(
+    message: MessageType,
+    attrs: Vec<Attribute>,
+    wanted: AttributeId,
+    pick: impl Fn(Attribute) -> Option<ControlMessage>,
+) -> Result<ControlMessage, DecodeError> {
+    let mut found = None;
+    for a in attrs {
+        match a {
+            Attribute::StatusInfo(s) if s.status != Status::NO_ERROR => {
+                return Err(DecodeError::StatusInfoNotAllowed(s.status));
+            }
+            Attribute::StatusInfo(_) => {}
+            a if a.id() == wanted && found.is_some() => {
+                return Err(DecodeError::DuplicateAttribute(wanted));
+            }
+            a if a.id() == wanted => found = pick(a),
+            a => {
+                return Err(DecodeError::AttributeNotAllowed {
+                    message,
+                    attribute: a.id(),
+                });
+            }
+        }
+    }
+    found.ok_or(DecodeError::MissingAttribute(wanted))
+}
+
+/// The only SSTP version: major 1, minor 0. See [MS-SSTP] §2.2.1.
+pub const VERSION: u8 = 0x10;
+/// The C bit in the second header byte. See [MS-SSTP] §2.2.1.
+pub const C_BIT: u8 = 0x01;
+/// Size of the SSTP header. See [MS-SSTP] §2.2.1.
+pub const HEADER_LEN: usize = 4;
+/// Header plus MessageType and NumAttributes. See [MS-SSTP] §2.2.2.
+pub const CONTROL_HEADER_LEN: usize = 8;
+/// The 12-bit length field caps every packet at 4095 bytes. See [MS-SSTP] §3.1.5.2.
+pub const MAX_PACKET_LEN: usize = 4095;
+/// Largest data payload (one PPP frame): 4095 - 4. See [MS-SSTP] §3.1.5.2.
+pub const MAX_PAYLOAD_LEN: usize = MAX_PACKET_LEN - HEADER_LEN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attribute::{HashProtocol, HashProtocolSet};
+
+    fn encoded(message: &ControlMessage) -> Vec<u8> {
+        let mut out = Vec::new();
+        message.encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn connect_request_matches_the_spec_example_bytes() {
+        let bytes = encoded(&ControlMessage::CallConnectRequest(
+            EncapsulatedProtocol::PPP,
+        ));
+        assert_eq!(
+            bytes,
+            [0x10, 0x01, 0x00, 0x0e, 0, 1, 0, 1, 0, 1, 0, 6, 0, 1]
+        );
+    }
+
+    #[test]
+    fn every_control_message_round_trips_with_its_spec_length() {
+        let binding = CryptoBinding {
+            hash_protocol: HashProtocol::SHA256,
+            nonce: [7; 32],
+            cert_hash: [8; 32],
+            compound_mac: [9; 32],
+        };
+        let cases = [
+            (
+                ControlMessage::CallConnectRequest(EncapsulatedProtocol::PPP),
+                14,
+            ),
+            (
+                ControlMessage::CallConnectAck(CryptoBindingRequest {
+                    hash_protocols: HashProtocolSet::BOTH,
+                    nonce: [1; 32],
+                }),
+                48,
+            ),
+            (
+                ControlMessage::CallConnectNak(vec![StatusInfo {
+                    attribute: AttributeId::ENCAPSULATED_PROTOCOL_ID,
+                    status: Status::VALUE_NOT_SUPPORTED,
+                    value: vec![0, 2],
+                }]),
+                22,
+            ),
+            (ControlMessage::CallConnected(binding), 112),
+            (ControlMessage::CallAbort(Some(StatusInfo::no_error())), 20),
+            (ControlMessage::CallAbort(None), 8),
+            (
+                ControlMessage::CallDisconnect(Some(StatusInfo::no_error())),
+                20,
+            ),
+            (ControlMessage::CallDisconnectAck, 8),
+            (ControlMessage::EchoRequest, 8),
+            (ControlMessage::EchoResponse, 8),
+        ];
+        for (message, len) in cases {
+            let bytes = encoded(&message);
+            assert_eq!(bytes.len(), len, "{message:?}");
+            assert_eq!(Packet::decode(&bytes), Ok(Packet::Control(message)));
+        }
+    }
+
+    #[test]
+    fn data_packet_round_trips() {
+        let mut out = Vec::new();
+        encode_data(&[0xff, 0x03, 0x00, 0x21, 0x45], &mut out).expect("fits");
+        assert_eq!(out, [0x10, 0x00, 0x00, 0x09, 0xff, 0x03, 0x00, 0x21, 0x45]);
+        assert_eq!(
+            Packet::decode(&out),
+            Ok(Packet::Data(&[0xff, 0x03, 0x00, 0x21, 0x45]))
+        );
+    }
+
+    #[test]
+    fn data_payload_above_4091_bytes_is_refused() {
+        let mut out = Vec::new();
+        assert_eq!(
+            encode_data(&[0; MAX_PAYLOAD_LEN + 1], &mut out),
+            Err(TooLarge(4092))
+        );
+        assert!(encode_data(&[0; MAX_PAYLOAD_LEN], &mut out).is_ok());
+    }
+
+    #[test]
+    fn unknown_message_type_is_reported_with_its_value() {
+        let bytes = [0x10, 0x01, 0x00, 0x08, 0x00, 0x42, 0x00, 0x00];
+        assert_eq!(
+            Packet::decode(&bytes),
+            Err(DecodeError::UnknownMessageType(MessageType(0x42)))
+        );
+    }
+
+    #[test]
+    fn call_connected_without_binding_is_a_missing_attribute() {
+        let bytes = [0x10, 0x01, 0x00, 0x08, 0x00, 0x04, 0x00, 0x00];
+        assert_eq!(
+            Packet::decode(&bytes),
+            Err(DecodeError::MissingAttribute(AttributeId::CRYPTO_BINDING))
+        );
+    }
+
+    #[test]
+    fn connect_request_with_error_status_info_maps_to_status_info_not_supported() {
+        let mut body = vec![0, 1, 0, 2];
+        Attribute::EncapsulatedProtocolId(EncapsulatedProtocol::PPP).encode(&mut body);
+        Attribute::StatusInfo(StatusInfo::new(
+            AttributeId::NO_ERROR,
+            Status::NEGOTIATION_TIMEOUT,
+        ))
+        .encode(&mut body);
+        let err = ControlMessage::decode(&body).expect_err("status info with an error");
+        assert_eq!(
+            err.nak_status(),
+            Some(StatusInfo::new(
+                AttributeId::STATUS_INFO,
+                Status::STATUS_INFO_NOT_SUPPORTED_IN_MSG
+            ))
+        );
+    }
+
+    #[test]
+    fn duplicate_protocol_attribute_maps_to_duplicate_attribute() {
+        let mut body = vec![0, 1, 0, 2];
+        for _ in 0..2 {
+            Attribute::EncapsulatedProtocolId(EncapsulatedProtocol::PPP).encode(&mut body);
+        }
+        let err = ControlMessage::decode(&body).expect_err("duplicate");
+        assert_eq!(
+            err.nak_status(),
+            Some(StatusInfo::new(
+                AttributeId::ENCAPSULATED_PROTOCOL_ID,
+                Status::DUPLICATE_ATTRIBUTE
+            ))
+        );
+    }
+
+    #[test]
+    fn header_rejects_wrong_version_and_impossible_lengths() {
+        assert_eq!(
+            Header::parse([0x11, 0, 0, 8]),
+            Err(FramingError::Version(0x11))
+        );
+        assert_eq!(
+            Header::parse([0x10, 0, 0, 3]),
+            Err(FramingError::TooShort {
+                length: 3,
+                control: false
+            })
+        );
+        assert_eq!(
+            Header::parse([0x10, 1, 0, 7]),
+            Err(FramingError::TooShort {
+                length: 7,
+                control: true
+            })
+        );
+        assert_eq!(
+            Header::parse([0x10, 0xfe, 0xff, 0xff]),
+            Ok(Header {
+                control: false,
+                length: 4095
+            })
+        );
+    }
+}
