@@ -124,6 +124,28 @@ impl LcpPolicy {
         }
     }
 
+    /// RFC 1661 §6.4: our own magic number coming back suggests a looped-back link. Only the
+    /// magic number is Nak'd then, whatever else the request holds, so that a looped link keeps
+    /// bouncing Naks until Max-Failure instead of failing on our own (reflected) options.
+    fn check_loopback(
+        &mut self,
+        options: &[ConfigOption<'_>],
+        reject_if_disagree: bool,
+        rng: &mut dyn Rng,
+    ) -> Option<Verdict> {
+        let looped = options.iter().any(|o| {
+            o.kind == OPT_MAGIC && self.magic != 0 && o.value == self.magic.to_be_bytes()
+        });
+        if !looped || reject_if_disagree {
+            return None;
+        }
+        self.loop_suspected += 1;
+        self.magic = nonzero_u32(rng);
+        let mut nak = Vec::new();
+        write_option(OPT_MAGIC, &nonzero_u32(rng).to_be_bytes(), &mut nak);
+        Some(Verdict::Nak(nak))
+    }
+
     fn check_option(
         &mut self,
         option: &ConfigOption<'_>,
@@ -151,11 +173,6 @@ impl LcpPolicy {
                 let magic = u32::from_be_bytes([a, b, c, d]);
                 if magic != 0 && magic != self.magic {
                     return OptionAnswer::Ack;
-                }
-                if magic != 0 {
-                    // RFC 1661 §6.4: our own magic coming back suggests a looped-back link.
-                    self.loop_suspected += 1;
-                    self.magic = nonzero_u32(rng);
                 }
                 if reject_if_disagree {
                     OptionAnswer::Reject
@@ -224,6 +241,9 @@ impl OptionPolicy for LcpPolicy {
     ) -> Verdict {
         self.peer_mru = DEFAULT_MRU;
         self.peer_auth = None;
+        if let Some(nak) = self.check_loopback(options, reject_if_disagree, rng) {
+            return nak;
+        }
         let mut naks = Vec::new();
         let mut rejects = Vec::new();
         for option in options {

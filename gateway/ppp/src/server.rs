@@ -259,15 +259,15 @@ impl Server {
         }
         let policy = &self.lcp.fsm.policy;
         match self.lcp.fsm.failure() {
+            Some(Failure::NotConverging) if policy.loop_suspected > 0 => {
+                DownReason::LoopbackDetected
+            }
             Some(Failure::NotConverging) if policy.auth_refused => {
                 self.events.push_back(ServerEvent::AuthFailed {
                     username: None,
                     reason: AuthFailure::MethodNotAllowed,
                 });
                 DownReason::AuthFailed(AuthFailure::MethodNotAllowed)
-            }
-            Some(Failure::NotConverging) if policy.loop_suspected > 0 => {
-                DownReason::LoopbackDetected
             }
             Some(failure) => failure.down_reason(Protocol::LCP),
             None => DownReason::PeerTerminated,
