@@ -6,13 +6,13 @@ use std::{convert::Infallible, net::Ipv4Addr, sync::Arc, time::Instant};
 use rand_core::TryRng;
 
 use crate::{
-    AddressAllocator, AuthPolicy, Lookup, NtHash, Protocol, Server, ServerConfig, Timers,
-    UserLookup, decode_frame, encode_frame,
-    packet::{Code, encode_packet, parse_options},
+    AddressAllocator, AuthPolicy, Client, ClientConfig, Lookup, NtHash, Protocol, Server,
+    ServerConfig, Timers, UserLookup, decode_frame, encode_frame,
+    packet::{Code, Packet, encode_packet, parse_options},
 };
 
 /// Decodes `data` as a PPP frame, checks the re-encoded frame decodes the same, and feeds
-/// control frames to a server whose LCP is negotiating.
+/// control frames to a server whose LCP is negotiating and to one that has logged a client in.
 pub fn ppp_frame(data: &[u8]) {
     let Ok(frame) = decode_frame(data) else {
         return;
@@ -28,22 +28,106 @@ pub fn ppp_frame(data: &[u8]) {
     server.lower_up(now);
     server.handle_frame(now, frame.protocol, frame.information);
     drain(&mut server);
+    let (mut server, _) = logged_in_server(now);
+    server.handle_frame(now, frame.protocol, frame.information);
+    drain(&mut server);
 }
 
-/// Parses `data` as an LCP option list and sends it to a server as the options of a peer's
-/// LCP Configure-Request, then as IPCP options after a real login.
+/// Uses `data` as the option list of every kind of Configure packet a peer can send: LCP
+/// Configure-Request/Nak/Reject to a negotiating server and client, and IPCP/IPv6CP ones to a
+/// server that has just logged a client in.
 pub fn lcp_options(data: &[u8]) {
     let _ = parse_options(data);
-    let mut request = Vec::new();
-    encode_packet(Code::CONFIGURE_REQUEST, 1, data, &mut request);
     let now = Instant::now();
+
     let mut server = server();
     server.lower_up(now);
-    server.handle_frame(now, Protocol::LCP, &request);
-    drain(&mut server);
-    server.handle_frame(now, Protocol::IPCP, &request);
-    server.handle_frame(now, Protocol::IPV6CP, &request);
-    drain(&mut server);
+    let sent = drain(&mut server);
+    answer_requests(&mut server, now, Protocol::LCP, &sent, data);
+
+    let mut client = Client::new(client_config(), Box::new(XorShift(7)));
+    client.lower_up(now);
+    let mut request = Vec::new();
+    encode_packet(Code::CONFIGURE_REQUEST, 1, data, &mut request);
+    client.handle_frame(now, Protocol::LCP, &request);
+    while client.poll_transmit().is_some() {}
+
+    let (mut server, sent) = logged_in_server(now);
+    for protocol in [Protocol::IPCP, Protocol::IPV6CP] {
+        answer_requests(&mut server, now, protocol, &sent, data);
+    }
+}
+
+/// Sends `options` as a Configure-Request and as a Nak and a Reject of the server's last
+/// Configure-Request of `protocol` found in `sent`.
+fn answer_requests(
+    server: &mut Server,
+    now: Instant,
+    protocol: Protocol,
+    sent: &[Vec<u8>],
+    options: &[u8],
+) {
+    let last_request_id = sent.iter().rev().find_map(|frame| {
+        let frame = decode_frame(frame).ok()?;
+        let packet = Packet::parse(frame.information).ok()?;
+        (frame.protocol == protocol && packet.code == Code::CONFIGURE_REQUEST).then_some(packet.id)
+    });
+    let mut codes = vec![(Code::CONFIGURE_REQUEST, 0x5A)];
+    if let Some(id) = last_request_id {
+        codes.extend([(Code::CONFIGURE_NAK, id), (Code::CONFIGURE_REJECT, id)]);
+    }
+    for (code, id) in codes {
+        let mut packet = Vec::new();
+        encode_packet(code, id, options, &mut packet);
+        server.handle_frame(now, protocol, &packet);
+        drain(server);
+    }
+}
+
+/// A server that has authenticated a client and started IPCP and IPv6CP, with every frame it
+/// sent on the way.
+pub(crate) fn logged_in_server(now: Instant) -> (Server, Vec<Vec<u8>>) {
+    let mut server = server();
+    let mut client = Client::new(client_config(), Box::new(XorShift(11)));
+    server.lower_up(now);
+    client.lower_up(now);
+    let mut sent = Vec::new();
+    // The in-memory handshake settles in a few dozen frames; the bound only guards the loop.
+    for _ in 0..64 {
+        let from_server = drain(&mut server);
+        let from_client = drain_client(&mut client);
+        if from_server.is_empty() && from_client.is_empty() {
+            break;
+        }
+        for frame in &from_server {
+            if let Ok(frame) = decode_frame(frame) {
+                client.handle_frame(now, frame.protocol, frame.information);
+            }
+        }
+        for frame in &from_client {
+            if let Ok(frame) = decode_frame(frame) {
+                server.handle_frame(now, frame.protocol, frame.information);
+            }
+        }
+        sent.extend(from_server);
+    }
+    (server, sent)
+}
+
+fn client_config() -> ClientConfig {
+    ClientConfig {
+        username: "user".to_owned(),
+        password: "password".to_owned(),
+        auth: AuthPolicy::default(),
+        request_dns: true,
+        ipv6: true,
+        timers: Timers::default(),
+    }
+}
+
+fn drain_client(client: &mut Client) -> Vec<Vec<u8>> {
+    while client.poll_event().is_some() {}
+    std::iter::from_fn(|| client.poll_transmit()).collect()
 }
 
 fn server() -> Server {
@@ -67,9 +151,9 @@ fn server() -> Server {
     )
 }
 
-fn drain(server: &mut Server) {
-    while server.poll_transmit().is_some() {}
+fn drain(server: &mut Server) -> Vec<Vec<u8>> {
     while server.poll_event().is_some() {}
+    std::iter::from_fn(|| server.poll_transmit()).collect()
 }
 
 struct OneUser;

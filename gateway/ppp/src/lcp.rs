@@ -133,9 +133,9 @@ impl LcpPolicy {
         reject_if_disagree: bool,
         rng: &mut dyn Rng,
     ) -> Option<Verdict> {
-        let looped = options.iter().any(|o| {
-            o.kind == OPT_MAGIC && self.magic != 0 && o.value == self.magic.to_be_bytes()
-        });
+        let looped = options
+            .iter()
+            .any(|o| o.kind == OPT_MAGIC && self.magic != 0 && o.value == self.magic.to_be_bytes());
         if !looped || reject_if_disagree {
             return None;
         }
@@ -197,8 +197,9 @@ impl LcpPolicy {
             (OPT_MAGIC, _) if self.magic != 0 => self.magic = nonzero_u32(rng),
             (OPT_AUTH_PROTOCOL, value) if self.role == Role::Authenticator => {
                 let suggested = AuthProtocol::parse(value).filter(|m| m.is_allowed(self.auth));
-                let next = suggested
-                    .or_else(|| AuthProtocol::allowed(self.auth).find(|m| Some(*m) != self.our_auth));
+                let next = suggested.or_else(|| {
+                    AuthProtocol::allowed(self.auth).find(|m| Some(*m) != self.our_auth)
+                });
                 match next {
                     Some(method) => self.our_auth = Some(method),
                     None => {
@@ -404,7 +405,8 @@ impl Lcp {
         let mut data = Vec::with_capacity(4 + room.min(rest.len()));
         data.extend_from_slice(&magic.to_be_bytes());
         data.extend_from_slice(rest.get(..room).unwrap_or(rest));
-        cx.out.push(Protocol::LCP, Code::ECHO_REPLY, packet.id, &data);
+        cx.out
+            .push(Protocol::LCP, Code::ECHO_REPLY, packet.id, &data);
     }
 
     /// The most LCP data bytes a packet to the peer may carry (its MRU less our headers).

@@ -86,7 +86,11 @@ pub(crate) fn write_option(kind: u8, value: &[u8], out: &mut Vec<u8>) {
     let len = u8::try_from(value.len() + OPTION_HEADER_LEN).unwrap_or(u8::MAX);
     out.push(kind);
     out.push(len);
-    out.extend_from_slice(value.get(..usize::from(len) - OPTION_HEADER_LEN).unwrap_or(value));
+    out.extend_from_slice(
+        value
+            .get(..usize::from(len) - OPTION_HEADER_LEN)
+            .unwrap_or(value),
+    );
 }
 
 /// Splits an option list into TLVs, failing on any malformed length (RFC 1661 §6: Length

@@ -92,7 +92,8 @@ impl ChapServer {
             AuthOutcome::Success { .. } => CHAP_SUCCESS,
             AuthOutcome::Failure { .. } => CHAP_FAILURE,
         };
-        cx.out.push(Protocol::CHAP, code, self.id, message.as_bytes());
+        cx.out
+            .push(Protocol::CHAP, code, self.id, message.as_bytes());
         self.result = Some((code, message.into_bytes()));
         Some(outcome)
     }
@@ -315,7 +316,10 @@ impl ChapClient {
             return None;
         }
         self.done = true;
-        let proof = packet.data.get(..answered.expected.len()).unwrap_or_default();
+        let proof = packet
+            .data
+            .get(..answered.expected.len())
+            .unwrap_or_default();
         if !bool::from(proof.ct_eq(answered.expected.as_bytes())) {
             // RFC 2759 §5: the peer MUST verify the server knows the password too.
             return Some(ClientAuthOutcome::Failure {

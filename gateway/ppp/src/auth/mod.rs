@@ -160,10 +160,7 @@ mod tests {
         assert_eq!(hex_str, "44ebba8d5312b8d611474411f56989ae");
         assert_eq!(NtHash::from_hex(&hex_str.to_uppercase()).unwrap(), hash);
         assert_eq!(NtHash::from_hex("abc"), Err(NtHashError::Length(3)));
-        assert_eq!(
-            NtHash::from_hex(&"zz".repeat(16)),
-            Err(NtHashError::NotHex)
-        );
+        assert_eq!(NtHash::from_hex(&"zz".repeat(16)), Err(NtHashError::NotHex));
     }
 
     #[test]

@@ -239,8 +239,12 @@ mod tests {
 
     #[test]
     fn rfc2759_nt_response() {
-        let response =
-            generate_nt_response(&bytes(AUTH_CHALLENGE), &bytes(PEER_CHALLENGE), USER, &hash());
+        let response = generate_nt_response(
+            &bytes(AUTH_CHALLENGE),
+            &bytes(PEER_CHALLENGE),
+            USER,
+            &hash(),
+        );
         assert_eq!(response, bytes::<24>(NT_RESPONSE));
     }
 

@@ -199,8 +199,12 @@ impl PapClient {
     }
 
     fn send(&mut self, cx: &mut Ctx<'_>) {
-        cx.out
-            .push(Protocol::PAP, PAP_AUTHENTICATE_REQUEST, self.id, &self.request);
+        cx.out.push(
+            Protocol::PAP,
+            PAP_AUTHENTICATE_REQUEST,
+            self.id,
+            &self.request,
+        );
         self.retries_left = self.retries_left.saturating_sub(1);
         self.deadline = Some(cx.now + self.timers.restart);
     }

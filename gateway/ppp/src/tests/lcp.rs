@@ -40,7 +40,8 @@ impl Raw {
             .map(|f| parse_sent(&f))
             .collect();
         self.sent.extend(new.iter().cloned());
-        self.events.extend(std::iter::from_fn(|| self.server.poll_event()));
+        self.events
+            .extend(std::iter::from_fn(|| self.server.poll_event()));
         new
     }
 
@@ -130,7 +131,15 @@ fn windows_configure_request_gets_callback_mrru_and_endpoint_rejected_then_acked
 fn empty_configure_request_is_acked() {
     let mut raw = Raw::new(server_config());
     let answer = raw.send(Protocol::LCP, &packet(1, 3, &[]));
-    assert_eq!(answer, [Sent { protocol: Protocol::LCP, code: 2, id: 3, data: vec![] }]);
+    assert_eq!(
+        answer,
+        [Sent {
+            protocol: Protocol::LCP,
+            code: 2,
+            id: 3,
+            data: vec![]
+        }]
+    );
 }
 
 #[test]
@@ -156,7 +165,10 @@ fn an_ack_that_does_not_match_our_request_is_ignored() {
     let mut raw = Raw::new(server_config());
     let request = raw.last(Protocol::LCP, 1).clone();
     raw.send(Protocol::LCP, &packet(2, request.id, &[0x07, 0x02]));
-    raw.send(Protocol::LCP, &packet(2, request.id.wrapping_add(9), &request.data));
+    raw.send(
+        Protocol::LCP,
+        &packet(2, request.id.wrapping_add(9), &request.data),
+    );
     raw.send(Protocol::LCP, &packet(1, 1, &[]));
     assert!(
         !raw.sent.iter().any(|s| s.protocol == Protocol::CHAP),
@@ -175,7 +187,10 @@ fn ccp_is_dropped_before_lcp_opens_and_protocol_rejected_after() {
     assert_eq!((answer[0].protocol, answer[0].code), (Protocol::LCP, 8));
     assert_eq!(&answer[0].data[..2], &[0x80, 0xFD]);
     assert_eq!(&answer[0].data[2..], &ccp[..]);
-    assert!(raw.downs().is_empty(), "a Protocol-Reject does not end the link");
+    assert!(
+        raw.downs().is_empty(),
+        "a Protocol-Reject does not end the link"
+    );
 }
 
 #[test]
@@ -205,7 +220,10 @@ fn echo_request_is_answered_with_our_magic_and_the_same_data() {
 #[test]
 fn echo_request_before_lcp_opens_is_not_answered() {
     let mut raw = Raw::new(server_config());
-    assert!(raw.send(Protocol::LCP, &packet(9, 1, &[1, 2, 3, 4])).is_empty());
+    assert!(
+        raw.send(Protocol::LCP, &packet(9, 1, &[1, 2, 3, 4]))
+            .is_empty()
+    );
 }
 
 #[test]
@@ -252,13 +270,19 @@ fn peer_that_naks_forever_ends_the_link_after_max_failure() {
     let mut raw = Raw::new(server_config());
     for _ in 0..50 {
         let request = raw.last(Protocol::LCP, 1).clone();
-        let answer = raw.send(Protocol::LCP, &packet(3, request.id, &[0x05, 0x06, 1, 2, 3, 4]));
+        let answer = raw.send(
+            Protocol::LCP,
+            &packet(3, request.id, &[0x05, 0x06, 1, 2, 3, 4]),
+        );
         if answer.iter().any(|s| s.code == 5) {
             break;
         }
     }
     let naks_answered = raw.sent.iter().filter(|s| s.code == 1).count();
-    assert_eq!(naks_answered, 6, "the first request plus one per tolerated Nak");
+    assert_eq!(
+        naks_answered, 6,
+        "the first request plus one per tolerated Nak"
+    );
     let terminate = raw.last(Protocol::LCP, 5).clone();
     raw.send(Protocol::LCP, &packet(6, terminate.id, &[]));
     assert_eq!(
@@ -299,7 +323,11 @@ fn looped_back_link_is_detected_through_the_magic_number() {
             .iter()
             .map(|s| packet(s.code, s.id, &s.data))
             .collect();
-        looped.extend(frames.iter().map(|f| decode_frame(f).unwrap().information.to_vec()));
+        looped.extend(
+            frames
+                .iter()
+                .map(|f| decode_frame(f).unwrap().information.to_vec()),
+        );
         if looped.is_empty() {
             break;
         }
@@ -317,7 +345,12 @@ fn peer_terminate_request_is_acked_at_once_and_down_follows_after_the_restart_pe
     let answer = raw.send(Protocol::LCP, &packet(5, 0x77, &[]));
     assert_eq!(
         answer,
-        [Sent { protocol: Protocol::LCP, code: 6, id: 0x77, data: vec![] }]
+        [Sent {
+            protocol: Protocol::LCP,
+            code: 6,
+            id: 0x77,
+            data: vec![]
+        }]
     );
     assert!(raw.downs().is_empty());
     raw.tick();
@@ -339,7 +372,10 @@ fn unanswered_challenge_is_retransmitted_then_authentication_times_out() {
         .filter(|s| s.protocol == Protocol::CHAP && s.code == 1)
         .collect();
     assert_eq!(challenges.len(), 10);
-    assert!(challenges.windows(2).all(|w| w[0] == w[1]), "same id and challenge");
+    assert!(
+        challenges.windows(2).all(|w| w[0] == w[1]),
+        "same id and challenge"
+    );
     assert_eq!(
         raw.events[0],
         ServerEvent::AuthFailed {

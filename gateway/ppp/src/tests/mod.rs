@@ -9,7 +9,7 @@ use std::{
     collections::HashMap,
     net::Ipv4Addr,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use rand_chacha::ChaCha20Rng;
@@ -153,7 +153,11 @@ pub(super) struct Sent {
 
 pub(super) fn parse_sent(frame: &[u8]) -> Sent {
     let decoded = decode_frame(frame).unwrap();
-    assert_eq!(&frame[..2], &[0xFF, 0x03], "we always send the uncompressed header");
+    assert_eq!(
+        &frame[..2],
+        &[0xFF, 0x03],
+        "we always send the uncompressed header"
+    );
     let packet = Packet::parse(decoded.information).unwrap();
     Sent {
         protocol: decoded.protocol,
@@ -216,8 +220,10 @@ impl Pair {
                 self.server
                     .handle_frame(self.now, decoded.protocol, decoded.information);
             }
-            self.server_events.extend(std::iter::from_fn(|| self.server.poll_event()));
-            self.client_events.extend(std::iter::from_fn(|| self.client.poll_event()));
+            self.server_events
+                .extend(std::iter::from_fn(|| self.server.poll_event()));
+            self.client_events
+                .extend(std::iter::from_fn(|| self.client.poll_event()));
             if !moved {
                 return;
             }
@@ -240,22 +246,5 @@ impl Pair {
             self.drive();
         }
         panic!("timers never stopped");
-    }
-
-    /// Runs the pair until it is quiet or `limit` of virtual time has passed.
-    pub(super) fn run_for(&mut self, limit: Duration) {
-        let end = self.now + limit;
-        self.drive();
-        while let Some(next) = [self.server.poll_timeout(), self.client.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-            .filter(|next| *next <= end)
-        {
-            self.now = self.now.max(next);
-            self.server.handle_timeout(self.now);
-            self.client.handle_timeout(self.now);
-            self.drive();
-        }
     }
 }

@@ -83,7 +83,11 @@ fn server_challenge_carries_the_server_name_and_success_the_authenticator_respon
     assert_eq!(chap[2].code, 3);
     assert!(success.starts_with("S="), "{success}");
     let hex_part = &success[2..42];
-    assert!(hex_part.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+    assert!(
+        hex_part
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+    );
     assert!(success[42..].starts_with(" M="), "{success}");
 }
 
@@ -145,7 +149,10 @@ fn server_allowing_both_methods_switches_to_pap_when_the_client_naks_mschapv2() 
     let pair = pair_with(server, alice(), client, &pool);
     assert!(matches!(
         pair.server_events[0],
-        ServerEvent::Authenticated { method: AuthMethod::Pap, .. }
+        ServerEvent::Authenticated {
+            method: AuthMethod::Pap,
+            ..
+        }
     ));
 }
 
@@ -196,7 +203,12 @@ fn pap_only_client_is_refused_when_pap_is_not_allowed() {
 
 fn failed_login(users: Users, username: &str, password: &str) -> (Pair, Pool) {
     let pool = Pool::new(&POOL);
-    let pair = pair_with(server_config(), users, client_config(username, password), &pool);
+    let pair = pair_with(
+        server_config(),
+        users,
+        client_config(username, password),
+        &pool,
+    );
     (pair, pool)
 }
 
@@ -213,8 +225,10 @@ fn assert_refused(pair: &Pair, username: &str, reason: AuthFailure) {
             },
         ]
     );
-    let [ClientEvent::AuthFailed { message }, ClientEvent::Down { reason }] =
-        &pair.client_events[..]
+    let [
+        ClientEvent::AuthFailed { message },
+        ClientEvent::Down { reason },
+    ] = &pair.client_events[..]
     else {
         panic!("unexpected client events {:?}", pair.client_events);
     };
@@ -225,8 +239,14 @@ fn assert_refused(pair: &Pair, username: &str, reason: AuthFailure) {
     assert!(message[12..44].chars().all(|c| c.is_ascii_hexdigit()));
     assert!(message[44..].starts_with(" V=3 M="), "{message}");
     // The Failure goes out before LCP's Terminate-Request.
-    let failure = pair.wire.iter().position(|(s, p)| *s && p.protocol == Protocol::CHAP && p.code == 4);
-    let terminate = pair.wire.iter().position(|(s, p)| *s && p.protocol == Protocol::LCP && p.code == 5);
+    let failure = pair
+        .wire
+        .iter()
+        .position(|(s, p)| *s && p.protocol == Protocol::CHAP && p.code == 4);
+    let terminate = pair
+        .wire
+        .iter()
+        .position(|(s, p)| *s && p.protocol == Protocol::LCP && p.code == 5);
     assert!(failure.unwrap() < terminate.unwrap());
 }
 
@@ -274,11 +294,15 @@ fn pap_with_a_wrong_password_gets_a_nak_and_the_link_goes_down() {
             reason: DownReason::AuthFailed(AuthFailure::BadPassword)
         })
     );
-    assert!(matches!(pair.client_events[0], ClientEvent::AuthFailed { .. }));
-    assert!(pair
-        .wire
-        .iter()
-        .any(|(s, p)| *s && p.protocol == Protocol::PAP && p.code == 3));
+    assert!(matches!(
+        pair.client_events[0],
+        ClientEvent::AuthFailed { .. }
+    ));
+    assert!(
+        pair.wire
+            .iter()
+            .any(|(s, p)| *s && p.protocol == Protocol::PAP && p.code == 3)
+    );
 }
 
 #[test]
@@ -319,10 +343,12 @@ fn ipv6cp_is_protocol_rejected_when_disabled_and_ipv4_still_comes_up() {
         .expect("a Protocol-Reject");
     assert_eq!(&reject.1.data[..2], &[0x80, 0x57]);
     assert!(matches!(pair.client_events[1], ClientEvent::Ipv4Up { .. }));
-    assert!(!pair
-        .client_events
-        .iter()
-        .any(|e| matches!(e, ClientEvent::Down { .. } | ClientEvent::Ipv6Up { .. })));
+    assert!(
+        !pair
+            .client_events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Down { .. } | ClientEvent::Ipv6Up { .. }))
+    );
 }
 
 #[test]
@@ -366,7 +392,12 @@ fn client_termination_is_reported_as_peer_terminated_after_the_restart_period() 
     pair.drive();
     pair.client.close(pair.now, "user hung up");
     pair.drive();
-    assert!(!pair.server_events.iter().any(|e| matches!(e, ServerEvent::Down { .. })));
+    assert!(
+        !pair
+            .server_events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Down { .. }))
+    );
     pair.run();
     assert_eq!(
         pair.server_events.last(),
@@ -424,7 +455,10 @@ fn exhausted_pool_ends_the_session_after_authentication() {
         client_config("alice", "correct horse"),
         &pool,
     );
-    assert!(matches!(pair.server_events[0], ServerEvent::Authenticated { .. }));
+    assert!(matches!(
+        pair.server_events[0],
+        ServerEvent::Authenticated { .. }
+    ));
     assert_eq!(
         pair.server_events.last(),
         Some(&ServerEvent::Down {
@@ -436,8 +470,18 @@ fn exhausted_pool_ends_the_session_after_authentication() {
 #[test]
 fn two_sessions_get_different_addresses_from_a_shared_pool() {
     let pool = Pool::new(&POOL);
-    let first = pair_with(server_config(), alice(), client_config("alice", "correct horse"), &pool);
-    let second = pair_with(server_config(), alice(), client_config("alice", "correct horse"), &pool);
+    let first = pair_with(
+        server_config(),
+        alice(),
+        client_config("alice", "correct horse"),
+        &pool,
+    );
+    let second = pair_with(
+        server_config(),
+        alice(),
+        client_config("alice", "correct horse"),
+        &pool,
+    );
     assert_eq!(first.server.peer_ipv4(), Some(POOL[0]));
     assert_eq!(second.server.peer_ipv4(), Some(POOL[1]));
 }
