@@ -214,3 +214,100 @@ const OPT_IP_ADDRESS: u8 = 3;
 const OPT_PRIMARY_DNS: u8 = 129;
 /// Secondary-DNS-Address (RFC 1877 §1.3).
 const OPT_SECONDARY_DNS: u8 = 131;
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::packet::parse_options;
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 7);
+    const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 53);
+
+    fn check(policy: &mut impl OptionPolicy, options: &[u8]) -> Verdict {
+        let mut rng = ChaCha20Rng::seed_from_u64(0);
+        policy.check_request(&parse_options(options).unwrap(), false, &mut rng)
+    }
+
+    fn option(kind: u8, addr: Ipv4Addr) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_option(kind, &addr.octets(), &mut out);
+        out
+    }
+
+    fn server() -> IpcpServerPolicy {
+        IpcpServerPolicy::new(LOCAL, PEER, [Some(DNS), None])
+    }
+
+    #[test]
+    fn server_requests_its_own_address() {
+        let mut out = Vec::new();
+        server().request(&mut out);
+        assert_eq!(out, option(OPT_IP_ADDRESS, LOCAL));
+    }
+
+    #[test]
+    fn server_naks_zero_or_wrong_addresses_with_the_assigned_one_and_configured_dns() {
+        let mut request = option(OPT_IP_ADDRESS, Ipv4Addr::UNSPECIFIED);
+        request.extend(option(OPT_PRIMARY_DNS, Ipv4Addr::UNSPECIFIED));
+        let mut nak = option(OPT_IP_ADDRESS, PEER);
+        nak.extend(option(OPT_PRIMARY_DNS, DNS));
+        assert_eq!(check(&mut server(), &request), Verdict::Nak(nak));
+
+        let wrong = option(OPT_IP_ADDRESS, Ipv4Addr::new(192, 168, 1, 9));
+        let nak = option(OPT_IP_ADDRESS, PEER);
+        assert_eq!(check(&mut server(), &wrong), Verdict::Nak(nak));
+    }
+
+    #[test]
+    fn server_acks_the_assigned_address_and_dns() {
+        let mut request = option(OPT_IP_ADDRESS, PEER);
+        request.extend(option(OPT_PRIMARY_DNS, DNS));
+        assert_eq!(check(&mut server(), &request), Verdict::Ack);
+    }
+
+    #[test]
+    fn server_rejects_unconfigured_dns_nbns_and_ip_compression() {
+        let mut request = option(OPT_IP_ADDRESS, PEER);
+        let mut rejected = option(OPT_SECONDARY_DNS, Ipv4Addr::UNSPECIFIED);
+        rejected.extend(option(130, Ipv4Addr::UNSPECIFIED));
+        rejected.extend([0x02, 0x06, 0x00, 0x2D, 0x0F, 0x01]);
+        request.extend(&rejected);
+        assert_eq!(check(&mut server(), &request), Verdict::Reject(rejected));
+    }
+
+    #[test]
+    fn server_suggests_an_address_to_a_peer_that_asked_for_none() {
+        let nak = option(OPT_IP_ADDRESS, PEER);
+        assert_eq!(check(&mut server(), &[]), Verdict::Nak(nak));
+    }
+
+    #[test]
+    fn client_takes_the_naked_address_and_dns_and_drops_rejected_dns() {
+        let mut rng = ChaCha20Rng::seed_from_u64(0);
+        let mut client = IpcpClientPolicy::new(true);
+        let mut nak = option(OPT_IP_ADDRESS, PEER);
+        nak.extend(option(OPT_PRIMARY_DNS, DNS));
+        client
+            .nakked(&parse_options(&nak).unwrap(), &mut rng)
+            .unwrap();
+        let reject = option(OPT_SECONDARY_DNS, Ipv4Addr::UNSPECIFIED);
+        client.rejected(&parse_options(&reject).unwrap()).unwrap();
+        let mut request = Vec::new();
+        client.request(&mut request);
+        let mut expected = option(OPT_IP_ADDRESS, PEER);
+        expected.extend(option(OPT_PRIMARY_DNS, DNS));
+        assert_eq!(request, expected);
+        assert_eq!(client.dns, [Some(DNS), None]);
+    }
+
+    #[test]
+    fn client_cannot_do_without_an_address() {
+        let mut client = IpcpClientPolicy::new(false);
+        let reject = option(OPT_IP_ADDRESS, Ipv4Addr::UNSPECIFIED);
+        assert!(client.rejected(&parse_options(&reject).unwrap()).is_err());
+    }
+}

@@ -100,3 +100,66 @@ impl OptionPolicy for Ipv6cpPolicy {
 
 /// Interface-Identifier (RFC 5072 §4.1).
 const OPT_INTERFACE_IDENTIFIER: u8 = 1;
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::packet::parse_options;
+
+    fn policy(rng: &mut ChaCha20Rng) -> Ipv6cpPolicy {
+        let mut policy = Ipv6cpPolicy::default();
+        policy.reset(rng);
+        policy
+    }
+
+    fn id_option(id: [u8; 8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_option(OPT_INTERFACE_IDENTIFIER, &id, &mut out);
+        out
+    }
+
+    #[test]
+    fn zero_or_duplicate_identifiers_are_naked_with_a_fresh_one() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut policy = policy(&mut rng);
+        for id in [[0; 8], policy.local_id] {
+            let request = id_option(id);
+            let verdict = policy.check_request(&parse_options(&request).unwrap(), false, &mut rng);
+            let Verdict::Nak(nak) = verdict else {
+                panic!("expected a Nak, got {verdict:?}");
+            };
+            let suggested = &nak[2..];
+            assert_ne!(suggested, [0; 8]);
+            assert_ne!(suggested, policy.local_id);
+        }
+    }
+
+    #[test]
+    fn a_distinct_identifier_is_acked_and_compression_rejected() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut policy = policy(&mut rng);
+        let peer = [1, 2, 3, 4, 5, 6, 7, 8];
+        let request = id_option(peer);
+        let verdict = policy.check_request(&parse_options(&request).unwrap(), false, &mut rng);
+        assert_eq!(verdict, Verdict::Ack);
+        assert_eq!(policy.peer_id, Some(peer));
+        let compression = [0x02, 0x04, 0x00, 0x4F];
+        let verdict = policy.check_request(&parse_options(&compression).unwrap(), false, &mut rng);
+        assert_eq!(verdict, Verdict::Reject(compression.to_vec()));
+    }
+
+    #[test]
+    fn a_nak_changes_our_identifier_to_the_suggestion() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut policy = policy(&mut rng);
+        let suggested = [9; 8];
+        let nak = id_option(suggested);
+        policy
+            .nakked(&parse_options(&nak).unwrap(), &mut rng)
+            .unwrap();
+        assert_eq!(policy.local_id, suggested);
+    }
+}

@@ -485,3 +485,29 @@ fn two_sessions_get_different_addresses_from_a_shared_pool() {
     assert_eq!(first.server.peer_ipv4(), Some(POOL[0]));
     assert_eq!(second.server.peer_ipv4(), Some(POOL[1]));
 }
+
+#[test]
+fn dns_requests_are_rejected_when_none_is_configured_and_ipv4_still_comes_up() {
+    let pool = Pool::new(&POOL);
+    let mut server = server_config();
+    server.dns = [None, None];
+    let pair = pair_with(
+        server,
+        alice(),
+        client_config("alice", "correct horse"),
+        &pool,
+    );
+    assert_eq!(
+        pair.client_events[1],
+        ClientEvent::Ipv4Up {
+            local: POOL[0],
+            dns: [None, None]
+        }
+    );
+    let reject = pair
+        .wire
+        .iter()
+        .find(|(s, p)| *s && p.protocol == Protocol::IPCP && p.code == 4)
+        .expect("an IPCP Configure-Reject");
+    assert_eq!(reject.1.data, [129, 6, 0, 0, 0, 0, 131, 6, 0, 0, 0, 0]);
+}
