@@ -1,0 +1,20 @@
+//! The SSTP gateway's I/O shell: everything that touches sockets, files, devices and the kernel
+//! around the sans-IO protocol crates (`sstp-proto`, `sstp-ppp`).
+//!
+//! Each module has one job:
+//! - [`pki`]: the standalone CA, server certificate and CRL, and certificate inspection.
+//! - [`ip_pool`]: the tunnel address allocator (pure).
+//! - [`router`]: destination address -> session channel, for packets read from the TUN device.
+//! - [`tun`]: the TUN device (Linux).
+//! - [`nat`]: the nftables table for masquerade and MSS clamping.
+//! - [`metrics`]: the Prometheus registry and every `sstp_*` metric.
+//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`) and the plain HTTP
+//!   server for `/sstp/ca.crt` and `/sstp/ca.crl`.
+//! - [`users_file`]: the users document, loaded from a file and reloaded on change.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+pub mod ip_pool;
+pub mod metrics;
+pub mod pki;
+pub mod router;

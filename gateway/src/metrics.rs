@@ -1,0 +1,292 @@
+//! Every Prometheus metric the gateway exports, all prefixed `sstp_`.
+//!
+//! Label values come from the enums below, never from peer input or user names, so the number of
+//! series is fixed and known up front (every series is created at zero on start, which lets
+//! dashboards and alerts see a rate of 0 instead of "no data").
+
+use std::time::Duration;
+
+use prometheus::{Histogram, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder};
+
+use crate::{ip_pool::PoolCounts, router::DropReason};
+
+/// The gateway's registry and handles to each metric.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `sstp_sessions_active`: sessions whose tunnel is up right now.
+    sessions_active: IntGauge,
+    /// `sstp_sessions_total{result}`: session attempts by how their setup ended.
+    sessions_total: IntCounterVec,
+    /// `sstp_auth_failures_total{reason}`: failed PPP authentications.
+    auth_failures_total: IntCounterVec,
+    /// `sstp_bytes_total{direction}`: IP payload bytes through tunnels.
+    bytes_total: IntCounterVec,
+    /// `sstp_packets_total{direction}`: IP packets through tunnels.
+    packets_total: IntCounterVec,
+    /// `sstp_handshake_duration_seconds`: TCP accept to tunnel up, for established sessions.
+    handshake_duration_seconds: Histogram,
+    /// `sstp_address_pool_addresses{state}`: client addresses by state (free/allocated/reserved).
+    address_pool_addresses: IntGaugeVec,
+    /// `sstp_users_loaded`: users in the users document in force.
+    users_loaded: IntGauge,
+    /// `sstp_users_reload_total{result}`: users document loads (success or error).
+    users_reload_total: IntCounterVec,
+    /// `sstp_certificate_expiry_timestamp_seconds`: notAfter of the served certificate (Unix s).
+    certificate_expiry_timestamp_seconds: IntGauge,
+    /// `sstp_connections_rejected_total{reason}`: connections closed before an SSTP session
+    /// existed (limits, TLS or preamble failures, PROXY header errors, shutdown).
+    connections_rejected_total: IntCounterVec,
+    /// `sstp_tun_packets_dropped_total{reason}`: packets read from the TUN device that no session
+    /// took (see [`DropReason`]).
+    tun_packets_dropped_total: IntCounterVec,
+}
+
+/// How a session attempt ended its setup (`sessions_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionResult {
+    /// The tunnel came up (IPCP opened).
+    Established,
+    /// Authentication failed.
+    AuthFailed,
+    /// SSTP or PPP negotiation failed (rejects, crypto binding mismatch, protocol errors).
+    NegotiationFailed,
+    /// A setup deadline passed.
+    Timeout,
+    /// The client went away during setup.
+    ClientAborted,
+}
+
+/// Why authentication failed (`auth_failures_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailureReason {
+    /// No such user in the users document.
+    UnknownUser,
+    /// The response did not match the NT hash.
+    BadCredentials,
+    /// The user is disabled.
+    Disabled,
+    /// The user's `expiresAt` has passed.
+    Expired,
+    /// The user already has their maximum number of sessions.
+    SessionLimit,
+    /// The source or user name is blocked by the failure throttle.
+    Throttled,
+    /// The client insisted on a method that is not enabled (e.g. PAP).
+    MethodRefused,
+}
+
+/// Which way traffic flows (`bytes_total{direction}`, `packets_total{direction}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client into the gateway (tunnel to TUN).
+    FromClient,
+    /// From the gateway to the client (TUN to tunnel).
+    ToClient,
+}
+
+/// Why a connection was refused before it became a session (`connections_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// `limits.maxSessions` reached.
+    MaxSessions,
+    /// `limits.maxConnectionsPerSource` reached.
+    PerSourceLimit,
+    /// The TLS handshake failed.
+    TlsHandshakeFailed,
+    /// The TLS handshake missed its deadline.
+    TlsHandshakeTimeout,
+    /// The HTTP preamble was not a valid `SSTP_DUPLEX_POST`.
+    InvalidPreamble,
+    /// The HTTP preamble missed its deadline.
+    PreambleTimeout,
+    /// A required PROXY protocol header was missing or malformed.
+    InvalidProxyHeader,
+    /// The gateway is shutting down.
+    ShuttingDown,
+}
+
+/// Whether a users document load succeeded (`users_reload_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new document is in force.
+    Success,
+    /// The new document was refused; the last good one stays.
+    Error,
+}
+
+impl Metrics {
+    /// Creates and registers every metric, each labelled series at zero.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some(PREFIX.to_owned()), None)
+            .expect("the prefix is a valid metric name");
+        let reg = Registrar(&registry);
+        Self {
+            sessions_active: reg.gauge("sessions_active", "SSTP sessions whose tunnel is up"),
+            sessions_total: reg.counters(
+                "sessions_total",
+                "SSTP session attempts by how their setup ended",
+                "result",
+                &SessionResult::ALL.map(SessionResult::as_label),
+            ),
+            auth_failures_total: reg.counters(
+                "auth_failures_total",
+                "Failed PPP authentications by reason",
+                "reason",
+                &AuthFailureReason::ALL.map(AuthFailureReason::as_label),
+            ),
+            bytes_total: reg.counters(
+                "bytes_total",
+                "IP bytes carried through tunnels",
+                "direction",
+                &Direction::ALL.map(Direction::as_label),
+            ),
+            packets_total: reg.counters(
+                "packets_total",
+                "IP packets carried through tunnels",
+                "direction",
+                &Direction::ALL.map(Direction::as_label),
+            ),
+            handshake_duration_seconds: reg.histogram(
+                "handshake_duration_seconds",
+                "Time from TCP accept to tunnel up for established sessions",
+            ),
+            address_pool_addresses: reg.gauges(
+                "address_pool_addresses",
+                "Client addresses of the pool by state",
+                "state",
+                &POOL_STATES,
+            ),
+            users_loaded: reg.gauge("users_loaded", "Users in the users document in force"),
+            users_reload_total: reg.counters(
+                "users_reload_total",
+                "Users document loads by result",
+                "result",
+                &ReloadResult::ALL.map(ReloadResult::as_label),
+            ),
+            certificate_expiry_timestamp_seconds: reg.gauge(
+                "certificate_expiry_timestamp_seconds",
+                "notAfter of the served TLS certificate as a Unix timestamp",
+            ),
+            connections_rejected_total: reg.counters(
+                "connections_rejected_total",
+                "Connections refused before they became SSTP sessions, by reason",
+                "reason",
+                &RejectReason::ALL.map(RejectReason::as_label),
+            ),
+            tun_packets_dropped_total: reg.counters(
+                "tun_packets_dropped_total",
+                "Packets from the TUN device that no session took, by reason",
+                "reason",
+                &DropReason::ALL.map(DropReason::as_label),
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .expect("text encoding of gathered metrics cannot fail")
+    }
+
+    /// A tunnel came up after `setup` (accept to IPCP open).
+    pub fn session_established(&self, setup: Duration) {
+        self.sessions_active.inc();
+        self.sessions_total
+            .with_label_values(&[SessionResult::Established.as_label()])
+            .inc();
+        self.handshake_duration_seconds.observe(setup.as_secs_f64());
+    }
+
+    /// An established session ended.
+    pub fn session_closed(&self) {
+        self.sessions_active.dec();
+    }
+
+    /// A session attempt failed during setup.
+    pub fn session_failed(&self, result: SessionResult) {
+        self.sessions_total
+            .with_label_values(&[result.as_label()])
+            .inc();
+    }
+
+    /// An authentication failed.
+    pub fn auth_failure(&self, reason: AuthFailureReason) {
+        self.auth_failures_total
+            .with_label_values(&[reason.as_label()])
+            .inc();
+    }
+
+    /// `packets` packets totalling `bytes` bytes went `direction`.
+    pub fn traffic(&self, direction: Direction, packets: u64, bytes: u64) {
+        self.packets_total
+            .with_label_values(&[direction.as_label()])
+            .inc_by(packets);
+        self.bytes_total
+            .with_label_values(&[direction.as_label()])
+            .inc_by(bytes);
+    }
+
+    /// A connection was refused before it became a session.
+    pub fn connection_rejected(&self, reason: RejectReason) {
+        self.connections_rejected_total
+            .with_label_values(&[reason.as_label()])
+            .inc();
+    }
+
+    /// A packet from the TUN device was dropped.
+    pub fn tun_packet_dropped(&self, reason: DropReason) {
+        self.tun_packets_dropped_total
+            .with_label_values(&[reason.as_label()])
+            .inc();
+    }
+
+    /// Publishes the pool's counts.
+    pub fn set_pool(&self, counts: PoolCounts) {
+        let PoolCounts {
+            free,
+            allocated,
+            reserved,
+        } = counts;
+        for (state, value) in POOL_STATES.iter().zip([free, allocated, reserved]) {
+            self.address_pool_addresses
+                .with_label_values(&[*state])
+                .set(i64::from(value));
+        }
+    }
+
+    /// A users document load finished; on success `users` is the number of users now in force.
+    pub fn users_reloaded(&self, result: ReloadResult, users: Option<usize>) {
+        self.users_reload_total
+            .with_label_values(&[result.as_label()])
+            .inc();
+        if let Some(users) = users {
+            self.users_loaded
+                .set(i64::try_from(users).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The served certificate expires at this Unix timestamp.
+    pub fn set_certificate_expiry(&self, unix_seconds: i64) {
+        self.certificate_expiry_timestamp_seconds.set(unix_seconds);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+mod labels;
+use labels::Registrar;
+
+/// Every metric name starts with `sstp_`.
+const PREFIX: &str = "sstp";
+/// `address_pool_addresses{state}` values, in [`PoolCounts`] field order.
+const POOL_STATES: [&str; 3] = ["free", "allocated", "reserved"];
+
+#[cfg(test)]
+mod tests;
