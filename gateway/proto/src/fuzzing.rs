@@ -4,9 +4,12 @@
 //! Each function must never panic, whatever the input; the assertions inside check invariants
 //! that hold for any input.
 
+use std::time::Instant;
+
 use crate::deframer::Deframer;
 use crate::http::RequestParser;
 use crate::packet::{ControlMessage, HEADER_LEN, MAX_PACKET_LEN, Packet};
+use crate::{ServerConnection, ServerEvent};
 
 /// Feeds `data` to a deframer in chunks whose sizes come from the data itself, and decodes
 /// every packet. Checks that packets come out whole and within the size limits.
@@ -56,5 +59,129 @@ pub fn http_preamble(data: &[u8]) {
                 return;
             }
         }
+    }
+}
+
+/// Drives a whole [`crate::ServerConnection`] with `data` as the client's byte stream.
+///
+/// Layout: byte 0 bit 0 set prepends a valid HTTP request (so the fuzzer reaches SSTP
+/// quickly); byte 1 is the chunk size; the rest is the stream. Afterwards the clock runs
+/// through every timer. Checks that `Closed` is reported at most once and is the last event.
+pub fn server_session(data: &[u8]) {
+    let Some((&[flags, chunk], stream)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let mut input = Vec::new();
+    if flags & 1 == 1 {
+        crate::http::write_request(&mut input, "fuzz", None);
+    }
+    input.extend_from_slice(stream);
+    let start = Instant::now();
+    let mut server = session::server(start);
+    let mut closed = 0;
+    let mut out = Vec::new();
+    let mut check = |server: &mut ServerConnection, out: &mut Vec<u8>| {
+        server.poll_transmit(out);
+        out.clear();
+        while server.poll_ip().is_some() {}
+        while let Some(event) = server.poll_event() {
+            assert_eq!(closed, 0, "event after Closed: {event:?}");
+            if matches!(event, ServerEvent::Closed { .. }) {
+                closed += 1;
+            }
+        }
+    };
+    for piece in input.chunks(usize::from(chunk.max(1))) {
+        server.handle_input(start, piece);
+        check(&mut server, &mut out);
+    }
+    for _ in 0..64 {
+        let Some(next) = server.poll_timeout() else {
+            break;
+        };
+        server.handle_timeout(next);
+        check(&mut server, &mut out);
+    }
+    assert_eq!(server.is_closed(), closed == 1);
+}
+
+/// A fixed server for [`server_session`]: one user, one address, a deterministic generator.
+mod session {
+    use std::{convert::Infallible, net::Ipv4Addr, sync::Arc, time::Instant};
+
+    use rand_core::TryRng;
+    use sstp_ppp::{AddressAllocator, AuthPolicy, Lookup, NtHash, UserLookup};
+
+    use crate::{CertHashes, ServerConfig, ServerConnection};
+
+    struct OneUser;
+
+    impl UserLookup for OneUser {
+        fn lookup(&self, username: &str) -> Lookup {
+            if username == "alice" {
+                Lookup::Found(NtHash::from_password("password"))
+            } else {
+                Lookup::Unknown
+            }
+        }
+    }
+
+    struct OneAddress;
+
+    impl AddressAllocator for OneAddress {
+        fn allocate(&mut self, _username: &str) -> Option<Ipv4Addr> {
+            Some(Ipv4Addr::new(10, 0, 0, 2))
+        }
+
+        fn release(&mut self, _addr: Ipv4Addr) {}
+    }
+
+    /// xorshift64: deterministic, so a crashing input replays; never use outside fuzzing.
+    struct Xorshift(u64);
+
+    impl TryRng for Xorshift {
+        type Error = Infallible;
+
+        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+            Ok((self.try_next_u64()? >> 32) as u32)
+        }
+
+        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            Ok(self.0)
+        }
+
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+            for chunk in dst.chunks_mut(8) {
+                let bytes = self.try_next_u64()?.to_le_bytes();
+                chunk.copy_from_slice(bytes.get(..chunk.len()).unwrap_or_default());
+            }
+            Ok(())
+        }
+    }
+
+    pub(super) fn server(now: Instant) -> ServerConnection {
+        let ppp = sstp_ppp::ServerConfig {
+            auth: AuthPolicy {
+                mschapv2: true,
+                pap: true,
+            },
+            server_name: "fuzz".to_owned(),
+            local_ipv4: Ipv4Addr::new(10, 0, 0, 1),
+            dns: [None, None],
+            mru: 1500,
+            ipv6: true,
+            timers: sstp_ppp::Timers::default(),
+        };
+        ServerConnection::new(
+            Arc::new(ServerConfig::new(Arc::new(ppp))),
+            CertHashes::from_der(b"fuzz"),
+            Arc::new(OneUser),
+            Box::new(OneAddress),
+            Box::new(Xorshift(0x9e37_79b9_7f4a_7c15)),
+            now,
+        )
     }
 }

@@ -35,3 +35,8 @@ fn every_control_seed_replays_without_panicking() {
 fn every_http_preamble_seed_replays_without_panicking() {
     replay("http_preamble", fuzzing::http_preamble);
 }
+
+#[test]
+fn every_server_session_seed_replays_without_panicking() {
+    replay("server_session", fuzzing::server_session);
+}

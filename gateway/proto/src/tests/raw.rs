@@ -1,1 +1,474 @@
-//! placeholder
+//! A scripted raw peer against the server: malformed and out-of-order input, each asserting the
+//! close reason and exactly what the server wrote.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{Pool, cert, rng, server_config, users};
+use crate::{
+    AttributeId, CloseReason, ControlMessage, DecodeError, Deframer, FramingError, MessageType,
+    Packet, ServerConnection, ServerEvent, Status, StatusInfo, http,
+};
+
+struct RawClient {
+    server: ServerConnection,
+    start: Instant,
+    now: Instant,
+    events: Vec<ServerEvent>,
+    /// Everything the server wrote.
+    wire: Vec<u8>,
+}
+
+const CONNECT_REQUEST: [u8; 14] = [0x10, 0x01, 0x00, 0x0e, 0, 1, 0, 1, 0, 1, 0, 6, 0, 1];
+
+impl RawClient {
+    fn new() -> Self {
+        let start = Instant::now();
+        let server = ServerConnection::new(
+            Arc::new(server_config()),
+            cert(),
+            users(),
+            Box::new(Pool::default()),
+            rng(7),
+            start,
+        );
+        Self {
+            server,
+            start,
+            now: start,
+            events: Vec::new(),
+            wire: Vec::new(),
+        }
+    }
+
+    /// A server past the HTTP preamble.
+    fn after_http() -> Self {
+        let mut raw = Self::new();
+        let mut request = Vec::new();
+        http::write_request(&mut request, "vpn.example.com", None);
+        raw.send(&request);
+        raw
+    }
+
+    /// A server that acknowledged CALL_CONNECT_REQUEST (and started LCP).
+    fn after_connect_request() -> Self {
+        let mut raw = Self::after_http();
+        raw.send(&CONNECT_REQUEST);
+        raw
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.server.handle_input(self.now, bytes);
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        self.server.poll_transmit(&mut self.wire);
+        while let Some(event) = self.server.poll_event() {
+            self.events.push(event);
+        }
+    }
+
+    /// Advances to the next deadline.
+    fn step(&mut self) -> bool {
+        let Some(next) = self.server.poll_timeout() else {
+            return false;
+        };
+        self.now = next;
+        self.server.handle_timeout(next);
+        self.collect();
+        true
+    }
+
+    fn run_until_closed(&mut self) {
+        while !self.server.is_closed() {
+            assert!(self.step(), "no timer left but not closed");
+        }
+    }
+
+    /// The HTTP head the server wrote, and the control messages after it.
+    fn written(&self) -> (String, Vec<ControlMessage>) {
+        let end = self
+            .wire
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |i| i + 4);
+        let head = String::from_utf8_lossy(&self.wire[..end]).into_owned();
+        let mut messages = Vec::new();
+        Deframer::new()
+            .feed(&self.wire[end..], |f| {
+                if let Ok(Packet::Control(m)) = Packet::decode(f.bytes) {
+                    messages.push(m);
+                }
+            })
+            .expect("the server frames correctly");
+        (head, messages)
+    }
+
+    fn control_written(&self) -> Vec<ControlMessage> {
+        self.written().1
+    }
+
+    fn closed_reason(&self) -> Option<&CloseReason> {
+        let closed: Vec<_> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Closed { reason } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            closed.len() <= 1,
+            "Closed reported more than once: {closed:?}"
+        );
+        closed.first().copied()
+    }
+}
+
+fn control(message_type: MessageType, attributes: &[u8], count: u16) -> Vec<u8> {
+    let len = u16::try_from(8 + attributes.len()).unwrap();
+    let mut p = vec![0x10, 0x01];
+    p.extend_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(&message_type.0.to_be_bytes());
+    p.extend_from_slice(&count.to_be_bytes());
+    p.extend_from_slice(attributes);
+    p
+}
+
+fn status(attribute: AttributeId, status: Status) -> StatusInfo {
+    StatusInfo::new(attribute, status)
+}
+
+fn abort(attribute: AttributeId, s: Status) -> ControlMessage {
+    ControlMessage::CallAbort(Some(status(attribute, s)))
+}
+
+fn is_connect_ack(m: &ControlMessage) -> bool {
+    matches!(m, ControlMessage::CallConnectAck(_))
+}
+
+#[test]
+fn a_zero_length_packet_drops_the_connection_without_a_word() {
+    let mut raw = RawClient::after_http();
+    raw.send(&[0x10, 0x00, 0x00, 0x00, 0x10, 0x00]);
+    assert!(raw.server.is_closed());
+    assert_eq!(
+        raw.closed_reason(),
+        Some(&CloseReason::Framing(FramingError::TooShort {
+            length: 0,
+            control: false
+        }))
+    );
+    assert_eq!(raw.control_written(), vec![]);
+    assert_eq!(raw.server.poll_timeout(), None);
+}
+
+#[test]
+fn a_wrong_version_or_a_short_control_packet_drops_the_connection_silently() {
+    for (bytes, err) in [
+        (&[0x20, 0x01, 0x00, 0x08][..], FramingError::Version(0x20)),
+        (
+            &[0x10, 0x01, 0x00, 0x05][..],
+            FramingError::TooShort {
+                length: 5,
+                control: true,
+            },
+        ),
+    ] {
+        let mut raw = RawClient::after_connect_request();
+        let before = raw.control_written();
+        raw.send(bytes);
+        assert_eq!(raw.closed_reason(), Some(&CloseReason::Framing(err)));
+        assert_eq!(
+            raw.control_written(),
+            before,
+            "nothing is sent after a framing error"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_message_type_aborts_with_invalid_frame_received() {
+    let mut raw = RawClient::after_connect_request();
+    raw.send(&control(MessageType(0x42), &[], 0));
+    let written = raw.control_written();
+    assert_eq!(
+        written.last(),
+        Some(&abort(
+            AttributeId::NO_ERROR,
+            Status::INVALID_FRAME_RECEIVED
+        ))
+    );
+    raw.run_until_closed();
+    // No CALL_ABORT came back: the server gives up after TIMER_VAL_ABORT_STATE_TIMER_1.
+    assert_eq!(raw.now - raw.start, Duration::from_secs(3));
+    assert_eq!(
+        raw.closed_reason(),
+        Some(&CloseReason::InvalidMessage(
+            DecodeError::UnknownMessageType(MessageType(0x42))
+        ))
+    );
+}
+
+#[test]
+fn the_peers_abort_answer_shortens_the_wait_to_one_second() {
+    let mut raw = RawClient::after_connect_request();
+    raw.send(&control(MessageType(0x42), &[], 0));
+    raw.send(&control(MessageType::CALL_ABORT, &[], 0));
+    raw.run_until_closed();
+    assert_eq!(raw.now - raw.start, Duration::from_secs(1));
+}
+
+#[test]
+fn an_unknown_attribute_in_connect_request_is_nakked_as_unrecognized() {
+    let mut raw = RawClient::after_http();
+    raw.send(&control(
+        MessageType::CALL_CONNECT_REQUEST,
+        &[0, 0x7f, 0, 4],
+        1,
+    ));
+    assert_eq!(
+        raw.control_written(),
+        vec![ControlMessage::CallConnectNak(vec![status(
+            AttributeId(0x7f),
+            Status::UNRECOGNIZED_ATTRIBUTE
+        )])]
+    );
+    assert!(!raw.server.is_closed());
+    raw.send(&CONNECT_REQUEST);
+    assert!(
+        raw.control_written().iter().any(is_connect_ack),
+        "a corrected request is accepted"
+    );
+}
+
+#[test]
+fn an_attribute_longer_than_its_packet_is_nakked_as_invalid_length() {
+    let mut raw = RawClient::after_http();
+    raw.send(&control(
+        MessageType::CALL_CONNECT_REQUEST,
+        &[0, 1, 0, 0x20, 0, 1],
+        1,
+    ));
+    assert_eq!(
+        raw.control_written(),
+        vec![ControlMessage::CallConnectNak(vec![status(
+            AttributeId::ENCAPSULATED_PROTOCOL_ID,
+            Status::INVALID_ATTRIB_VALUE_LENGTH
+        )])]
+    );
+}
+
+#[test]
+fn a_truncated_connect_request_aborts_with_invalid_frame_received() {
+    let mut raw = RawClient::after_http();
+    raw.send(&control(MessageType::CALL_CONNECT_REQUEST, &[], 1));
+    assert_eq!(
+        raw.control_written(),
+        vec![abort(AttributeId::NO_ERROR, Status::INVALID_FRAME_RECEIVED)]
+    );
+    raw.run_until_closed();
+    assert_eq!(
+        raw.closed_reason(),
+        Some(&CloseReason::InvalidMessage(DecodeError::AttributeCount {
+            declared: 1,
+            found: 0
+        }))
+    );
+}
+
+#[test]
+fn an_unsupported_protocol_is_nakked_three_times_then_aborted() {
+    let mut raw = RawClient::after_http();
+    let bad = control(MessageType::CALL_CONNECT_REQUEST, &[0, 1, 0, 6, 0, 2], 1);
+    for _ in 0..4 {
+        raw.send(&bad);
+    }
+    let nak = ControlMessage::CallConnectNak(vec![StatusInfo {
+        attribute: AttributeId::ENCAPSULATED_PROTOCOL_ID,
+        status: Status::VALUE_NOT_SUPPORTED,
+        value: vec![0, 2],
+    }]);
+    let retry = abort(AttributeId::STATUS_INFO, Status::RETRY_COUNT_EXCEEDED);
+    assert_eq!(
+        raw.control_written(),
+        vec![nak.clone(), nak.clone(), nak, retry]
+    );
+    raw.run_until_closed();
+    assert_eq!(raw.closed_reason(), Some(&CloseReason::RetryCountExceeded));
+}
+
+#[test]
+fn call_connected_without_crypto_binding_aborts_with_attrib_not_supported_in_msg() {
+    let mut raw = RawClient::after_connect_request();
+    raw.send(&control(MessageType::CALL_CONNECTED, &[], 0));
+    assert_eq!(
+        raw.control_written().last(),
+        Some(&abort(
+            AttributeId::STATUS_INFO,
+            Status::ATTRIB_NOT_SUPPORTED_IN_MSG
+        ))
+    );
+    raw.run_until_closed();
+    assert_eq!(
+        raw.closed_reason(),
+        Some(&CloseReason::InvalidMessage(DecodeError::MissingAttribute(
+            AttributeId::CRYPTO_BINDING
+        )))
+    );
+}
+
+#[test]
+fn an_unknown_attribute_in_call_connected_aborts_with_attrib_not_supported_in_msg() {
+    let mut raw = RawClient::after_connect_request();
+    raw.send(&control(MessageType::CALL_CONNECTED, &[0, 0x09, 0, 4], 1));
+    assert_eq!(
+        raw.control_written().last(),
+        Some(&abort(
+            AttributeId::STATUS_INFO,
+            Status::ATTRIB_NOT_SUPPORTED_IN_MSG
+        ))
+    );
+}
+
+#[test]
+fn an_echo_before_the_call_is_connected_is_unexpected() {
+    let mut raw = RawClient::after_http();
+    raw.send(&control(MessageType::ECHO_REQUEST, &[], 0));
+    assert_eq!(
+        raw.control_written(),
+        vec![abort(
+            AttributeId::NO_ERROR,
+            Status::UNACCEPTED_FRAME_RECEIVED
+        )]
+    );
+    raw.run_until_closed();
+    assert_eq!(
+        raw.closed_reason(),
+        Some(&CloseReason::UnexpectedMessage(MessageType::ECHO_REQUEST))
+    );
+}
+
+#[test]
+fn a_peer_abort_is_answered_and_the_call_closes_one_second_later() {
+    let mut raw = RawClient::after_connect_request();
+    let info = status(AttributeId::NO_ERROR, Status::NEGOTIATION_TIMEOUT);
+    let mut attr = Vec::new();
+    crate::Attribute::StatusInfo(info.clone()).encode(&mut attr);
+    raw.send(&control(MessageType::CALL_ABORT, &attr, 1));
+    assert_eq!(
+        raw.control_written().last(),
+        Some(&ControlMessage::CallAbort(Some(StatusInfo::no_error())))
+    );
+    raw.run_until_closed();
+    assert_eq!(raw.now - raw.start, Duration::from_secs(1));
+    assert_eq!(
+        raw.closed_reason(),
+        Some(&CloseReason::PeerAborted(Some(info)))
+    );
+}
+
+#[test]
+fn no_connect_request_within_60_seconds_of_accept_aborts_with_negotiation_timeout() {
+    let mut raw = RawClient::after_http();
+    assert!(raw.step());
+    assert_eq!(raw.now - raw.start, Duration::from_secs(60));
+    assert_eq!(
+        raw.control_written(),
+        vec![abort(AttributeId::NO_ERROR, Status::NEGOTIATION_TIMEOUT)]
+    );
+}
+
+#[test]
+fn an_http_request_that_never_ends_is_dropped_after_60_seconds() {
+    let mut raw = RawClient::new();
+    raw.send(b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n");
+    raw.run_until_closed();
+    assert_eq!(raw.now - raw.start, Duration::from_secs(60));
+    assert_eq!(raw.closed_reason(), Some(&CloseReason::NegotiationTimeout));
+    assert!(raw.wire.is_empty());
+}
+
+#[test]
+fn http_with_another_method_path_or_an_endless_header_gets_an_http_error() {
+    let endless = {
+        let mut r =
+            b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n".to_vec();
+        r.extend(b"X: y\r\n".repeat(2000));
+        r
+    };
+    let cases: [(&[u8], http::Rejection, &str); 3] = [
+        (
+            b"POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n\r\n",
+            http::Rejection::MethodNotAllowed,
+            "HTTP/1.1 405 ",
+        ),
+        (
+            b"SSTP_DUPLEX_POST /index.html HTTP/1.1\r\n\r\n",
+            http::Rejection::NotFound,
+            "HTTP/1.1 404 ",
+        ),
+        (&endless, http::Rejection::HeaderTooLarge, "HTTP/1.1 431 "),
+    ];
+    for (request, rejection, status_line) in cases {
+        let mut raw = RawClient::new();
+        raw.send(request);
+        assert!(raw.server.is_closed());
+        assert_eq!(
+            raw.closed_reason(),
+            Some(&CloseReason::HttpRejected(rejection))
+        );
+        let (head, messages) = raw.written();
+        assert!(head.starts_with(status_line), "{head}");
+        assert!(head.contains("Connection: close\r\n"));
+        assert!(messages.is_empty());
+    }
+}
+
+#[test]
+fn data_packets_before_connect_request_are_dropped_silently() {
+    let mut raw = RawClient::after_http();
+    raw.send(&[0x10, 0x00, 0x00, 0x08, 0xff, 0x03, 0xc0, 0x21]);
+    assert_eq!(raw.control_written(), vec![]);
+    assert!(!raw.server.is_closed());
+}
+
+#[test]
+fn a_lost_transport_closes_at_once_without_sending() {
+    let mut raw = RawClient::after_connect_request();
+    let before = raw.wire.len();
+    raw.server.transport_closed();
+    raw.collect();
+    assert_eq!(raw.closed_reason(), Some(&CloseReason::TransportClosed));
+    assert_eq!(raw.wire.len(), before);
+}
+
+#[test]
+fn a_second_call_connected_while_the_first_waits_for_authentication_aborts() {
+    let mut raw = RawClient::after_connect_request();
+    let bogus = crate::CryptoBinding {
+        hash_protocol: crate::HashProtocol::SHA256,
+        nonce: [0; 32],
+        cert_hash: [0; 32],
+        compound_mac: [0; 32],
+    };
+    let mut packet = Vec::new();
+    ControlMessage::CallConnected(bogus).encode(&mut packet);
+    raw.send(&packet);
+    assert!(
+        !raw.control_written()
+            .iter()
+            .any(|m| matches!(m, ControlMessage::CallAbort(_)))
+    );
+    raw.send(&packet);
+    assert_eq!(
+        raw.control_written().last(),
+        Some(&abort(
+            AttributeId::NO_ERROR,
+            Status::UNACCEPTED_FRAME_RECEIVED
+        ))
+    );
+}
