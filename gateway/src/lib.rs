@@ -16,5 +16,10 @@
 
 pub mod ip_pool;
 pub mod metrics;
+pub mod nat;
 pub mod pki;
 pub mod router;
+pub mod tun;
+
+#[cfg(test)]
+mod netns;
