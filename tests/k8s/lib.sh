@@ -30,25 +30,21 @@ release_ports() {
     done <"$dir/ports"
 }
 
-# stop_components DIR: SIGTERM to each component (its process group when it has one), SIGKILL to
-# whatever is left after 10 seconds.
+# stop_components DIR: stops the components in reverse order of their start, each with SIGTERM (to
+# its process group when it leads one) and SIGKILL after 10 seconds. The order matters: an apiserver
+# whose etcd is already gone hangs in its graceful shutdown.
 stop_components() {
-    local dir=$1 name pid pids=() i
+    local dir=$1 name pid i
     for name in kube-controller-manager kube-apiserver etcd; do
         [[ -f "$dir/$name.pid" ]] || continue
         pid=$(cat "$dir/$name.pid")
         [[ -n "$pid" ]] || continue
-        pids+=("$pid")
         # Detached components lead their own session and group; foreground ones are plain children.
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    done
-    for (( i = 0; i < 100; i++ )); do
-        local alive=false
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=true; done
-        $alive || return 0
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || continue
+        for (( i = 0; i < 100; i++ )); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
         kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     done
 }

@@ -52,7 +52,10 @@ struct Ready {
 /// What the keeper thread reports while starting.
 enum Event {
     Spawned(u32),
-    Ready { state_dir: PathBuf, kubeconfig: PathBuf },
+    Ready {
+        state_dir: PathBuf,
+        kubeconfig: PathBuf,
+    },
     Failed(String),
 }
 

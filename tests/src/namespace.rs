@@ -41,7 +41,13 @@ impl TestNamespace {
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([("app.kubernetes.io/part-of".to_owned(), NAME_PREFIX.to_owned())].into()),
+                labels: Some(
+                    [(
+                        "app.kubernetes.io/part-of".to_owned(),
+                        NAME_PREFIX.to_owned(),
+                    )]
+                    .into(),
+                ),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
@@ -67,7 +73,13 @@ impl Drop for TestNamespace {
     /// the end of the test's runtime. kubectl returns as soon as the deletion is accepted.
     fn drop(&mut self) {
         let outcome = Command::new(&self.kubectl)
-            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .args([
+                "delete",
+                "namespace",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
             .env("KUBECONFIG", &self.kubeconfig)
             .stdin(Stdio::null())
             .output();
@@ -120,7 +132,8 @@ mod tests {
         assert!(name.len() <= MAX_NAME_LEN, "{name} is too long");
         assert!(name.starts_with("sstp-e2e-deleting-an-owner"), "{name}");
         assert!(
-            name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
             "{name}"
         );
         assert!(!name.ends_with('-'));
@@ -134,6 +147,9 @@ mod tests {
     #[test]
     fn an_empty_label_still_gives_a_name() {
         let name = unique_name("--");
-        assert!(name.starts_with("sstp-e2e-") && !name.contains("--"), "{name}");
+        assert!(
+            name.starts_with("sstp-e2e-") && !name.contains("--"),
+            "{name}"
+        );
     }
 }
