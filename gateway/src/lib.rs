@@ -14,12 +14,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod ip_pool;
 pub mod metrics;
 pub mod nat;
 pub mod pki;
 pub mod router;
 pub mod tun;
+pub mod users_file;
 
 #[cfg(test)]
 mod netns;

@@ -116,6 +116,21 @@ pub enum UsersDocumentError {
     },
 }
 
+impl UsersDocumentError {
+    /// The error without any user name, for logs above debug level (user names stay out of
+    /// them). Positions, versions, addresses and the problem text are kept.
+    pub fn without_user_names(&self) -> String {
+        match self {
+            Self::Syntax { .. } | Self::UnsupportedVersion { .. } => self.to_string(),
+            Self::InvalidUserName { problem, .. } => format!("a user name is invalid: {problem}"),
+            Self::InvalidEntry { problem, .. } => format!("a user entry is invalid: {problem}"),
+            Self::DuplicateStaticAddress { address, .. } => {
+                format!("two users both have static address {address}")
+            }
+        }
+    }
+}
+
 impl UsersDocument {
     /// An empty version-1 document.
     pub fn new() -> Self {

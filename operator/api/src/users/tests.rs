@@ -198,3 +198,18 @@ fn the_schema_names_the_camel_case_fields() {
         assert!(schema.contains(field), "{field} missing from {schema}");
     }
 }
+
+#[test]
+fn the_log_form_of_an_error_leaves_out_user_names() {
+    let a = format!(r#"{{"ntHash": "{HASH}", "staticAddress": "10.8.0.5"}}"#);
+    let err = parse(&doc_with(&[("dave", &a), ("erin", &a)])).unwrap_err();
+    assert_eq!(
+        err.without_user_names(),
+        "two users both have static address 10.8.0.5"
+    );
+    let err = parse(&doc_with(&[("mallory", r#"{"ntHash": "00"}"#)])).unwrap_err();
+    assert!(!err.without_user_names().contains("mallory"));
+    assert!(err.without_user_names().contains("32 hex digits"));
+    let err = parse(&doc_with(&[(" x", &format!(r#"{{"ntHash": "{HASH}"}}"#))])).unwrap_err();
+    assert!(!err.without_user_names().contains(" x\""));
+}
