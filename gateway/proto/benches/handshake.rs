@@ -1,8 +1,11 @@
-//! One whole in-memory handshake: HTTP, SSTP connect, LCP, MS-CHAPv2, crypto binding, IPCP.
+//! One whole in-memory handshake (HTTP, SSTP connect, LCP, MS-CHAPv2, crypto binding, IPCP),
+//! and the per-packet cost of the connected data path through a `ServerConnection`.
 
 use std::{net::Ipv4Addr, sync::Arc, time::Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sstp_ppp::{AddressAllocator, AuthPolicy, Lookup, NtHash, UserLookup};
@@ -28,7 +31,14 @@ impl AddressAllocator for OneAddress {
     fn release(&mut self, _addr: Ipv4Addr) {}
 }
 
-fn handshake(c: &mut Criterion) {
+struct Setup {
+    server_config: Arc<ServerConfig>,
+    client_config: ClientConfig,
+    users: Arc<dyn UserLookup>,
+    cert: CertHashes,
+}
+
+fn setup() -> Setup {
     let server_config = Arc::new(ServerConfig::new(Arc::new(sstp_ppp::ServerConfig {
         auth: AuthPolicy::default(),
         server_name: "bench".to_owned(),
@@ -51,46 +61,91 @@ fn handshake(c: &mut Criterion) {
     );
     let users: Arc<dyn UserLookup> = Arc::new(OneUser(NtHash::from_password("correct horse")));
     let cert = CertHashes::from_der(b"bench certificate");
+    Setup {
+        server_config,
+        client_config,
+        users,
+        cert,
+    }
+}
+
+/// Runs a fresh pair until the client has IPv4 up.
+fn connect(s: &Setup, now: Instant) -> (ServerConnection, ClientConnection) {
+    let mut server = ServerConnection::new(
+        s.server_config.clone(),
+        s.cert.clone(),
+        s.users.clone(),
+        Box::new(OneAddress),
+        Box::new(ChaCha20Rng::seed_from_u64(1)),
+        now,
+    );
+    let mut client = ClientConnection::new(
+        s.client_config.clone(),
+        s.cert.clone(),
+        Box::new(ChaCha20Rng::seed_from_u64(2)),
+        now,
+    );
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        client.poll_transmit(&mut buf);
+        let client_sent = !buf.is_empty();
+        server.handle_input(now, &buf);
+        buf.clear();
+        server.poll_transmit(&mut buf);
+        let server_sent = !buf.is_empty();
+        client.handle_input(now, &buf);
+        while server.poll_event().is_some() {}
+        let mut up = false;
+        while let Some(event) = client.poll_event() {
+            up |= matches!(event, ClientEvent::Ipv4Up { .. });
+        }
+        assert!(client_sent || server_sent || up, "handshake stalled");
+        if up {
+            return (server, client);
+        }
+    }
+}
+
+fn handshake(c: &mut Criterion) {
+    let s = setup();
     c.bench_function("handshake_to_ipv4_up", |b| {
-        b.iter(|| {
-            let now = Instant::now();
-            let mut server = ServerConnection::new(
-                server_config.clone(),
-                cert.clone(),
-                users.clone(),
-                Box::new(OneAddress),
-                Box::new(ChaCha20Rng::seed_from_u64(1)),
-                now,
-            );
-            let mut client = ClientConnection::new(
-                client_config.clone(),
-                cert.clone(),
-                Box::new(ChaCha20Rng::seed_from_u64(2)),
-                now,
-            );
-            let mut buf = Vec::with_capacity(4096);
-            loop {
-                buf.clear();
-                client.poll_transmit(&mut buf);
-                let client_sent = !buf.is_empty();
-                server.handle_input(now, &buf);
-                buf.clear();
-                server.poll_transmit(&mut buf);
-                let server_sent = !buf.is_empty();
-                client.handle_input(now, &buf);
-                while server.poll_event().is_some() {}
-                let mut up = false;
-                while let Some(event) = client.poll_event() {
-                    up |= matches!(event, ClientEvent::Ipv4Up { .. });
-                }
-                assert!(client_sent || server_sent || up, "handshake stalled");
-                if up {
-                    break;
-                }
-            }
-        });
+        b.iter(|| connect(&s, Instant::now()))
     });
 }
 
-criterion_group!(benches, handshake);
+/// The server's receive path for one 1400-byte IP packet: deframe, decode PPP, queue, poll_ip.
+fn server_rx(c: &mut Criterion) {
+    let s = setup();
+    let now = Instant::now();
+    let (mut server, mut client) = connect(&s, now);
+    let packet = vec![0x45; 1396];
+    client.send_ip(&packet).expect("connected");
+    let mut wire = Vec::new();
+    client.poll_transmit(&mut wire);
+    let mut group = c.benchmark_group("server_rx_1400");
+    group.throughput(Throughput::Bytes(1400));
+    group.bench_function("handle_input_and_poll_ip", |b| {
+        b.iter(|| {
+            server.handle_input(now, black_box(&wire));
+            let mut bytes = 0;
+            while let Some(ip) = server.poll_ip() {
+                bytes += ip.len();
+            }
+            black_box(bytes)
+        });
+    });
+    let mut out = Vec::with_capacity(4096);
+    group.bench_function("send_ip_and_poll_transmit", |b| {
+        b.iter(|| {
+            server.send_ip(black_box(&packet)).expect("connected");
+            out.clear();
+            server.poll_transmit(&mut out);
+            black_box(out.len())
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, handshake, server_rx);
 criterion_main!(benches);

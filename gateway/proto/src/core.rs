@@ -17,7 +17,10 @@ use crate::{
 /// The common call teardown states of §3.1.1.1, each with its timer's deadline. The
 /// "in progress" states of the spec are transient and never observable here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[expect(clippy::enum_variant_names, reason = "the spec's own state names (§3.1.1.1)")]
+#[expect(
+    clippy::enum_variant_names,
+    reason = "the spec's own state names (§3.1.1.1)"
+)]
 pub(crate) enum Teardown {
     /// We sent CALL_ABORT and wait for the peer's (TIMER_VAL_ABORT_STATE_TIMER_1).
     AbortPending(Instant),
