@@ -62,3 +62,10 @@ pub use error::NtHashError;
 pub use event::{ClientEvent, DownReason, ServerEvent};
 pub use frame::{Frame, FrameError, Protocol, decode_frame, encode_frame};
 pub use server::Server;
+
+/// The SSTP session task owns a `Server` (or `Client`) and may move across threads.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Server>();
+    assert_send::<Client>();
+};
