@@ -102,8 +102,8 @@ pub enum FrameError {
     /// The frame ends before its protocol field does.
     #[error("frame too short for a protocol field")]
     Truncated,
-    /// The protocol field is not a valid PPP protocol number (its low octet must be odd,
-    /// its high octet even; RFC 1661 §2).
+    /// A 2-byte protocol field whose low octet is even: no PPP protocol number has that
+    /// (RFC 1661 §2). An odd first octet is always read as a PFC-compressed 1-byte field.
     #[error("invalid protocol field 0x{0:04X}")]
     InvalidProtocol(u16),
 }

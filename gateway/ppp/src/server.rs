@@ -130,7 +130,8 @@ impl Server {
                     self.on_ipv6cp(event);
                 }
             }
-            // RFC 1661 §3.4: network-layer packets before the Network phase are discarded.
+            // RFC 1661 §3.4: network-layer packets before the Network phase are discarded;
+            // data frames after it belong to the caller's data path, not here.
             Protocol::IPCP | Protocol::IPV4 => {
                 tracing::trace!(%protocol, "frame outside its phase dropped");
             }
