@@ -6,7 +6,8 @@
 reserve_port() {
     local root=$1 owner=$2 port tries=0
     while (( tries++ < 200 )); do
-        port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+        # Below Linux's default ephemeral range (32768-60999), where outgoing connections take theirs.
+        port=$(( 10000 + (RANDOM * 32768 + RANDOM) % 22000 ))
         # Someone outside this tool may hold it.
         [[ -z "$(ss -Htan "( sport = :$port )" 2>/dev/null)" ]] || continue
         if mkdir "$root/ports/$port" 2>/dev/null; then
