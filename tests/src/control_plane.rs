@@ -76,7 +76,7 @@ impl ControlPlane {
                 .map_err(|error| error.to_string())
             })
             .as_ref()
-            .map_err(|error| Error::Start(error.clone()))
+            .map_err(|error| Error::Unavailable(error.clone()))
     }
 
     /// Uses an already running control plane given by its kubeconfig.
@@ -259,10 +259,13 @@ fn keep(up: &Path, bin_dir: &Path, events: &mpsc::Sender<Event>, stop: &mpsc::Re
         }
     }
     let (Some(state_dir), Some(kubeconfig)) = (ready.state_dir, ready.kubeconfig) else {
-        let status = child.wait();
+        let status = match child.wait() {
+            Ok(status) => status.to_string(),
+            Err(error) => error.to_string(),
+        };
         let _ = events.send(Event::Failed(format!(
-            "tests/k8s/up ended without reporting a ready control plane ({status:?}); its \
-             errors are above"
+            "tests/k8s/up ended ({status}) without reporting a ready control plane; its errors \
+             are above"
         )));
         return;
     };

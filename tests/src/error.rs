@@ -16,6 +16,9 @@ pub enum Error {
     /// `tests/k8s/up` could not be started or did not report a ready control plane.
     #[error("starting the control plane: {0}")]
     Start(String),
+    /// The shared control plane failed to come up (on first use, with this message).
+    #[error("{0}")]
+    Unavailable(String),
     /// The kubeconfig could not be read or turned into a client.
     #[error("kubeconfig {path}: {reason}")]
     Kubeconfig {
@@ -27,6 +30,14 @@ pub enum Error {
     /// A call to the API server failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// A program or file operation of a test failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A condition did not hold within its timeout.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

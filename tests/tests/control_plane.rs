@@ -225,7 +225,10 @@ fn helm_and_kubectl_from_the_build_run() -> Result<(), Error> {
         .command("helm")
         .args(["version", "--short"])
         .output()
-        .map_err(|error| Error::Start(format!("running helm: {error}")))?;
+        .map_err(|source| Error::Io {
+            what: "running helm".to_owned(),
+            source,
+        })?;
     let stdout = String::from_utf8_lossy(&helm.stdout);
     assert!(helm.status.success(), "helm version failed: {helm:?}");
     assert!(
@@ -237,7 +240,10 @@ fn helm_and_kubectl_from_the_build_run() -> Result<(), Error> {
         .command("kubectl")
         .args(["get", "namespace", "default", "-o", "name"])
         .output()
-        .map_err(|error| Error::Start(format!("running kubectl: {error}")))?;
+        .map_err(|source| Error::Io {
+            what: "running kubectl".to_owned(),
+            source,
+        })?;
     assert!(kubectl.status.success(), "kubectl failed: {kubectl:?}");
     assert_eq!(
         String::from_utf8_lossy(&kubectl.stdout).trim(),
@@ -263,7 +269,10 @@ async fn helm_installs_a_chart_into_a_test_namespace() -> Result<(), Error> {
             .output()
     });
     let _ = std::fs::remove_dir_all(&chart);
-    let install = install.map_err(|error| Error::Start(format!("running helm: {error}")))?;
+    let install = install.map_err(|source| Error::Io {
+        what: "running helm".to_owned(),
+        source,
+    })?;
     assert!(install.status.success(), "helm install failed: {install:?}");
 
     let installed = Api::<ConfigMap>::namespaced(client, namespace.name())
