@@ -162,3 +162,62 @@ fn ip_sent_before_the_call_is_connected_is_refused() {
     assert_eq!(pair.client.send_ip(&packet), Err(SendError::NotConnected));
     assert_eq!(pair.server.send_ip(&[0x00, 1, 2]), Err(SendError::NotIp));
 }
+
+#[test]
+fn ipv6_comes_up_alongside_ipv4_and_carries_packets_both_ways() {
+    let mut server = server_config();
+    let mut ppp = (*server.ppp).clone();
+    ppp.ipv6 = true;
+    server.ppp = std::sync::Arc::new(ppp);
+    let mut client = client_config("alice", super::PASSWORD);
+    client.ppp.ipv6 = true;
+    let mut pair = Pair::with(client, server);
+    pair.run_until("IPv6 up on both sides", |p| {
+        p.server_events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Ipv6Up { .. }))
+            && p.client_events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Ipv6Up { .. }))
+    });
+    let mut packet = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+    packet.resize(48, 0xfe);
+    pair.client.send_ip(&packet).expect("IPv6 up");
+    pair.server.send_ip(&packet).expect("IPv6 up");
+    pair.pump();
+    assert_eq!(pair.server_ip, vec![packet.clone()]);
+    assert_eq!(pair.client_ip, vec![packet]);
+}
+
+#[test]
+fn ip_from_the_peer_before_call_connected_is_dropped() {
+    let mut client = client_config("alice", super::PASSWORD);
+    client.call_connected = CallConnectedTiming::Never;
+    let mut pair = Pair::with(client, server_config());
+    pair.run_until("server IPCP up", |p| {
+        p.server_events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Ipv4Up { .. }))
+    });
+    let data_packet = |ip: &[u8]| {
+        let mut frame = vec![0xff, 0x03, 0x00, 0x21];
+        frame.extend_from_slice(ip);
+        let mut out = Vec::new();
+        crate::packet::encode_data(&frame, &mut out).unwrap();
+        out
+    };
+    let ip = ipv4_packet(POOL_FIRST, SERVER_IP, 8);
+    pair.server.handle_input(pair.now, &data_packet(&ip));
+    pair.pump();
+    assert!(pair.server_ip.is_empty(), "dropped before CALL_CONNECTED");
+
+    let mut pair = Pair::new();
+    pair.connect();
+    pair.server.handle_input(pair.now, &data_packet(&ip));
+    pair.pump();
+    assert_eq!(
+        pair.server_ip,
+        vec![ip],
+        "the same packet passes once connected"
+    );
+}

@@ -2,6 +2,7 @@
 //! joined by an in-memory [`pair::Pair`] with a virtual clock, plus a scripted raw peer
 //! ([`raw::RawClient`]) for malformed input.
 
+mod client_raw;
 mod handshake;
 mod negative;
 mod pair;

@@ -472,3 +472,15 @@ fn a_second_call_connected_while_the_first_waits_for_authentication_aborts() {
         ))
     );
 }
+
+#[test]
+fn a_connect_request_pipelined_with_the_http_request_is_answered() {
+    let mut raw = RawClient::new();
+    let mut bytes = Vec::new();
+    http::write_request(&mut bytes, "vpn.example.com", None);
+    bytes.extend_from_slice(&CONNECT_REQUEST);
+    raw.send(&bytes);
+    let (head, messages) = raw.written();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(messages.first().is_some_and(is_connect_ack));
+}
