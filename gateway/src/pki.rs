@@ -50,7 +50,7 @@ pub enum RsaBits {
 #[derive(Debug)]
 pub struct CertificateAuthority {
     cert_pem: String,
-    key: KeyPair,
+    /// Subject, key usages and signing key; its `Debug` leaves the key out.
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -139,14 +139,6 @@ impl CertificateAuthority {
             what: "CA private key",
             problem: err.to_string(),
         })?;
-        let signer = KeyPair::from_pem(key_pem).map_err(|err| PkiError::Parse {
-            what: "CA private key",
-            problem: err.to_string(),
-        })?;
-        let issuer = Issuer::from_ca_cert_pem(cert_pem, signer).map_err(|err| PkiError::Parse {
-            what: "CA certificate",
-            problem: err.to_string(),
-        })?;
         let info = CertInfo::from_pem(cert_pem)?;
         if info.public_key != key.public_key_raw() {
             return Err(PkiError::Parse {
@@ -154,9 +146,12 @@ impl CertificateAuthority {
                 problem: "the private key does not belong to the certificate".into(),
             });
         }
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|err| PkiError::Parse {
+            what: "CA certificate",
+            problem: err.to_string(),
+        })?;
         Ok(Self {
             cert_pem: cert_pem.to_owned(),
-            key,
             issuer,
         })
     }
@@ -168,7 +163,7 @@ impl CertificateAuthority {
 
     /// The CA private key, PKCS#8 PEM. Never log it.
     pub fn key_pem(&self) -> String {
-        self.key.serialize_pem()
+        self.issuer.key().serialize_pem()
     }
 
     /// Issues a server certificate: SANs for every hostname, EKU serverAuth, and the CRL

@@ -16,6 +16,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use tracing::info;
 
@@ -101,7 +102,7 @@ fn load_or_create_ca(
         }
         (false, false) => {
             let ca = CertificateAuthority::generate(
-                CA_COMMON_NAME,
+                &ca_common_name(&pki.ca_cert, now),
                 now - CLOCK_SKEW,
                 CA_VALIDITY,
                 KeyAlgorithm::EcdsaP256,
@@ -138,6 +139,9 @@ fn server_cert_fits(
     hostnames: &[String],
     now: OffsetDateTime,
 ) -> bool {
+    let Some(first) = hostnames.first() else {
+        return false;
+    };
     let (Ok(chain), Ok(key_pem)) = (read_string(&pki.server_cert), read_string(&pki.server_key))
     else {
         return false;
@@ -149,7 +153,7 @@ fn server_cert_fits(
         return false;
     };
     let names_match = name_set(&leaf.dns_names, &leaf.ip_addresses) == wanted_names(hostnames)
-        && leaf.crl_urls == [crl_url(&hostnames[0])];
+        && leaf.crl_urls == [crl_url(first)];
     leaf.issuer == ca.subject
         && leaf.public_key == key.public_key_raw()
         && names_match
@@ -170,6 +174,21 @@ fn crl_fits(path: &Path, ca: &CertInfo, now: OffsetDateTime) -> bool {
     let this = crl.last_update().timestamp();
     let next = next.timestamp();
     crl.issuer().to_string() == ca.subject && now.unix_timestamp() < this + (next - this) / 3 * 2
+}
+
+/// Two standalone CAs must not share a subject name: clients and webpki look CRLs up by issuer
+/// name, so a CRL of one would be checked against the other's key. A short hash of the time,
+/// path and process makes the name unique without a random number generator.
+fn ca_common_name(path: &Path, now: OffsetDateTime) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(now.unix_timestamp_nanos().to_be_bytes());
+    hasher.update(path.as_os_str().as_encoded_bytes());
+    hasher.update(std::process::id().to_be_bytes());
+    let id: String = hasher.finalize()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{CA_COMMON_NAME} {id}")
 }
 
 fn wanted_names(hostnames: &[String]) -> BTreeSet<String> {

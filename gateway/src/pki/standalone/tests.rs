@@ -127,3 +127,125 @@ fn a_corrupt_ca_is_an_error() {
     fs::write(&pki.ca_cert, "not a certificate").unwrap();
     assert!(ensure_standalone_pki_at(&dir, &hosts(&["vpn.example.com"]), start()).is_err());
 }
+
+mod tls {
+    //! The files work for real TLS: rustls serves the chain and key, and a webpki client that
+    //! trusts `ca.crt` and checks revocation against `ca.crl` (as Windows does) accepts them.
+
+    use std::sync::Arc;
+
+    use rustls::{
+        ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion,
+        client::WebPkiServerVerifier,
+        crypto::CryptoProvider,
+        pki_types::{
+            CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, pem::PemObject,
+        },
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    }
+
+    fn verifier(pki: &StandalonePki, crl_from: &Path) -> Arc<WebPkiServerVerifier> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(&pki.ca_cert).unwrap())
+            .unwrap();
+        let crl = CertificateRevocationListDer::from(fs::read(crl_from).unwrap());
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .with_crls([crl])
+            .build()
+            .unwrap()
+    }
+
+    /// One handshake over an in-memory pipe; the server sends "hello" and closes.
+    async fn handshake(
+        pki: &StandalonePki,
+        verifier: Arc<WebPkiServerVerifier>,
+        version: &'static SupportedProtocolVersion,
+        name: &str,
+    ) -> Result<(), String> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.server_cert)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_webpki_verifier(verifier)
+            .with_no_client_auth();
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let server_task = tokio::spawn(async move {
+            let mut tls = acceptor
+                .accept(server_io)
+                .await
+                .map_err(|e| e.to_string())?;
+            tls.write_all(b"hello").await.map_err(|e| e.to_string())?;
+            tls.shutdown().await.map_err(|e| e.to_string())
+        });
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        let mut tls = connector
+            .connect(name, client_io)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        tls.read_to_end(&mut got).await.map_err(|e| e.to_string())?;
+        assert_eq!(got, b"hello");
+        server_task.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_revocation_checking_client_accepts_the_chain_over_tls12_and_tls13() {
+        let dir = tempdir("rustls");
+        let pki = ensure_standalone_pki(&dir, &hosts(&["vpn.example.com", "192.0.2.10"])).unwrap();
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            for name in ["vpn.example.com", "192.0.2.10"] {
+                handshake(&pki, verifier(&pki, &pki.crl), version, name)
+                    .await
+                    .unwrap();
+            }
+        }
+        let wrong_name = handshake(
+            &pki,
+            verifier(&pki, &pki.crl),
+            &rustls::version::TLS13,
+            "other.example.com",
+        )
+        .await;
+        let err = wrong_name.unwrap_err();
+        assert!(err.contains("not valid for name"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_crl_from_another_ca_leaves_revocation_unknown_and_the_client_refuses() {
+        let dir = tempdir("rustls-othercrl");
+        let other = tempdir("rustls-othercrl-ca");
+        let pki = ensure_standalone_pki(&dir, &hosts(&["vpn.example.com"])).unwrap();
+        let foreign = ensure_standalone_pki(&other, &hosts(&["vpn.example.com"])).unwrap();
+        let err = handshake(
+            &pki,
+            verifier(&pki, &foreign.crl),
+            &rustls::version::TLS13,
+            "vpn.example.com",
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("UnknownRevocationStatus"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(&other).unwrap();
+    }
+}
