@@ -11,10 +11,12 @@
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`) and the plain HTTP
 //!   server for `/sstp/ca.crt` and `/sstp/ca.crl`.
 //! - [`users_file`]: the users document, loaded from a file and reloaded on change.
+//! - [`client`]: the project's own SSTP client (tests, load tool).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod client;
 pub mod ip_pool;
 pub mod metrics;
 pub mod nat;
@@ -22,6 +24,8 @@ pub mod pki;
 pub mod router;
 pub mod tun;
 pub mod users_file;
+
+mod tx_buffer;
 
 #[cfg(test)]
 mod netns;

@@ -1,0 +1,122 @@
+//! The client's driver task: one loop that feeds the state machine from the socket, the clock
+//! and the handle's commands, and writes what it produces.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sstp_proto::{ClientConnection, ClientEvent, CloseReason, HashProtocol};
+use tokio::{
+    io::AsyncReadExt,
+    sync::{mpsc, watch},
+};
+
+use super::{CallState, Command, TlsStream};
+use crate::tx_buffer::TxBuffer;
+
+/// Stop taking packets from the handle while this much output is unwritten (backpressure).
+const TX_HIGH_WATER: usize = 256 * 1024;
+/// How long the last bytes (CALL_DISCONNECT_ACK...) may take to leave once the call is over.
+const FINAL_WRITE_DEADLINE: Duration = Duration::from_secs(2);
+/// Read chunk size: a few maximum-size SSTP packets.
+const READ_CHUNK: usize = 16 * 1024;
+
+pub(super) async fn run(
+    mut conn: ClientConnection,
+    stream: TlsStream,
+    mut commands: mpsc::Receiver<Command>,
+    received: mpsc::Sender<Bytes>,
+    state: watch::Sender<CallState>,
+) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut tx = TxBuffer::default();
+    let mut rx = vec![0u8; READ_CHUNK];
+    let mut commands_open = true;
+    let mut hash = None;
+    loop {
+        drain(&mut conn, &mut hash, &received, &state);
+        conn.poll_transmit(tx.buf());
+        if conn.is_closed() {
+            break;
+        }
+        let deadline = conn.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = reader.read(&mut rx) => match read {
+                Ok(0) | Err(_) => conn.transport_closed(),
+                Ok(n) => conn.handle_input(Instant::now(), &rx[..n]),
+            },
+            written = tx.step(&mut writer), if tx.has_work() => {
+                if written.is_err() {
+                    conn.transport_closed();
+                }
+            }
+            command = commands.recv(), if commands_open && tx.pending() < TX_HIGH_WATER => match command {
+                Some(Command::Send(packet)) => {
+                    // Before the tunnel is up, or when too large: dropped like a NIC would.
+                    let _ = conn.send_ip(&packet);
+                }
+                Some(Command::Disconnect) => conn.disconnect(Instant::now()),
+                None => {
+                    commands_open = false;
+                    conn.disconnect(Instant::now());
+                }
+            },
+            () = sleep => conn.handle_timeout(Instant::now()),
+        }
+    }
+    let _ = tokio::time::timeout(FINAL_WRITE_DEADLINE, tx.finish(&mut writer)).await;
+    let mut stream = reader.unsplit(writer);
+    let _ = tokio::time::timeout(FINAL_WRITE_DEADLINE, async {
+        use tokio::io::AsyncWriteExt;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+fn drain(
+    conn: &mut ClientConnection,
+    hash: &mut Option<HashProtocol>,
+    received: &mpsc::Sender<Bytes>,
+    state: &watch::Sender<CallState>,
+) {
+    while let Some(event) = conn.poll_event() {
+        match event {
+            ClientEvent::Connected { hash_protocol } => {
+                *hash = Some(hash_protocol);
+                state.send_if_modified(|s| match s {
+                    CallState::Up { hash_protocol: h, .. } => {
+                        *h = Some(hash_protocol);
+                        true
+                    }
+                    _ => false,
+                });
+            }
+            ClientEvent::Ipv4Up { local, dns } => {
+                state.send_replace(CallState::Up {
+                    local,
+                    dns,
+                    hash_protocol: *hash,
+                });
+            }
+            ClientEvent::Closed { reason } => {
+                state.send_replace(CallState::Closed(reason));
+            }
+            ClientEvent::AuthFailed { .. }
+            | ClientEvent::HttpAccepted
+            | ClientEvent::Authenticated
+            | ClientEvent::Ipv6Up { .. } => {}
+        }
+    }
+    while let Some(packet) = conn.poll_ip() {
+        // A full queue drops, as a NIC would; the reader is the test or the load tool.
+        let _ = received.try_send(Bytes::copy_from_slice(packet));
+    }
+    if conn.is_closed() && !matches!(*state.borrow(), CallState::Closed(_)) {
+        state.send_replace(CallState::Closed(CloseReason::TransportClosed));
+    }
+}

@@ -1,0 +1,306 @@
+//! The project's own SSTP client: a tokio driver around [`sstp_proto::ClientConnection`].
+//!
+//! It connects over TCP, does the TLS handshake with tokio-rustls (verifying the server against a
+//! given CA or root store), takes the crypto-binding certificate hash from the leaf the server
+//! presented, and then runs one task that moves bytes, time and IP packets between the socket
+//! and the state machine. The integration tests and the load tool use it; a [`Client`] is a handle
+//! to that task:
+//!
+//! ```no_run
+//! # async fn demo(options: sstp_gateway::client::ClientOptions) -> Result<(), sstp_gateway::client::ClientError> {
+//! let mut client = sstp_gateway::client::Client::connect(options).await?;
+//! let address = client.wait_up().await?;
+//! client.send_ip(bytes::Bytes::from_static(&[0x45])).await?;
+//! let reply = client.recv_ip().await;
+//! let reason = client.disconnect().await;
+//! # Ok(()) }
+//! ```
+
+mod driver;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use rustls::{
+    RootCertStore,
+    pki_types::{CertificateDer, ServerName, pem::PemObject},
+};
+use sstp_proto::{CertHashes, ClientConfig, CloseReason, HashProtocol};
+use tokio::{
+    net::{TcpSocket, TcpStream},
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tokio_rustls::TlsConnector;
+
+/// Everything needed to open one SSTP call.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The gateway's TLS address.
+    pub server: SocketAddr,
+    /// The name the certificate is checked against (also the SNI).
+    pub server_name: ServerName<'static>,
+    /// The TLS configuration (roots, versions). See [`tls_config_with_ca`].
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The SSTP and PPP configuration: user, password, Host header, timers, quirks.
+    pub sstp: ClientConfig,
+    /// Local address to connect from (e.g. `127.0.0.2` to appear as another source on loopback).
+    pub bind: Option<IpAddr>,
+    /// Deadline for TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+    /// Capacity of the received-IP queue; packets beyond it are dropped, as a NIC would.
+    pub rx_queue: usize,
+}
+
+impl ClientOptions {
+    /// Options with the defaults: no bind address, 10 s connect deadline, 1024-packet queue.
+    pub fn new(
+        server: SocketAddr,
+        server_name: ServerName<'static>,
+        tls: Arc<rustls::ClientConfig>,
+        sstp: ClientConfig,
+    ) -> Self {
+        Self {
+            server,
+            server_name,
+            tls,
+            sstp,
+            bind: None,
+            connect_timeout: Duration::from_secs(10),
+            rx_queue: 1024,
+        }
+    }
+}
+
+/// A TLS client configuration (TLS 1.2 and 1.3) that trusts only the CA certificates in
+/// `ca_pem`.
+pub fn tls_config_with_ca(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|err| ClientError::Ca(err.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|err| ClientError::Ca(err.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ClientError::Ca("no certificate in the CA file".into()));
+    }
+    Ok(tls_config_with_roots(roots))
+}
+
+/// A TLS client configuration (TLS 1.2 and 1.3) over a given root store.
+pub fn tls_config_with_roots(roots: RootCertStore) -> Arc<rustls::ClientConfig> {
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Why the client could not connect or the call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The CA certificates could not be read.
+    #[error("invalid CA certificate: {0}")]
+    Ca(String),
+    /// TCP connect or the TLS handshake failed.
+    #[error("cannot connect to {server}")]
+    Connect {
+        /// The gateway.
+        server: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TCP connect plus TLS handshake missed the deadline.
+    #[error("connecting to {0} timed out")]
+    ConnectTimeout(SocketAddr),
+    /// The server presented no certificate (cannot happen with a verifying configuration).
+    #[error("the server presented no certificate")]
+    NoCertificate,
+    /// The call ended before (or while) the operation could complete.
+    #[error("the call ended: {}", .0.as_str())]
+    Closed(CloseReason),
+}
+
+/// The call's progress, as published by the driver task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallState {
+    /// TLS is up; SSTP and PPP are negotiating.
+    Negotiating,
+    /// The tunnel carries IPv4.
+    Up {
+        /// Our tunnel address.
+        local: Ipv4Addr,
+        /// DNS servers from IPCP.
+        dns: [Option<Ipv4Addr>; 2],
+        /// The crypto binding algorithm the call used.
+        hash_protocol: Option<HashProtocol>,
+    },
+    /// The call is over.
+    Closed(CloseReason),
+}
+
+/// What the handle asks of the driver.
+#[derive(Debug)]
+enum Command {
+    /// Send one IP packet.
+    Send(Bytes),
+    /// End the call gracefully.
+    Disconnect,
+}
+
+/// A running SSTP call; dropping it aborts the driver task (no CALL_DISCONNECT).
+#[derive(Debug)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    received: mpsc::Receiver<Bytes>,
+    state: watch::Receiver<CallState>,
+    local_addr: SocketAddr,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Client {
+    /// Connects, completes TLS and starts the SSTP call in a background task.
+    pub async fn connect(options: ClientOptions) -> Result<Self, ClientError> {
+        let server = options.server;
+        let (stream, hashes, local_addr) =
+            tokio::time::timeout(options.connect_timeout, open_tls(&options))
+                .await
+                .map_err(|_| ClientError::ConnectTimeout(server))??;
+        let (commands_tx, commands_rx) = mpsc::channel(256);
+        let (received_tx, received_rx) = mpsc::channel(options.rx_queue.max(1));
+        let (state_tx, state_rx) = watch::channel(CallState::Negotiating);
+        let connection = sstp_proto::ClientConnection::new(
+            options.sstp,
+            hashes,
+            Box::new(rand::make_rng::<rand::rngs::StdRng>()),
+            std::time::Instant::now(),
+        );
+        let task = tokio::spawn(driver::run(
+            connection,
+            stream,
+            commands_rx,
+            received_tx,
+            state_tx,
+        ));
+        Ok(Self {
+            commands: commands_tx,
+            received: received_rx,
+            state: state_rx,
+            local_addr,
+            task: Some(task),
+        })
+    }
+
+    /// Waits until IPv4 is up and returns our tunnel address.
+    pub async fn wait_up(&mut self) -> Result<Ipv4Addr, ClientError> {
+        let state = self
+            .state
+            .wait_for(|s| !matches!(s, CallState::Negotiating))
+            .await
+            .map_err(|_| ClientError::Closed(CloseReason::TransportClosed))?;
+        match &*state {
+            CallState::Up { local, .. } => Ok(*local),
+            CallState::Closed(reason) => Err(ClientError::Closed(reason.clone())),
+            CallState::Negotiating => unreachable!("wait_for returned a negotiating state"),
+        }
+    }
+
+    /// The call's current state.
+    pub fn state(&self) -> CallState {
+        self.state.borrow().clone()
+    }
+
+    /// The local TCP address of the connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Queues one IP packet for the tunnel. Packets sent before the tunnel is up are dropped by
+    /// the state machine.
+    pub async fn send_ip(&self, packet: Bytes) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::Send(packet))
+            .await
+            .map_err(|_| ClientError::Closed(self.close_reason()))
+    }
+
+    /// The next IP packet from the tunnel; `None` once the call is over and the queue is empty.
+    pub async fn recv_ip(&mut self) -> Option<Bytes> {
+        self.received.recv().await
+    }
+
+    /// Ends the call with LCP Terminate and CALL_DISCONNECT, waits for the driver to finish and
+    /// returns why the call ended (the server's disconnect may have come first).
+    pub async fn disconnect(mut self) -> CloseReason {
+        let _ = self.commands.send(Command::Disconnect).await;
+        self.closed().await
+    }
+
+    /// Waits until the call is over, however it ends, and returns why.
+    pub async fn closed(&mut self) -> CloseReason {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.close_reason()
+    }
+
+    fn close_reason(&self) -> CloseReason {
+        match &*self.state.borrow() {
+            CallState::Closed(reason) => reason.clone(),
+            _ => CloseReason::TransportClosed,
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+async fn open_tls(
+    options: &ClientOptions,
+) -> Result<(TlsStream, CertHashes, SocketAddr), ClientError> {
+    let server = options.server;
+    let connect_err = |source| ClientError::Connect { server, source };
+    let tcp = match options.bind {
+        None => TcpStream::connect(server).await.map_err(connect_err)?,
+        Some(bind) => {
+            let socket = if server.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .map_err(connect_err)?;
+            socket
+                .bind(SocketAddr::new(bind, 0))
+                .map_err(connect_err)?;
+            socket.connect(server).await.map_err(connect_err)?
+        }
+    };
+    tcp.set_nodelay(true).map_err(connect_err)?;
+    let local_addr = tcp.local_addr().map_err(connect_err)?;
+    let connector = TlsConnector::from(Arc::clone(&options.tls));
+    let tls = connector
+        .connect(options.server_name.clone(), tcp)
+        .await
+        .map_err(connect_err)?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .ok_or(ClientError::NoCertificate)?;
+    let hashes = CertHashes::from_der(leaf.as_ref());
+    Ok((tls, hashes, local_addr))
+}

@@ -1,0 +1,63 @@
+//! The outgoing byte buffer of one SSTP stream, written with cancel-safe steps.
+//!
+//! The session and client drivers `select!` between reading the socket and writing it, so
+//! that a peer that writes while we write can never deadlock both sides. `write` is
+//! cancel-safe (it wrote `n` bytes or nothing), `write_all` is not, hence this small state
+//! holder: an offset into the pending bytes plus a "flush owed" flag (tokio-rustls may keep
+//! records in the TLS session until flushed).
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Pending plaintext for the TLS stream.
+#[derive(Debug, Default)]
+pub(crate) struct TxBuffer {
+    bytes: Vec<u8>,
+    written: usize,
+    flush_owed: bool,
+}
+
+impl TxBuffer {
+    /// The buffer the state machine's `poll_transmit` appends to.
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Bytes not yet handed to the stream.
+    pub(crate) fn pending(&self) -> usize {
+        self.bytes.len() - self.written
+    }
+
+    /// Whether there is anything to write or flush.
+    pub(crate) fn has_work(&self) -> bool {
+        self.pending() > 0 || self.flush_owed
+    }
+
+    /// One cancel-safe step: write some pending bytes, or flush once all are written.
+    pub(crate) async fn step<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.pending() > 0 {
+            let n = w.write(&self.bytes[self.written..]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.written += n;
+            if self.written == self.bytes.len() {
+                self.bytes.clear();
+                self.written = 0;
+                self.flush_owed = true;
+            }
+        } else if self.flush_owed {
+            w.flush().await?;
+            self.flush_owed = false;
+        }
+        Ok(())
+    }
+
+    /// Writes and flushes everything, for the last bytes before closing (bounded by the
+    /// caller's timeout).
+    pub(crate) async fn finish<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+        while self.has_work() {
+            self.step(w).await?;
+        }
+        Ok(())
+    }
+}
