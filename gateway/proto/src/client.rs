@@ -14,12 +14,12 @@ use sstp_ppp::{
 use crate::{
     attribute::{AttributeId, EncapsulatedProtocol, HashProtocol, NONCE_LEN, Status, StatusInfo},
     config::{CallConnectedTiming, ClientConfig},
+    control::ControlMessage,
     core::Core,
     crypto_binding::{self, CertHashes},
     deframer::Frame,
     event::{ClientEvent, CloseReason, SendError},
     http::{ResponseParser, write_request},
-    packet::ControlMessage,
 };
 
 /// Call establishment states (§3.2.1), named by what they expect next.

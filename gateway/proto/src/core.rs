@@ -8,10 +8,11 @@ use sstp_ppp::{Protocol, encode_frame};
 use crate::{
     attribute::{AttributeId, Status, StatusInfo},
     config::Timers,
+    control::ControlMessage,
     deframer::Deframer,
     event::{CloseReason, SendError},
     ip_queue::IpQueue,
-    packet::{self, ControlMessage},
+    packet,
 };
 
 /// The common call teardown states of §3.1.1.1, each with its timer's deadline. The

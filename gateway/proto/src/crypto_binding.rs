@@ -15,7 +15,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::attribute::{CryptoBinding, HashProtocol, HashProtocolSet, NONCE_LEN};
-use crate::packet::ControlMessage;
+use crate::control::ControlMessage;
 
 /// SHA1 and SHA256 of the DER-encoded leaf certificate a connection was served.
 #[derive(Clone, PartialEq, Eq)]

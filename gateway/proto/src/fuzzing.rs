@@ -6,9 +6,10 @@
 
 use std::time::Instant;
 
+use crate::control::ControlMessage;
 use crate::deframer::Deframer;
 use crate::http::RequestParser;
-use crate::packet::{ControlMessage, HEADER_LEN, MAX_PACKET_LEN, Packet};
+use crate::packet::{HEADER_LEN, MAX_PACKET_LEN, Packet};
 use crate::{ServerConnection, ServerEvent};
 
 /// Feeds `data` to a deframer in chunks whose sizes come from the data itself, and decodes

@@ -42,6 +42,7 @@
 pub mod attribute;
 mod client;
 mod config;
+pub mod control;
 mod core;
 pub mod crypto_binding;
 pub mod deframer;
@@ -62,8 +63,9 @@ pub use attribute::{
 };
 pub use client::ClientConnection;
 pub use config::{CallConnectedTiming, ClientConfig, ServerConfig, Timers};
+pub use control::ControlMessage;
 pub use crypto_binding::{BindingError, CertHashes};
 pub use deframer::{Deframer, Frame};
 pub use event::{ClientEvent, CloseReason, SendError, ServerEvent};
-pub use packet::{ControlMessage, DecodeError, FramingError, Header, MessageType, Packet};
+pub use packet::{DecodeError, FramingError, Header, MessageType, Packet};
 pub use server::ServerConnection;

@@ -11,12 +11,13 @@ use crate::{
         AttributeId, CryptoBindingRequest, EncapsulatedProtocol, NONCE_LEN, Status, StatusInfo,
     },
     config::ServerConfig,
+    control::ControlMessage,
     core::Core,
     crypto_binding::{self, CALL_CONNECTED_LEN, CertHashes},
     deframer::Frame,
     event::{CloseReason, SendError, ServerEvent},
     http::{RequestParser, write_ok_response},
-    packet::{ControlMessage, DecodeError, HEADER_LEN, MessageType},
+    packet::{DecodeError, HEADER_LEN, MessageType},
 };
 
 /// Call establishment states, named by what they expect next (§3.3.1.1.1).
