@@ -1,5 +1,21 @@
 //! Every Prometheus metric the gateway exports, all prefixed `sstp_`.
 //!
+//! | metric | type | labels | meaning |
+//! |---|---|---|---|
+//! | `sstp_sessions_active` | gauge | | sessions whose tunnel is up |
+//! | `sstp_sessions_total` | counter | `result` ([`SessionResult`]) | session attempts by how setup ended |
+//! | `sstp_auth_failures_total` | counter | `reason` ([`AuthFailureReason`]) | failed PPP authentications |
+//! | `sstp_bytes_total` | counter | `direction` ([`Direction`]) | IP bytes through tunnels |
+//! | `sstp_packets_total` | counter | `direction` | IP packets through tunnels |
+//! | `sstp_handshake_duration_seconds` | histogram | | TCP accept to tunnel up |
+//! | `sstp_address_pool_addresses` | gauge | `state`: free, allocated, reserved | pool usage |
+//! | `sstp_users_loaded` | gauge | | users in the document in force |
+//! | `sstp_users_reload_total` | counter | `result` ([`ReloadResult`]) | users document loads |
+//! | `sstp_certificate_expiry_timestamp_seconds` | gauge | | notAfter of the served certificate |
+//! | `sstp_connections_rejected_total` | counter | `reason` ([`RejectReason`]) | connections refused before SSTP |
+//! | `sstp_tun_packets_dropped_total` | counter | `reason` ([`DropReason`]) | TUN packets no session took |
+//! | `sstp_sessions_closed_total` | counter | `reason` ([`CLOSE_REASONS`]) | SSTP connections by why they ended |
+//!
 //! Label values come from the enums below, never from peer input or user names, so the number of
 //! series is fixed and known up front (every series is created at zero on start, which lets
 //! dashboards and alerts see a rate of 0 instead of "no data").
@@ -40,6 +56,9 @@ pub struct Metrics {
     /// `sstp_tun_packets_dropped_total{reason}`: packets read from the TUN device that no session
     /// took (see [`DropReason`]).
     tun_packets_dropped_total: IntCounterVec,
+    /// `sstp_sessions_closed_total{reason}`: SSTP connections by why they ended (the
+    /// `sstp_proto::CloseReason` label), so protocol errors after setup are counted too.
+    sessions_closed_total: IntCounterVec,
 }
 
 /// How a session attempt ended its setup (`sessions_total{result}`).
@@ -180,6 +199,12 @@ impl Metrics {
                 "reason",
                 &DropReason::ALL.map(DropReason::as_label),
             ),
+            sessions_closed_total: reg.counters(
+                "sessions_closed_total",
+                "SSTP connections by why they ended",
+                "reason",
+                &CLOSE_REASONS,
+            ),
             registry,
         }
     }
@@ -236,6 +261,12 @@ impl Metrics {
             .inc();
     }
 
+    /// An SSTP connection ended for `reason`, one of [`CLOSE_REASONS`]
+    /// (`sstp_proto::CloseReason::as_str`).
+    pub fn session_ended(&self, reason: &'static str) {
+        self.sessions_closed_total.with_label_values(&[reason]).inc();
+    }
+
     /// A packet from the TUN device was dropped.
     pub fn tun_packet_dropped(&self, reason: DropReason) {
         self.tun_packets_dropped_total
@@ -285,6 +316,25 @@ use labels::Registrar;
 
 /// Every metric name starts with `sstp_`.
 const PREFIX: &str = "sstp";
+/// `sessions_closed_total{reason}` values: every `sstp_proto::CloseReason::as_str`.
+pub const CLOSE_REASONS: [&str; 16] = [
+    "http_rejected",
+    "http_response",
+    "framing",
+    "invalid_message",
+    "unexpected_message",
+    "retry_count_exceeded",
+    "negotiation_timeout",
+    "crypto_binding",
+    "no_common_hash_protocol",
+    "auth_failed",
+    "ppp",
+    "peer_aborted",
+    "peer_disconnected",
+    "local_disconnect",
+    "hello_timeout",
+    "transport_closed",
+];
 /// `address_pool_addresses{state}` values, in [`PoolCounts`] field order.
 const POOL_STATES: [&str; 3] = ["free", "allocated", "reserved"];
 
