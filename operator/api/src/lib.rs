@@ -11,17 +11,35 @@
 //! an error that names the line and column instead of a silently ignored setting. Both have a JSON
 //! Schema through [`schemars`].
 //!
-//! The custom resource types (`SstpGateway`, `SstpUser`) will live beside these modules once the
-//! operator exists. This crate does no I/O and no hashing: NT hashes arrive here already computed
-//! (`sstp-ppp` owns the MD4 code).
+//! The custom resources (group `sstp.io`, version `v1alpha1`) live beside them:
+//! [`gateway::SstpGateway`] and [`user::SstpUser`], with the status [`condition`] helpers both use.
+//! [`crds`] returns their CustomResourceDefinitions (what `crdgen` writes to `crds/`). This crate
+//! does no I/O and no hashing: NT hashes arrive here already computed (`sstp-ppp` owns the MD4
+//! code).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod condition;
+pub mod gateway;
 pub mod gateway_config;
+pub mod user;
 pub mod users;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+pub use gateway::{SstpGateway, SstpGatewaySpec, SstpGatewayStatus};
 pub use gateway_config::{ConfigError, GatewayConfig};
+pub use user::{SstpUser, SstpUserSpec, SstpUserStatus};
 pub use users::{UserEntry, UsersDocument, UsersDocumentError};
+
+/// The CustomResourceDefinitions of this API, with the file name each is written to in `crds/`.
+pub fn crds() -> [(&'static str, CustomResourceDefinition); 2] {
+    [
+        ("sstpgateway.yaml", SstpGateway::crd()),
+        ("sstpuser.yaml", SstpUser::crd()),
+    ]
+}
 
 /// Where a JSON document failed to parse: 1-based line and column, as serde_json reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,449 @@
+//! The `SstpGateway` custom resource: one SSTP service (Deployment, Service, certificate, users).
+//!
+//! Validation lives in the schema, so the apiserver refuses a bad object with a message naming
+//! the field: CEL rules (`x-kubernetes-validations`) check CIDRs, addresses, hostnames, ranges
+//! and "exactly one TLS mode"; `addressPool` is immutable because clients hold addresses from it.
+
+#![expect(
+    unreachable_pub,
+    reason = "the KubeSchema derive copies each struct as a pub item inside a private scope"
+)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint},
+    apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector},
+};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of an SSTP gateway.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sstp.io",
+    version = "v1alpha1",
+    kind = "SstpGateway",
+    namespaced,
+    status = "SstpGatewayStatus",
+    shortname = "sstpgw",
+    category = "sstp",
+    derive = "PartialEq",
+    doc = "An SSTP VPN gateway: Deployment, Service, certificate and users document",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoints[0]"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SstpGatewaySpec {
+    /// Gateway pods. Rolling updates add one before removing one, so this many stay serving.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self >= 0").message("replicas must not be negative"))]
+    pub replicas: i32,
+    /// The names clients dial (DNS names or IPv4 addresses). All go into the server certificate;
+    /// the first one is also the CRL distribution point host.
+    #[x_kube(validation = Rule::new("self.size() >= 1 && self.size() <= 32").message("hostnames needs 1 to 32 entries"))]
+    #[x_kube(validation = Rule::new(HOSTNAMES_RULE).message("every hostname must be a DNS name (RFC 1123, lowercase) or an IPv4 address"))]
+    pub hostnames: Vec<String>,
+    /// How the gateway is exposed.
+    #[serde(default)]
+    pub service: GatewayService,
+    /// Where the server certificate comes from: exactly one mode (default `selfManaged`).
+    #[serde(default)]
+    pub tls: GatewayTls,
+    /// IPv4 CIDR of tunnel addresses (the first usable one is the gateway's). Immutable: clients
+    /// hold addresses from it; make a new gateway to renumber.
+    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4 && cidr(self).prefixLength() <= 30 && cidr(self).masked() == cidr(self)").message("addressPool must be an IPv4 CIDR of /30 or larger without host bits, e.g. 10.8.0.0/24"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("addressPool is immutable"))]
+    pub address_pool: String,
+    /// DNS servers offered to clients (IPv4, at most two).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.size() <= 2 && self.all(a, isIP(a) && ip(a).family() == 4)").message("dns takes at most two IPv4 addresses"))]
+    pub dns: Vec<String>,
+    /// Split-tunnel routes (IPv4 CIDRs); empty lets the client decide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(r, isCIDR(r) && cidr(r).ip().family() == 4 && cidr(r).masked() == cidr(r))").message("routes must be IPv4 CIDRs without host bits"))]
+    pub routes: Vec<String>,
+    /// Masquerade client traffic leaving the pod (default on).
+    #[serde(default = "default_true")]
+    pub nat: bool,
+    /// PPP authentication.
+    #[serde(default)]
+    pub auth: GatewayAuth,
+    /// Which `SstpUser`s this gateway accepts.
+    #[serde(default)]
+    pub users: GatewayUsers,
+    /// Limits that protect the gateway.
+    #[serde(default)]
+    pub limits: GatewayLimits,
+    /// Expect a PROXY protocol v1/v2 header on the SSTP port (behind a proxying load balancer).
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Pod knobs: image, resources, scheduling.
+    #[serde(default)]
+    pub pod: GatewayPod,
+    /// Prometheus integration.
+    #[serde(default)]
+    pub monitoring: GatewayMonitoring,
+}
+
+/// The Service in front of the gateway pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayService {
+    /// Service type (default `LoadBalancer`).
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Annotations for the Service (cloud load balancer settings, external-dns, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Extra labels for the Service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `spec.loadBalancerClass` of the Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
+    /// Client CIDRs allowed through the load balancer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(r, isCIDR(r))").message("loadBalancerSourceRanges must be CIDRs"))]
+    pub load_balancer_source_ranges: Vec<String>,
+    /// `Local` keeps client source addresses (default `Cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<TrafficPolicy>,
+    /// Service ports.
+    #[serde(default)]
+    pub ports: GatewayPorts,
+}
+
+/// Kubernetes Service types the gateway supports.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServiceType {
+    /// Cluster-internal only.
+    ClusterIP,
+    /// A port on every node.
+    NodePort,
+    /// A cloud load balancer (default).
+    #[default]
+    LoadBalancer,
+}
+
+/// `externalTrafficPolicy` of the Service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrafficPolicy {
+    /// Spread over all nodes (client address hidden).
+    Cluster,
+    /// Only nodes with a gateway pod (client address kept).
+    Local,
+}
+
+/// Service ports (the pods always listen on 443 and 80).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayPorts {
+    /// SSTP over TLS (default 443).
+    #[serde(default = "default_sstp_port")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("ports.sstp must be 1-65535"))]
+    pub sstp: i32,
+    /// Plain HTTP for the CRL and CA certificate (default 80). Windows fetches the CRL from
+    /// `http://<first hostname>/sstp/ca.crl`, so keep 80 unless something else forwards it.
+    #[serde(default = "default_http_port")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("ports.http must be 1-65535"))]
+    pub http: i32,
+}
+
+/// Where the server certificate comes from. Exactly one field is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.selfManaged) ? 1 : 0) + (has(self.certManager) ? 1 : 0) + (has(self.secretName) ? 1 : 0) == 1").message("tls needs exactly one of selfManaged, certManager, secretName"))]
+pub struct GatewayTls {
+    /// The operator's built-in CA issues and renews the certificate and publishes a CRL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_managed: Option<SelfManagedTls>,
+    /// cert-manager issues the certificate (needs the cert-manager CRDs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_manager: Option<CertManagerTls>,
+    /// An existing `kubernetes.io/tls` Secret in the gateway's namespace (bring your own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("secretName must be a Secret name (RFC 1123 subdomain)"))]
+    pub secret_name: Option<String>,
+}
+
+/// Settings of the built-in CA.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfManagedTls {
+    /// Key algorithm of the server certificate (default `ecdsaP256`).
+    #[serde(default)]
+    pub algorithm: KeyAlgorithmName,
+    /// Server certificate lifetime in seconds (default 90 days); renewed at two thirds of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 30").message("certificateLifetimeSeconds must be at least 30"))]
+    pub certificate_lifetime_seconds: Option<i64>,
+}
+
+/// Server key algorithms.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyAlgorithmName {
+    /// ECDSA P-256 (default).
+    #[default]
+    EcdsaP256,
+    /// RSA 2048.
+    Rsa2048,
+    /// RSA 3072.
+    Rsa3072,
+    /// RSA 4096.
+    Rsa4096,
+}
+
+/// cert-manager mode.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertManagerTls {
+    /// The issuer that signs the certificate.
+    pub issuer_ref: IssuerRef,
+}
+
+/// A cert-manager issuer reference.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// Issuer name.
+    #[x_kube(validation = Rule::new("self.size() > 0").message("issuerRef.name must not be empty"))]
+    pub name: String,
+    /// `Issuer` (default) or `ClusterIssuer`.
+    #[serde(default = "default_issuer_kind")]
+    #[x_kube(validation = Rule::new("self == 'Issuer' || self == 'ClusterIssuer'").message("issuerRef.kind must be Issuer or ClusterIssuer"))]
+    pub kind: String,
+    /// API group (default `cert-manager.io`).
+    #[serde(default = "default_issuer_group")]
+    pub group: String,
+}
+
+/// PPP authentication.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayAuth {
+    /// Methods offered, in order (default MS-CHAPv2 only; PAP sends the password in the clear
+    /// inside TLS and is opt-in).
+    #[serde(default = "default_methods")]
+    #[x_kube(validation = Rule::new("self.size() >= 1").message("auth.methods needs at least one method"))]
+    pub methods: Vec<AuthMethodName>,
+}
+
+/// PPP authentication methods.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethodName {
+    /// MS-CHAPv2.
+    Mschapv2,
+    /// PAP.
+    Pap,
+}
+
+/// Which users the gateway accepts.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayUsers {
+    /// Label selector over `SstpUser`s in the gateway's namespace; absent selects all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// Limits. Unset fields take the gateway's defaults.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayLimits {
+    /// Concurrent sessions per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("limits.maxSessions must be at least 1"))]
+    pub max_sessions: Option<i32>,
+    /// Concurrent sessions per user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("limits.maxSessionsPerUser must be at least 1"))]
+    pub max_sessions_per_user: Option<i32>,
+    /// End sessions idle this long (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("limits.idleTimeoutSeconds must be at least 1"))]
+    pub idle_timeout_seconds: Option<i64>,
+    /// Authentication failures allowed per window before blocking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("limits.authFailureLimit must be at least 1"))]
+    pub auth_failure_limit: Option<i32>,
+    /// Failure counting window (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("limits.authFailureWindowSeconds must be at least 1"))]
+    pub auth_failure_window_seconds: Option<i64>,
+    /// How long a blocked source or user stays blocked (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("limits.authFailureBlockSeconds must be at least 1"))]
+    pub auth_failure_block_seconds: Option<i64>,
+}
+
+/// Pod knobs.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayPod {
+    /// Gateway image (default: the operator's `--gateway-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Container resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node selector.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Topology spread constraints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Prometheus integration.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayMonitoring {
+    /// A `monitoring.coreos.com/v1` ServiceMonitor for the admin port (only when that CRD exists).
+    #[serde(default)]
+    pub service_monitor: ServiceMonitorSettings,
+}
+
+/// ServiceMonitor settings.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSettings {
+    /// Create the ServiceMonitor.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Extra labels (for the Prometheus selector).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Observed state of a gateway.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SstpGatewayStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `CertificateReady`, `Available`, `Progressing`, `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Pods ready to serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Where clients connect: load balancer addresses/hostnames, else the first hostname.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// The served certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateStatus>,
+    /// Users in the users document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<i32>,
+    /// Sessions, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_sessions: Option<i32>,
+}
+
+/// Facts about the served certificate.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// End of validity (RFC 3339).
+    pub not_after: String,
+    /// SHA-256 of the DER certificate, lowercase hex.
+    pub sha256_fingerprint: String,
+    /// The Secret holding it.
+    pub secret_name: String,
+}
+
+impl Default for GatewayTls {
+    fn default() -> Self {
+        Self {
+            self_managed: Some(SelfManagedTls::default()),
+            cert_manager: None,
+            secret_name: None,
+        }
+    }
+}
+
+impl Default for GatewayPorts {
+    fn default() -> Self {
+        Self {
+            sstp: default_sstp_port(),
+            http: default_http_port(),
+        }
+    }
+}
+
+impl Default for GatewayAuth {
+    fn default() -> Self {
+        Self {
+            methods: default_methods(),
+        }
+    }
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_sstp_port() -> i32 {
+    443
+}
+
+fn default_http_port() -> i32 {
+    80
+}
+
+fn default_methods() -> Vec<AuthMethodName> {
+    vec![AuthMethodName::Mschapv2]
+}
+
+fn default_issuer_kind() -> String {
+    "Issuer".to_owned()
+}
+
+fn default_issuer_group() -> String {
+    "cert-manager.io".to_owned()
+}
+
+/// Each hostname is an RFC 1123 DNS name (lowercase labels of 1-63, total up to 253) or an IPv4
+/// address; uppercase is refused so the names in the certificate match what is listed.
+const HOSTNAMES_RULE: &str = "self.all(h, (isIP(h) && ip(h).family() == 4) || (h.size() <= 253 && h.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$')))";
+
+/// A Kubernetes object name (RFC 1123 subdomain).
+pub(crate) const DNS_SUBDOMAIN_RULE: &str = "self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";

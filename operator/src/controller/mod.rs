@@ -1,0 +1,136 @@
+//! The two reconcilers and what they share: the context, server-side apply with
+//! compare-before-write, and events.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::{
+    Client, Resource,
+    runtime::{
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+    },
+};
+use tracing::warn;
+
+use crate::metrics::Metrics;
+
+pub mod apply;
+pub mod gateway;
+pub mod status;
+pub mod user;
+
+/// What every reconcile gets.
+#[derive(Clone)]
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Operator metrics.
+    pub metrics: Metrics,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// The gateway image when a gateway does not name one.
+    pub gateway_image: String,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("gateway_image", &self.gateway_image)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context whose events are reported as `sstp-operator` from `instance`.
+    pub fn new(client: Client, metrics: Metrics, gateway_image: String, instance: String) -> Self {
+        let reporter = Reporter {
+            controller: crate::FIELD_MANAGER.to_owned(),
+            instance: Some(instance),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            gateway_image,
+        }
+    }
+
+    /// Publishes a Normal event about `object`; a failure to publish is logged, not fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        reason: &str,
+        note: String,
+        warning: bool,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            warn!(error = %err, "could not publish an event");
+        }
+    }
+}
+
+/// Requeue policy after an error: quick at first, backing off to a ceiling, keyed by how many
+/// errors in a row the object had (tracked by the caller).
+pub fn error_backoff(consecutive: u32) -> Action {
+    let seconds = ERROR_BACKOFF_FIRST
+        .as_secs()
+        .saturating_mul(1u64 << consecutive.min(8))
+        .min(ERROR_BACKOFF_MAX.as_secs());
+    Action::requeue(Duration::from_secs(seconds))
+}
+
+/// Shared error counter per object, for [`error_backoff`].
+pub type ErrorCounts = Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>;
+
+/// Records an error for `key` and returns how many happened in a row.
+pub fn count_error(counts: &ErrorCounts, key: String) -> u32 {
+    let mut counts = counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let entry = counts.entry(key).or_insert(0);
+    *entry = entry.saturating_add(1);
+    *entry - 1
+}
+
+/// Forgets the errors of `key` after a successful reconcile.
+pub fn clear_errors(counts: &ErrorCounts, key: &str) {
+    counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(key);
+}
+
+/// First retry after an error.
+const ERROR_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between retries.
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Periodic resync of healthy objects (catches anything a watch missed).
+pub const RESYNC: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_backoff_doubles_up_to_a_ceiling() {
+        assert_eq!(error_backoff(0), Action::requeue(Duration::from_secs(1)));
+        assert_eq!(error_backoff(3), Action::requeue(Duration::from_secs(8)));
+        assert_eq!(error_backoff(30), Action::requeue(Duration::from_secs(256)));
+        let counts = ErrorCounts::default();
+        assert_eq!(count_error(&counts, "a".into()), 0);
+        assert_eq!(count_error(&counts, "a".into()), 1);
+        clear_errors(&counts, "a");
+        assert_eq!(count_error(&counts, "a".into()), 0);
+    }
+}

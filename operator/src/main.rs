@@ -1,0 +1,112 @@
+//! `sstp-operator`: runs the SstpGateway and SstpUser controllers (see the crate docs and
+//! operator/README.md for flags and RBAC).
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::Parser;
+use sstp_operator::{
+    DEFAULT_LEASE_DURATION, DEFAULT_LEASE_GRACE, Settings, leader::LeaseSettings, metrics::Metrics,
+};
+use tracing_subscriber::EnvFilter;
+
+/// The SSTP gateway operator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Image of gateway pods when an SstpGateway does not set spec.pod.image.
+    #[arg(long, env = "SSTP_OPERATOR_GATEWAY_IMAGE")]
+    gateway_image: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "SSTP_OPERATOR_ADMIN_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    admin_address: SocketAddr,
+    /// Name of the leader election Lease.
+    #[arg(
+        long,
+        env = "SSTP_OPERATOR_LEASE_NAME",
+        default_value = "sstp-operator"
+    )]
+    lease_name: String,
+    /// Namespace of the Lease (normally the operator's own, from the downward API).
+    #[arg(long, env = "SSTP_OPERATOR_LEASE_NAMESPACE")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (normally the pod name).
+    #[arg(long, env = "SSTP_OPERATOR_IDENTITY")]
+    identity: String,
+    /// Seconds the Lease stays valid without renewal.
+    #[arg(long, env = "SSTP_OPERATOR_LEASE_DURATION_SECONDS", default_value_t = DEFAULT_LEASE_DURATION)]
+    lease_duration_seconds: u64,
+    /// Seconds before expiry that the holder renews.
+    #[arg(long, env = "SSTP_OPERATOR_LEASE_GRACE_SECONDS", default_value_t = DEFAULT_LEASE_GRACE)]
+    lease_grace_seconds: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SSTP_OPERATOR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "sstp-operator failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> anyhow::Result<()> {
+    let Cli {
+        gateway_image,
+        admin_address,
+        lease_name,
+        lease_namespace,
+        identity,
+        lease_duration_seconds,
+        lease_grace_seconds,
+    } = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("Failed to start the async runtime")?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("Failed to configure the Kubernetes client")?;
+        let settings = Settings {
+            gateway_image,
+            lease: LeaseSettings {
+                name: lease_name,
+                namespace: lease_namespace,
+                identity,
+                duration_seconds: lease_duration_seconds,
+                grace_seconds: lease_grace_seconds,
+            },
+            admin_address: Some(admin_address),
+        };
+        sstp_operator::run(client, settings, Metrics::new(), shutdown_signal())
+            .await
+            .context("The operator stopped")
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Deployment `<gw>`: the gateway pods, with the least privilege the data plane needs.
+//!
+//! The data plane needs `NET_ADMIN` (TUN device, addresses, routes, nftables) and
+//! `NET_BIND_SERVICE` (ports 443 and 80), the TUN character device `/dev/net/tun` (mounted from
+//! the host), and IPv4 forwarding in the pod's network namespace (`net.ipv4.ip_forward`, a
+//! namespaced but "unsafe" sysctl that the kubelet must allow). Everything else is dropped: all
+//! other capabilities, privilege escalation, writable root filesystem; seccomp stays on.
+//! Rolling updates surge by one and never take a pod away first (maxUnavailable 0), so the
+//! desired number of gateways keeps serving during a rollout.
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
+        core::v1::{
+            Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+            HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PodSecurityContext, PodSpec,
+            PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Sysctl,
+            Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+use sha2::{Digest, Sha256};
+use sstp_api::SstpGateway;
+
+use super::{
+    Owner,
+    config::{CONFIG_DIR, CONFIG_FILE, TLS_DIR},
+    ports,
+};
+
+/// What the pod template depends on besides the spec.
+#[derive(Debug, Clone)]
+pub struct PodInputs<'a> {
+    /// The gateway image when the spec does not name one.
+    pub default_image: &'a str,
+    /// The rendered `config.json`: its hash goes into a pod annotation, so a configuration
+    /// change rolls the pods (the gateway reads it once at start; users and certificate reload
+    /// live and do not roll anything).
+    pub config_json: &'a str,
+}
+
+/// The Deployment of `gateway`.
+pub fn deployment(gateway: &SstpGateway, owner: &Owner, inputs: &PodInputs<'_>) -> Deployment {
+    let mut annotations = gateway.spec.pod.annotations.clone();
+    annotations.insert(
+        CONFIG_HASH_ANNOTATION.to_owned(),
+        sha256_hex(inputs.config_json),
+    );
+    Deployment {
+        metadata: owner.meta(&owner.names.base),
+        spec: Some(DeploymentSpec {
+            replicas: Some(gateway.spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(owner.selector_labels()),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(owner.labels()),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(gateway, owner, inputs)),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn pod_spec(gateway: &SstpGateway, owner: &Owner, inputs: &PodInputs<'_>) -> PodSpec {
+    let pod = &gateway.spec.pod;
+    let non_empty_map =
+        |map: &std::collections::BTreeMap<String, String>| (!map.is_empty()).then(|| map.clone());
+    PodSpec {
+        service_account_name: Some(owner.names.base.clone()),
+        // The gateway watches its own users and TLS Secrets through the API.
+        automount_service_account_token: Some(true),
+        // Sessions get CALL_DISCONNECT on SIGTERM; give them time to go.
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..SeccompProfile::default()
+            }),
+            sysctls: Some(vec![Sysctl {
+                name: "net.ipv4.ip_forward".to_owned(),
+                value: "1".to_owned(),
+            }]),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![container(gateway, inputs)],
+        volumes: Some(volumes(owner)),
+        node_selector: non_empty_map(&pod.node_selector),
+        tolerations: non_empty_vec(&pod.tolerations),
+        affinity: pod.affinity.clone(),
+        topology_spread_constraints: non_empty_vec(&pod.topology_spread_constraints),
+        ..PodSpec::default()
+    }
+}
+
+fn non_empty_vec<T: Clone>(items: &[T]) -> Option<Vec<T>> {
+    (!items.is_empty()).then(|| items.to_vec())
+}
+
+fn container(gateway: &SstpGateway, inputs: &PodInputs<'_>) -> Container {
+    let port = |name: &str, number: i32| ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: number,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    };
+    Container {
+        name: CONTAINER_NAME.to_owned(),
+        image: Some(
+            gateway
+                .spec
+                .pod
+                .image
+                .clone()
+                .unwrap_or_else(|| inputs.default_image.to_owned()),
+        ),
+        args: Some(vec![
+            "run".to_owned(),
+            "--config".to_owned(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
+        env: Some(vec![
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            field_env("POD_NAME", "metadata.name"),
+        ]),
+        ports: Some(vec![
+            port("sstp", ports::SSTP),
+            port("http", ports::HTTP),
+            port("admin", ports::ADMIN),
+        ]),
+        readiness_probe: Some(probe("/readyz", 2, 5)),
+        liveness_probe: Some(probe("/healthz", 10, 10)),
+        resources: gateway.spec.pod.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".to_owned(), "NET_BIND_SERVICE".to_owned()]),
+                drop: Some(vec!["ALL".to_owned()]),
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("config", CONFIG_DIR),
+            mount("tls", TLS_DIR),
+            mount("tun", TUN_DEVICE),
+        ]),
+        ..Container::default()
+    }
+}
+
+fn volumes(owner: &Owner) -> Vec<Volume> {
+    vec![
+        Volume {
+            name: "config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: owner.names.config.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tls".to_owned(),
+            // Mounted whole (no subPath) so the kubelet's updates reach the files too.
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(owner.names.tls.clone()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tun".to_owned(),
+            host_path: Some(HostPathVolumeSource {
+                path: TUN_DEVICE.to_owned(),
+                type_: Some("CharDevice".to_owned()),
+            }),
+            ..Volume::default()
+        },
+    ]
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("admin".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(name != "tun"),
+        ..VolumeMount::default()
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Name of the gateway container.
+pub const CONTAINER_NAME: &str = "gateway";
+/// Pod annotation carrying the hash of `config.json`.
+pub const CONFIG_HASH_ANNOTATION: &str = "sstp.io/config-hash";
+/// The TUN clone device.
+pub const TUN_DEVICE: &str = "/dev/net/tun";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::fixtures;
+
+    fn build(gateway: &SstpGateway, config: &str) -> Deployment {
+        let owner = Owner::of(gateway).unwrap();
+        deployment(
+            gateway,
+            &owner,
+            &PodInputs {
+                default_image: "example/sstp-gateway:1",
+                config_json: config,
+            },
+        )
+    }
+
+    #[test]
+    fn the_deployment_never_drops_below_the_desired_replicas_and_probes_the_admin_port() {
+        let deployment = build(&fixtures::minimal(), "{}");
+        let spec = deployment.spec.unwrap();
+        assert_eq!(spec.replicas, Some(2));
+        let rolling = spec.strategy.unwrap().rolling_update.unwrap();
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+        assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
+        let pod = spec.template.spec.unwrap();
+        let container = &pod.containers[0];
+        let readiness = container
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+        assert_eq!(readiness.port, IntOrString::String("admin".into()));
+        let liveness = container
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(liveness.path.as_deref(), Some("/healthz"));
+        assert_eq!(container.image.as_deref(), Some("example/sstp-gateway:1"));
+        assert_eq!(
+            container.args.as_ref().unwrap(),
+            &["run", "--config", "/etc/sstp-gateway/config/config.json"]
+        );
+        assert_eq!(pod.service_account_name.as_deref(), Some("gw"));
+    }
+
+    #[test]
+    fn the_container_gets_only_net_admin_and_net_bind_service_and_the_tun_device() {
+        let deployment = build(&fixtures::minimal(), "{}");
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        let security = pod.containers[0].security_context.clone().unwrap();
+        let caps = security.capabilities.unwrap();
+        assert_eq!(caps.drop.unwrap(), ["ALL"]);
+        assert_eq!(caps.add.unwrap(), ["NET_ADMIN", "NET_BIND_SERVICE"]);
+        assert_eq!(security.privileged, Some(false));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        let tun = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tun")
+            .unwrap();
+        assert_eq!(tun.host_path.unwrap().type_.as_deref(), Some("CharDevice"));
+    }
+
+    #[test]
+    fn a_config_change_changes_the_pod_template_and_spec_knobs_reach_the_pod() {
+        let mut gateway = fixtures::minimal();
+        gateway.spec.pod.image = Some("mirror/gw:2".into());
+        gateway
+            .spec
+            .pod
+            .node_selector
+            .insert("zone".into(), "a".into());
+        let first = build(&gateway, "{\"a\":1}");
+        let second = build(&gateway, "{\"a\":2}");
+        let hash = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_ne!(hash(&first), hash(&second));
+        let pod = first.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.containers[0].image.as_deref(), Some("mirror/gw:2"));
+        assert_eq!(pod.node_selector.unwrap()["zone"], "a");
+    }
+}

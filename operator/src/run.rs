@@ -1,0 +1,289 @@
+//! Everything together: admin server, leader election, both controllers, graceful shutdown.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use futures::{FutureExt, StreamExt, future::Shared};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+    policy::v1::PodDisruptionBudget,
+    rbac::v1::{Role, RoleBinding},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+};
+use sstp_api::{SstpGateway, SstpUser};
+use tracing::{info, warn};
+
+use crate::{
+    admin::{self, Readiness},
+    controller::{self, Context, ErrorCounts, gateway, user},
+    leader::{Election, LeaseSettings},
+    metrics::Metrics,
+};
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Image of gateway pods when a gateway does not name one.
+    pub gateway_image: String,
+    /// Leader election.
+    pub lease: LeaseSettings,
+    /// Where `/metrics`, `/healthz`, `/readyz` are served (`None`: not at all).
+    pub admin_address: Option<SocketAddr>,
+}
+
+/// Why [`run`] ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The lease could not be created or read.
+    #[error("leader election failed")]
+    Lease(#[source] kube_lease_manager::LeaseManagerError),
+    /// Another replica took the lease; this one stopped its controllers and must restart.
+    #[error("lost the leader lease")]
+    LostLease,
+    /// The admin server could not bind.
+    #[error("admin server on {address}")]
+    Admin {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the operator until `shutdown` completes (then releases the lease and returns `Ok`) or
+/// leadership is lost (returns [`RunError::LostLease`]).
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let shutdown = shutdown.boxed().shared();
+    let readiness = Readiness::default();
+    let admin = match settings.admin_address {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| RunError::Admin { address, source })?;
+            drop(listener);
+            let serve = admin::serve(
+                address,
+                metrics.clone(),
+                readiness.clone(),
+                shutdown.clone(),
+            );
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
+    let mut election = Election::start(client.clone(), &settings.lease)
+        .await
+        .map_err(RunError::Lease)?;
+    readiness.set(true);
+    info!(
+        identity = settings.lease.identity,
+        "waiting for the leader lease"
+    );
+    let won = tokio::select! {
+        won = election.won() => won,
+        () = shutdown.clone() => false,
+    };
+    let mut lost = false;
+    if won {
+        metrics.set_leader(true);
+        info!("leading: controllers start");
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            metrics.clone(),
+            settings.gateway_image.clone(),
+            settings.lease.identity.clone(),
+        ));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = async move {
+            let mut stop_rx = stop_rx;
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }
+        .boxed()
+        .shared();
+        let controllers = run_controllers(client, ctx, stop);
+        tokio::pin!(controllers);
+        tokio::select! {
+            () = &mut controllers => {}
+            () = shutdown.clone() => { let _ = stop_tx.send(true); controllers.await; }
+            () = election.lost() => {
+                lost = true;
+                warn!("lost the leader lease; stopping the controllers");
+                let _ = stop_tx.send(true);
+                controllers.await;
+            }
+        }
+        metrics.set_leader(false);
+    }
+    election.release().await;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
+    if lost {
+        Err(RunError::LostLease)
+    } else {
+        Ok(())
+    }
+}
+
+type Stop = Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// Both controllers until `stop`.
+async fn run_controllers(client: Client, ctx: Arc<Context>, stop: Stop) {
+    let gateways = gateway_controller(client.clone(), ctx.clone(), stop.clone());
+    let users = user_controller(client, ctx, stop);
+    futures::join!(gateways, users);
+}
+
+async fn gateway_controller(client: Client, ctx: Arc<Context>, stop: Stop) {
+    let config = watcher::Config::default().any_semantic();
+    let controller = Controller::new(Api::<SstpGateway>::all(client.clone()), config.clone());
+    let store = controller.store();
+    let by_namespace = move |namespace: Option<String>| {
+        store
+            .state()
+            .into_iter()
+            .filter(|gw| gw.namespace() == namespace)
+            .map(|gw| ObjectRef::from_obj(gw.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let for_users = by_namespace.clone();
+    let errors = ErrorCounts::default();
+    let clear = errors.clone();
+    controller
+        .owns(Api::<Deployment>::all(client.clone()), config.clone())
+        .owns(Api::<Service>::all(client.clone()), config.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
+        .owns(Api::<ServiceAccount>::all(client.clone()), config.clone())
+        .owns(Api::<Role>::all(client.clone()), config.clone())
+        .owns(Api::<RoleBinding>::all(client.clone()), config.clone())
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            config.clone(),
+        )
+        .owns(Api::<Secret>::all(client.clone()), config.clone())
+        .watches(
+            Api::<SstpUser>::all(client.clone()),
+            config.clone(),
+            move |user| for_users(user.namespace()),
+        )
+        // Password Secrets, BYO and cert-manager TLS Secrets: anything not owned by a gateway.
+        .watches(Api::<Secret>::all(client), config, move |secret| {
+            let owned = secret
+                .owner_references()
+                .iter()
+                .any(|o| o.kind == "SstpGateway");
+            if owned {
+                Vec::new()
+            } else {
+                by_namespace(secret.namespace())
+            }
+        })
+        .graceful_shutdown_on(stop)
+        .run(
+            move |gw, ctx| {
+                let clear = clear.clone();
+                async move {
+                    let key = format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any());
+                    let result = gateway::reconcile(gw, ctx).await;
+                    if result.is_ok() {
+                        controller::clear_errors(&clear, &key);
+                    }
+                    result
+                }
+            },
+            move |gw, error, ctx| policy(&errors, gateway::CONTROLLER, gw.as_ref(), error, &ctx),
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn user_controller(client: Client, ctx: Arc<Context>, stop: Stop) {
+    let config = watcher::Config::default().any_semantic();
+    let controller = Controller::new(Api::<SstpUser>::all(client.clone()), config.clone());
+    let store = controller.store();
+    let for_gateways = store.clone();
+    let errors = ErrorCounts::default();
+    let clear = errors.clone();
+    controller
+        .owns(Api::<Secret>::all(client.clone()), config.clone())
+        .watches(
+            Api::<SstpGateway>::all(client.clone()),
+            config.clone(),
+            move |gw| {
+                for_gateways
+                    .state()
+                    .into_iter()
+                    .filter(|user| user.namespace() == gw.namespace())
+                    .map(|user| ObjectRef::from_obj(user.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(Api::<Secret>::all(client), config, move |secret| {
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|user| {
+                    user.namespace() == secret.namespace() && user.password_ref().name == name
+                })
+                .map(|user| ObjectRef::from_obj(user.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stop)
+        .run(
+            move |user, ctx| {
+                let clear = clear.clone();
+                async move {
+                    let key = format!(
+                        "{}/{}",
+                        user.namespace().unwrap_or_default(),
+                        user.name_any()
+                    );
+                    let result = user::reconcile(user, ctx).await;
+                    if result.is_ok() {
+                        controller::clear_errors(&clear, &key);
+                    }
+                    result
+                }
+            },
+            move |user, error, ctx| policy(&errors, user::CONTROLLER, user.as_ref(), error, &ctx),
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+/// Logs, counts and backs off.
+fn policy<K: ResourceExt>(
+    errors: &ErrorCounts,
+    name: &'static str,
+    object: &K,
+    error: &crate::Error,
+    ctx: &Context,
+) -> Action {
+    warn!(controller = name, namespace = object.namespace(), object = object.name_any(), error = %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(name, error);
+    let key = format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    );
+    controller::error_backoff(controller::count_error(errors, key))
+}
+
+/// Default lease timings (seconds): a standby takes over at most this long after a crash.
+pub const DEFAULT_LEASE_DURATION: u64 = 15;
+/// Default renewal margin.
+pub const DEFAULT_LEASE_GRACE: u64 = 5;
+/// Unused marker so the constant type stays visible in docs.
+const _: Duration = Duration::from_secs(DEFAULT_LEASE_DURATION);
