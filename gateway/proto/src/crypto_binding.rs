@@ -146,14 +146,18 @@ pub fn verify(
     if !offered.contains(protocol) {
         return Err(BindingError::HashProtocol(protocol));
     }
-    let cert = cert_hashes
-        .field(protocol)
-        .ok_or(BindingError::HashProtocol(protocol))?;
-    if cert != binding.cert_hash {
+    let unsupported = BindingError::HashProtocol(protocol);
+    let len = protocol.digest_len().ok_or(unsupported)?;
+    let cert = cert_hashes.field(protocol).ok_or(unsupported)?;
+    // The SHA1 padding after the hash and after the MAC "MUST be ignored on receipt" (§2.2.7).
+    if cert.get(..len) != binding.cert_hash.get(..len) {
         return Err(BindingError::CertHash);
     }
-    let mac = compound_mac(protocol, hlak, raw).ok_or(BindingError::HashProtocol(protocol))?;
-    if bool::from(mac.ct_eq(&binding.compound_mac)) {
+    let mac = compound_mac(protocol, hlak, raw).ok_or(unsupported)?;
+    let (Some(expected), Some(received)) = (mac.get(..len), binding.compound_mac.get(..len)) else {
+        return Err(unsupported);
+    };
+    if bool::from(expected.ct_eq(received)) {
         Ok(())
     } else {
         Err(BindingError::CompoundMac)
@@ -258,6 +262,30 @@ mod tests {
     #[test]
     fn spec_sha1_example_gives_the_published_compound_mac() {
         check_spec_example(HashProtocol::SHA1, SHA1_HLAK, SHA1_CALL_CONNECTED);
+    }
+
+    #[test]
+    fn padding_after_a_sha1_mac_is_ignored_on_receipt() {
+        let hlak = unhex::<32>(SHA1_HLAK);
+        let mut raw = unhex::<CALL_CONNECTED_LEN>(SHA1_CALL_CONNECTED);
+        raw[CALL_CONNECTED_LEN - 1] = 0xff;
+        let binding = binding_of(&raw);
+        let mut certs = CertHashes {
+            sha1: [0; 20],
+            sha256: [0; 32],
+        };
+        certs.sha1.copy_from_slice(&binding.cert_hash[..20]);
+        let offered = HashProtocolSet::BOTH;
+        assert_eq!(
+            verify(&raw, &binding, &binding.nonce, offered, &certs, &hlak),
+            Ok(())
+        );
+        raw[MAC_OFFSET] ^= 1;
+        let binding = binding_of(&raw);
+        assert_eq!(
+            verify(&raw, &binding, &binding.nonce, offered, &certs, &hlak),
+            Err(BindingError::CompoundMac)
+        );
     }
 
     #[test]
