@@ -168,11 +168,8 @@ impl ClientConnection {
     /// # Errors
     /// [`SendError`] when the call or that IP version is not up, or the packet is too large.
     pub fn send_ip(&mut self, packet: &[u8]) -> Result<(), SendError> {
-        let connected = matches!(self.state, State::Connected);
-        let (v4, v6) = (self.ipv4_up, self.ipv6_up);
-        self.core.send_ip(packet, |p| {
-            connected && ((p == Protocol::IPV4 && v4) || (p == Protocol::IPV6 && v6))
-        })
+        let ip_up = self.ip_up();
+        self.core.send_ip(packet, ip_up)
     }
 
     /// Ends the call gracefully: LCP Terminate first if PPP is up, then CALL_DISCONNECT.
@@ -237,19 +234,11 @@ impl ClientConnection {
     }
 
     fn handle_data(&mut self, now: Instant, payload: &[u8]) {
-        let Ok(frame) = decode_frame(payload) else {
+        let ip_up = self.ip_up();
+        let Some(frame) = self.core.route_data(payload, ip_up) else {
             return;
         };
-        if frame.protocol.is_network_data() {
-            let up = match frame.protocol {
-                Protocol::IPV4 => self.ipv4_up,
-                Protocol::IPV6 => self.ipv6_up,
-                _ => false,
-            };
-            if up && matches!(self.state, State::Connected) {
-                self.core.ip_rx.push(frame.information);
-            }
-        } else if matches!(
+        if matches!(
             self.state,
             State::ExpectAuthentication { .. } | State::Connected
         ) {
@@ -257,6 +246,13 @@ impl ClientConnection {
                 .handle_frame(now, frame.protocol, frame.information);
             self.drain_ppp(now);
         }
+    }
+
+    /// Which IP protocols may carry data now: the call is connected and its NCP is up.
+    fn ip_up(&self) -> impl Fn(Protocol) -> bool + use<> {
+        let connected = matches!(self.state, State::Connected);
+        let (v4, v6) = (self.ipv4_up, self.ipv6_up);
+        move |p| connected && ((p == Protocol::IPV4 && v4) || (p == Protocol::IPV6 && v6))
     }
 
     fn handle_control(&mut self, now: Instant, body: &[u8]) {

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use sstp_ppp::{Protocol, encode_frame};
+use sstp_ppp::{Frame, Protocol, decode_frame, encode_frame};
 
 use crate::{
     attribute::{AttributeId, Status, StatusInfo},
@@ -270,6 +270,29 @@ impl Core {
 }
 
 impl Core {
+    /// Sorts the payload of a data packet: IP frames are queued for the owner when `ip_up`
+    /// allows their protocol and dropped otherwise (§3.3.5.2.3: no data before the call is
+    /// connected); PPP control frames are returned for the PPP layer.
+    pub(crate) fn route_data<'a>(
+        &mut self,
+        payload: &'a [u8],
+        ip_up: impl Fn(Protocol) -> bool,
+    ) -> Option<Frame<'a>> {
+        let Ok(frame) = decode_frame(payload) else {
+            tracing::trace!(len = payload.len(), "undecodable PPP frame dropped");
+            return None;
+        };
+        if !frame.protocol.is_network_data() {
+            return Some(frame);
+        }
+        if ip_up(frame.protocol) {
+            self.ip_rx.push(frame.information);
+        } else {
+            tracing::trace!(protocol = %frame.protocol, "data frame outside a connected call dropped");
+        }
+        None
+    }
+
     /// Queues one IP packet as PPP-in-SSTP. `up` says whether the packet's PPP protocol may
     /// carry data right now.
     pub(crate) fn send_ip(

@@ -4,7 +4,7 @@
 use std::{collections::VecDeque, sync::Arc, time::Instant};
 
 use rand_core::Rng;
-use sstp_ppp::{AddressAllocator, Protocol, UserLookup, decode_frame};
+use sstp_ppp::{AddressAllocator, Protocol, UserLookup};
 
 use crate::{
     attribute::{
@@ -181,11 +181,8 @@ impl ServerConnection {
     /// # Errors
     /// [`SendError`] when the call or that IP version is not up, or the packet is too large.
     pub fn send_ip(&mut self, packet: &[u8]) -> Result<(), SendError> {
-        let connected = matches!(self.state, State::Connected);
-        let (v4, v6) = (self.ipv4_up, self.ipv6_up);
-        self.core.send_ip(packet, |p| {
-            connected && ((p == Protocol::IPV4 && v4) || (p == Protocol::IPV6 && v6))
-        })
+        let ip_up = self.ip_up();
+        self.core.send_ip(packet, ip_up)
     }
 
     /// Ends the call gracefully (e.g. on SIGTERM): LCP Terminate first if PPP is up, then
@@ -252,23 +249,11 @@ impl ServerConnection {
     }
 
     fn handle_data(&mut self, now: Instant, payload: &[u8]) {
-        let Ok(frame) = decode_frame(payload) else {
-            tracing::trace!(len = payload.len(), "undecodable PPP frame dropped");
+        let ip_up = self.ip_up();
+        let Some(frame) = self.core.route_data(payload, ip_up) else {
             return;
         };
-        if frame.protocol.is_network_data() {
-            let up = match frame.protocol {
-                Protocol::IPV4 => self.ipv4_up,
-                Protocol::IPV6 => self.ipv6_up,
-                _ => false,
-            };
-            if up && matches!(self.state, State::Connected) {
-                self.core.ip_rx.push(frame.information);
-            } else {
-                // §3.3.5.2.3: data frames before a valid CALL_CONNECTED are discarded.
-                tracing::trace!(protocol = %frame.protocol, "data frame before call connected dropped");
-            }
-        } else if matches!(
+        if matches!(
             self.state,
             State::ExpectCallConnected { .. } | State::Connected
         ) {
@@ -276,6 +261,13 @@ impl ServerConnection {
                 .handle_frame(now, frame.protocol, frame.information);
             self.drain_ppp(now);
         }
+    }
+
+    /// Which IP protocols may carry data now: the call is connected and its NCP is up.
+    fn ip_up(&self) -> impl Fn(Protocol) -> bool + use<> {
+        let connected = matches!(self.state, State::Connected);
+        let (v4, v6) = (self.ipv4_up, self.ipv6_up);
+        move |p| connected && ((p == Protocol::IPV4 && v4) || (p == Protocol::IPV6 && v6))
     }
 
     fn handle_control(&mut self, now: Instant, packet: &[u8]) {
