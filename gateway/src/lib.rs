@@ -12,17 +12,33 @@
 //!   server for `/sstp/ca.crt` and `/sstp/ca.crl`.
 //! - [`users_file`]: the users document, loaded from a file and reloaded on change.
 //! - [`client`]: the project's own SSTP client (tests, load tool).
+//! - [`tls`]: the rustls server configuration that follows its certificate files.
+//! - [`proxy_protocol`]: the sans-IO PROXY protocol v1/v2 header parser.
+//! - [`listener`]: the SSTP port (limits, PROXY header, TLS handshake deadline).
+//! - [`session`]: one task per connection driving `sstp_proto::ServerConnection`.
+//! - [`users`]: credential lookup, address allocation and the session registry.
+//! - [`throttle`]: auth-failure throttling per (user, source address).
+//! - [`dataplane`]: the TUN reader and writer tasks.
+//! - [`server`]: assembly and orderly shutdown.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod client;
+pub mod dataplane;
+pub mod listener;
 pub mod ip_pool;
 pub mod metrics;
 pub mod nat;
 pub mod pki;
+pub mod proxy_protocol;
 pub mod router;
+pub mod server;
+pub mod session;
+pub mod throttle;
+pub mod tls;
 pub mod tun;
+pub mod users;
 pub mod users_file;
 
 mod tx_buffer;

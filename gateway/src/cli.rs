@@ -1,0 +1,129 @@
+//! The command line: `standalone`, `run` and `user ...`. Every flag can also come from an
+//! `SSTP_GATEWAY_*` environment variable. The command lines documented in the README and used
+//! by the tests (`standalone --data-dir`, `run --config`, `user add --users-file NAME`) are
+//! fixed.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ipnet::Ipv4Net;
+
+mod serve;
+mod user;
+
+/// SSTP VPN gateway: Windows' built-in VPN client over HTTPS, without RRAS.
+#[derive(Debug, Parser)]
+#[command(name = "sstp-gateway", version, about)]
+pub(crate) struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `sstp_gateway=debug`.
+    #[arg(long, global = true, env = "SSTP_GATEWAY_LOG", default_value = "info")]
+    pub(crate) log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve on one machine: creates a CA, a server certificate and an empty users file in
+    /// DIR if absent, then serves (as root).
+    Standalone(StandaloneArgs),
+    /// Serve from a gateway config file (what the operator renders into `<gw>-config`).
+    Run(RunArgs),
+    /// Edit a users file (users.json): add, disable, enable, remove, list.
+    #[command(subcommand)]
+    User(user::UserCommand),
+}
+
+/// Flags of `standalone`.
+#[derive(Debug, Args)]
+pub(crate) struct StandaloneArgs {
+    /// Directory for ca.crt, ca.key, server.crt, server.key, ca.crl and users.json.
+    #[arg(long, env = "SSTP_GATEWAY_DATA_DIR")]
+    pub(crate) data_dir: PathBuf,
+    /// SSTP (TLS) listen address.
+    #[arg(long, env = "SSTP_GATEWAY_LISTEN", default_value = "0.0.0.0:443")]
+    pub(crate) listen: SocketAddr,
+    /// Plain HTTP listen address (`/sstp/ca.crt`, `/sstp/ca.crl`).
+    #[arg(long, env = "SSTP_GATEWAY_HTTP_LISTEN", default_value = "0.0.0.0:80")]
+    pub(crate) http_listen: SocketAddr,
+    /// Admin listen address (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "SSTP_GATEWAY_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub(crate) admin_listen: SocketAddr,
+    /// Names clients dial (repeat or comma-separate); default: localhost and this host's name.
+    /// The first one is the CRL distribution point host.
+    #[arg(long = "hostname", env = "SSTP_GATEWAY_HOSTNAME", value_delimiter = ',')]
+    pub(crate) hostnames: Vec<String>,
+    /// Client address pool; its first address is the gateway's.
+    #[arg(long, env = "SSTP_GATEWAY_ADDRESS_POOL", default_value = "10.77.0.0/24")]
+    pub(crate) address_pool: Ipv4Net,
+    /// DNS servers offered to clients (at most two).
+    #[arg(long, env = "SSTP_GATEWAY_DNS", value_delimiter = ',')]
+    pub(crate) dns: Vec<Ipv4Addr>,
+    /// Do not masquerade client traffic (route the pool instead).
+    #[arg(long, env = "SSTP_GATEWAY_NO_NAT")]
+    pub(crate) no_nat: bool,
+    /// Users file; default DIR/users.json.
+    #[arg(long, env = "SSTP_GATEWAY_USERS_FILE")]
+    pub(crate) users_file: Option<PathBuf>,
+    /// TUN device name (also names the nftables table `sstp_gateway_<name>`).
+    #[arg(long, env = "SSTP_GATEWAY_TUN_NAME", default_value = "sstp0")]
+    pub(crate) tun_name: String,
+    /// Tunnel MTU (TCP MSS is clamped to MTU - 40).
+    #[arg(long, env = "SSTP_GATEWAY_MTU", default_value_t = 1400)]
+    pub(crate) mtu: u16,
+    /// Also offer PAP (the password crosses the TLS tunnel in clear).
+    #[arg(long, env = "SSTP_GATEWAY_PAP")]
+    pub(crate) pap: bool,
+    /// Expect a PROXY protocol v1/v2 header before TLS.
+    #[arg(long, env = "SSTP_GATEWAY_PROXY_PROTOCOL")]
+    pub(crate) proxy_protocol: bool,
+    /// Concurrent connections.
+    #[arg(long, env = "SSTP_GATEWAY_MAX_SESSIONS", default_value_t = 1024)]
+    pub(crate) max_sessions: u32,
+    /// Concurrent sessions per user (a user's maxSessions overrides it).
+    #[arg(long, env = "SSTP_GATEWAY_MAX_SESSIONS_PER_USER", default_value_t = 4)]
+    pub(crate) max_sessions_per_user: u32,
+    /// Concurrent connections per client address.
+    #[arg(long, env = "SSTP_GATEWAY_MAX_CONNECTIONS_PER_SOURCE", default_value_t = 32)]
+    pub(crate) max_connections_per_source: u32,
+    /// Failed logins allowed per (user, source address) per minute before that pair is
+    /// refused for a minute.
+    #[arg(long, env = "SSTP_GATEWAY_MAX_AUTH_FAILURES", default_value_t = 10)]
+    pub(crate) max_auth_failures: u32,
+    /// Deadline for the TLS handshake, seconds.
+    #[arg(long, env = "SSTP_GATEWAY_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    pub(crate) handshake_timeout: u64,
+    /// Deadline for the HTTP preamble after TLS, seconds.
+    #[arg(long, env = "SSTP_GATEWAY_PREAMBLE_TIMEOUT", default_value_t = 10)]
+    pub(crate) preamble_timeout: u64,
+    /// Deadline from the preamble to a working tunnel, seconds.
+    #[arg(long, env = "SSTP_GATEWAY_NEGOTIATION_TIMEOUT", default_value_t = 30)]
+    pub(crate) negotiation_timeout: u64,
+}
+
+/// Flags of `run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The gateway config file (JSON, schema in sstp-api `GatewayConfig`).
+    #[arg(long, env = "SSTP_GATEWAY_CONFIG")]
+    pub(crate) config: PathBuf,
+}
+
+/// Runs the chosen command.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Standalone(args) => serve::serve(serve::standalone_config(&args)?, Some(&args)),
+        Command::Run(args) => {
+            let text = std::fs::read_to_string(&args.config)
+                .with_context(|| format!("cannot read {}", args.config.display()))?;
+            let config = sstp_api::GatewayConfig::from_json(&text)
+                .with_context(|| format!("{} is not a valid gateway config", args.config.display()))?;
+            serve::serve(config, None)
+        }
+        Command::User(command) => user::run(command),
+    }
+}

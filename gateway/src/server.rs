@@ -1,0 +1,311 @@
+//! Assembly: turns a [`GatewayConfig`] into running listeners, sessions, data plane and
+//! reloaders, and takes them down again in order. `sstp-gateway run` and `standalone` both end
+//! here; the integration tests start it in-process.
+//!
+//! Shutdown order: stop accepting -> every session sends CALL_DISCONNECT -> wait (bounded) for
+//! the session tasks -> stop the data plane (removes the TUN device) -> remove the nftables
+//! table.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use sstp_api::{
+    GatewayConfig,
+    gateway_config::{AuthMethod, TlsConfig, UsersSource},
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tracing::{info, warn};
+
+use crate::{
+    admin::{self, PublicFiles, Readiness, Site},
+    dataplane::Dataplane,
+    ip_pool::IpPool,
+    listener::{self, ListenerSettings, Slots},
+    metrics::Metrics,
+    nat::{self, NatSettings, NatTable},
+    pki,
+    router::Router,
+    session::{Deadlines, SessionShared},
+    throttle::{AuthThrottle, ThrottleLimits},
+    tls::{self, CertFiles, TlsSnapshot, TlsStore},
+    tun::TunSettings,
+    users::{self, SessionRegistry},
+    users_file::{self, UsersPublisher},
+};
+
+/// How long shutdown waits for sessions to finish their CALL_DISCONNECT exchange.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A gateway that is serving.
+#[derive(Debug)]
+pub struct RunningGateway {
+    /// Bound address of the SSTP (TLS) listener.
+    pub sstp_addr: SocketAddr,
+    /// Bound address of the plain HTTP listener.
+    pub http_addr: SocketAddr,
+    /// Bound address of the admin listener.
+    pub admin_addr: SocketAddr,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// The session registry (authenticated sessions by user).
+    pub registry: Arc<SessionRegistry>,
+    /// The pool (for inspection by tests and the admin side).
+    pub pool: Arc<Mutex<IpPool>>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningGateway {
+    /// Starts the orderly shutdown; [`RunningGateway::wait`] returns when it is done.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until the gateway has shut down (after [`RunningGateway::shutdown`]).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the gateway task panicked")?
+    }
+}
+
+/// Where the certificate and the files of the plain HTTP site come from.
+fn certificate_files(config: &GatewayConfig) -> anyhow::Result<(CertFiles, PublicFiles)> {
+    Ok(match &config.tls {
+        TlsConfig::SelfManaged { data_dir } => {
+            let pki = pki::ensure_standalone_pki(data_dir, &config.hostnames)
+                .with_context(|| format!("cannot set up the PKI in {}", data_dir.display()))?;
+            (
+                CertFiles {
+                    cert: pki.server_cert,
+                    key: pki.server_key,
+                },
+                PublicFiles {
+                    ca_cert: Some(pki.ca_cert),
+                    crl: Some(pki.crl),
+                },
+            )
+        }
+        TlsConfig::Files(files) => (
+            CertFiles {
+                cert: files.cert_file.clone(),
+                key: files.key_file.clone(),
+            },
+            PublicFiles {
+                ca_cert: files.ca_file.clone(),
+                crl: files.crl_file.clone(),
+            },
+        ),
+    })
+}
+
+/// The PPP and SSTP configuration from the gateway configuration.
+fn protocol_config(config: &GatewayConfig) -> sstp_proto::ServerConfig {
+    let ppp = sstp_ppp::ServerConfig {
+        auth: sstp_ppp::AuthPolicy {
+            mschapv2: config.auth.methods.contains(&AuthMethod::Mschapv2),
+            pap: config.auth.methods.contains(&AuthMethod::Pap),
+        },
+        server_name: config.hostnames.first().cloned().unwrap_or_default(),
+        local_ipv4: config.gateway_address(),
+        dns: [config.dns.first().copied(), config.dns.get(1).copied()],
+        mru: config.tun.mtu,
+        // IPv4 first: IPv6CP gets a clean LCP Protocol-Reject until IPv6 is routed.
+        ipv6: false,
+        timers: sstp_ppp::Timers::default(),
+    };
+    let mut sstp = sstp_proto::ServerConfig::new(Arc::new(ppp));
+    sstp.timers.negotiation = config.limits.negotiation_timeout();
+    sstp
+}
+
+/// Starts the users source named by the configuration, feeding `publisher`.
+fn start_users_source(
+    source: &UsersSource,
+    publisher: UsersPublisher,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    match source {
+        UsersSource::File { path } => {
+            tokio::spawn(users_file::watch_file(
+                path.clone(),
+                publisher,
+                users_file::DEFAULT_POLL_INTERVAL,
+                until(shutdown.clone()),
+            ));
+            Ok(())
+        }
+        // The Kubernetes Secret watch (k8s_source) plugs in here, feeding the same publisher.
+        UsersSource::KubernetesSecret { name, .. } => bail!(
+            "users source kubernetesSecret ({name}) is not available in this build; mount the \
+             Secret and use users.file"
+        ),
+    }
+}
+
+/// Resolves when `shutdown` turns true (or its sender is gone).
+pub fn until(mut shutdown: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = shutdown.wait_for(|down| *down).await;
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what})"))
+}
+
+/// Starts everything. Needs CAP_NET_ADMIN (TUN device, nftables).
+pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
+    let metrics = Metrics::new();
+    let (shutdown_tx, shutdown) = watch::channel(false);
+
+    let (cert_files, public_files) = certificate_files(&config)?;
+    let (snapshot, digest) = TlsSnapshot::load(&cert_files).context("cannot load the TLS certificate")?;
+    let tls_store = TlsStore::new(snapshot, metrics.clone());
+    tokio::spawn(tls::watch_files(
+        Arc::clone(&tls_store),
+        cert_files,
+        digest,
+        tls::DEFAULT_RELOAD_INTERVAL,
+        until(shutdown.clone()),
+    ));
+
+    let (publisher, users_rx) = UsersPublisher::new(metrics.clone());
+    start_users_source(&config.users, publisher, &shutdown)?;
+
+    let pool = IpPool::new(config.address_pool).context("invalid address pool")?;
+    let tun_settings = TunSettings {
+        name: config.tun.name.clone(),
+        address: pool.gateway_address(),
+        pool: pool.network(),
+        mtu: config.tun.mtu,
+    };
+    metrics.set_pool(pool.counts());
+    let pool = Arc::new(Mutex::new(pool));
+    let router = Router::new();
+    let dataplane = Dataplane::start(&tun_settings, Arc::clone(&router), metrics.clone())
+        .context("cannot create the TUN device (needs CAP_NET_ADMIN)")?;
+    if let Err(err) = nat::enable_ipv4_forwarding() {
+        warn!(error = %err, "cannot enable IPv4 forwarding; clients reach only the gateway itself");
+    }
+    let nat_table = NatTable::install(&NatSettings {
+        id: config.tun.name.clone(),
+        pool: config.address_pool,
+        tun_name: config.tun.name.clone(),
+        mtu: config.tun.mtu,
+        masquerade: config.nat,
+    })
+    .context("cannot install the nftables table")?;
+
+    let registry = SessionRegistry::new();
+    tokio::spawn(users::enforce(
+        users_rx.clone(),
+        Arc::clone(&registry),
+        Arc::clone(&pool),
+        metrics.clone(),
+        until(shutdown.clone()),
+    ));
+
+    let limits = &config.limits;
+    let throttle = AuthThrottle::new(ThrottleLimits {
+        max_failures: limits.auth_failures.max_failures,
+        window: Duration::from_secs(limits.auth_failures.window_seconds),
+        block: Duration::from_secs(limits.auth_failures.block_seconds),
+    });
+    let shared = Arc::new(SessionShared {
+        sstp: Arc::new(protocol_config(&config)),
+        users: users_rx,
+        throttle: Arc::new(throttle),
+        registry: Arc::clone(&registry),
+        pool: Arc::clone(&pool),
+        router,
+        to_tun: dataplane.sender(),
+        metrics: metrics.clone(),
+        deadlines: Deadlines {
+            preamble: limits.preamble_timeout(),
+            negotiation: limits.negotiation_timeout(),
+        },
+        max_sessions_per_user: limits.max_sessions_per_user,
+        shutdown: shutdown.clone(),
+    });
+
+    let sstp_listener = bind(config.listen.sstp, "SSTP").await?;
+    let http_listener = bind(config.listen.http, "HTTP").await?;
+    let admin_listener = bind(config.listen.admin, "admin").await?;
+    let (sstp_addr, http_addr, admin_addr) = (
+        sstp_listener.local_addr()?,
+        http_listener.local_addr()?,
+        admin_listener.local_addr()?,
+    );
+    let readiness = Readiness::default();
+    tokio::spawn(admin::serve(
+        admin_listener,
+        Site::Admin {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+        },
+        until(shutdown.clone()),
+    ));
+    tokio::spawn(admin::serve(
+        http_listener,
+        Site::Public(public_files),
+        until(shutdown.clone()),
+    ));
+    let slots = Slots::new(limits.max_sessions);
+    let accept = tokio::spawn(listener::serve(
+        sstp_listener,
+        ListenerSettings {
+            proxy_protocol: config.proxy_protocol,
+            max_sessions: limits.max_sessions,
+            max_per_source: limits.max_connections_per_source,
+            handshake_timeout: limits.handshake_timeout(),
+        },
+        tls_store,
+        shared,
+        slots.clone(),
+    ));
+    readiness.set(true);
+    info!(%sstp_addr, %http_addr, %admin_addr, pool = %config.address_pool, nat = config.nat, "gateway serving");
+
+    let task = tokio::spawn(async move {
+        until(shutdown).await;
+        readiness.set(false);
+        info!(sessions = slots.in_use(), "shutting down: disconnecting every session");
+        let _ = accept.await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, slots.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!(
+                sessions = slots.in_use(),
+                "sessions still open after the grace period; closing anyway"
+            );
+        }
+        dataplane.stop().await;
+        nat_table
+            .remove()
+            .context("cannot remove the nftables table")?;
+        info!("shutdown complete");
+        Ok(())
+    });
+    Ok(RunningGateway {
+        sstp_addr,
+        http_addr,
+        admin_addr,
+        metrics,
+        registry,
+        pool,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+/// The users file of a standalone data directory.
+pub fn standalone_users_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("users.json")
+}

@@ -1,0 +1,457 @@
+//! One task per SSTP connection, driving [`sstp_proto::ServerConnection`] in a fixed loop:
+//! drain events -> forward IP -> queue output -> await one of (socket read, socket write,
+//! packet for the client, timer, kick, shutdown).
+//!
+//! The task owns everything the session holds: its route in the router (registered when IPv4
+//! comes up, removed when the task ends), its registration as a user session, and, through the
+//! state machine, its pool address. Dropping the task releases all of them.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use sstp_api::UsersDocument;
+use sstp_ppp::AuthFailure;
+use sstp_proto::{CertHashes, CloseReason, ServerConnection, ServerEvent};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    sync::{Notify, mpsc, watch},
+};
+use tracing::{Instrument, debug, info, info_span, trace, warn};
+
+use crate::{
+    ip_pool::IpPool,
+    metrics::{AuthFailureReason, Direction, Metrics, RejectReason, SessionResult},
+    router::{RouteGuard, Router},
+    throttle::AuthThrottle,
+    tx_buffer::TxBuffer,
+    users::{PoolAllocator, Registration, SessionLookup, SessionRegistry, session_limit},
+};
+
+/// What every session shares.
+#[derive(Debug)]
+pub struct SessionShared {
+    /// SSTP/PPP configuration.
+    pub sstp: Arc<sstp_proto::ServerConfig>,
+    /// The users document in force.
+    pub users: watch::Receiver<Arc<UsersDocument>>,
+    /// Auth-failure throttle.
+    pub throttle: Arc<AuthThrottle>,
+    /// Authenticated sessions by user.
+    pub registry: Arc<SessionRegistry>,
+    /// The address pool.
+    pub pool: Arc<Mutex<IpPool>>,
+    /// Destination address -> session.
+    pub router: Arc<Router>,
+    /// Packets from clients, to the TUN writer.
+    pub to_tun: mpsc::Sender<Bytes>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Setup deadlines.
+    pub deadlines: Deadlines,
+    /// Sessions per user unless the user's entry says otherwise.
+    pub max_sessions_per_user: u32,
+    /// Becomes true when the gateway shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Deadlines of session setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// From TLS accepted to a complete HTTP preamble.
+    pub preamble: Duration,
+    /// From the preamble to a tunnel that carries IP.
+    pub negotiation: Duration,
+}
+
+/// Where setup stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the HTTP request, until the deadline.
+    Preamble(Instant),
+    /// SSTP + PPP negotiating, until the deadline.
+    Negotiating(Instant),
+    /// The tunnel is up.
+    Established,
+    /// Setup failed and the connection is closing (no setup deadline any more).
+    Ending,
+}
+
+/// Packets queued for one client before the router drops (see [`crate::router`]).
+const ROUTE_QUEUE: usize = 256;
+/// Stop taking packets for the client while this much output is unwritten.
+const TX_HIGH_WATER: usize = 256 * 1024;
+/// Bound on writing the last bytes after the call ended.
+const FINAL_WRITE_DEADLINE: Duration = Duration::from_secs(2);
+/// Read chunk size.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Runs one session over an accepted TLS stream until it ends.
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: Arc<SessionShared>,
+    stream: S,
+    hashes: CertHashes,
+    source: SocketAddr,
+    accepted: Instant,
+    id: u64,
+) {
+    let span = info_span!("session", id);
+    Session::new(shared, hashes, source, accepted, id)
+        .drive(stream)
+        .instrument(span)
+        .await;
+}
+
+struct Session {
+    shared: Arc<SessionShared>,
+    conn: ServerConnection,
+    source: IpAddr,
+    accepted: Instant,
+    id: u64,
+    phase: Phase,
+    connected: bool,
+    peer: Option<Ipv4Addr>,
+    route: Option<(RouteGuard, mpsc::Receiver<Bytes>)>,
+    registration: Option<Registration>,
+    kick: Arc<Notify>,
+    /// Set when we know better than the close reason how setup failed.
+    setup_result: Option<SessionResult>,
+    /// Whether a metric already accounts for this connection's setup failure.
+    counted: bool,
+}
+
+impl Session {
+    fn new(
+        shared: Arc<SessionShared>,
+        hashes: CertHashes,
+        source: SocketAddr,
+        accepted: Instant,
+        id: u64,
+    ) -> Self {
+        let lookup = SessionLookup::new(
+            shared.users.clone(),
+            Arc::clone(&shared.throttle),
+            source.ip(),
+        );
+        let allocator = PoolAllocator::new(
+            Arc::clone(&shared.pool),
+            shared.users.clone(),
+            shared.metrics.clone(),
+        );
+        let conn = ServerConnection::new(
+            Arc::clone(&shared.sstp),
+            hashes,
+            Arc::new(lookup),
+            Box::new(allocator),
+            Box::new(rand::make_rng::<rand::rngs::StdRng>()),
+            accepted,
+        );
+        let preamble = accepted + shared.deadlines.preamble;
+        Self {
+            shared,
+            conn,
+            source: source.ip(),
+            accepted,
+            id,
+            phase: Phase::Preamble(preamble),
+            connected: false,
+            peer: None,
+            route: None,
+            registration: None,
+            kick: Arc::new(Notify::new()),
+            setup_result: None,
+            counted: false,
+        }
+    }
+
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(mut self, stream: S) {
+        debug!(source = %self.source, "session started");
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut tx = TxBuffer::default();
+        let mut rx = vec![0u8; READ_CHUNK];
+        let mut shutdown = self.shared.shutdown.clone();
+        let mut shutting_down = *shutdown.borrow();
+        if shutting_down {
+            self.conn.disconnect(Instant::now());
+        }
+        loop {
+            self.drain_events();
+            self.forward_from_client();
+            self.conn.poll_transmit(tx.buf());
+            if self.conn.is_closed() {
+                break;
+            }
+            let deadline = [self.conn.poll_timeout(), self.setup_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let take_packets = tx.pending() < TX_HIGH_WATER;
+            let to_client = async {
+                match &mut self.route {
+                    Some((_, rx)) if take_packets => rx.recv().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                read = reader.read(&mut rx) => match read {
+                    Ok(0) | Err(_) => self.conn.transport_closed(),
+                    Ok(n) => self.conn.handle_input(Instant::now(), &rx[..n]),
+                },
+                written = tx.step(&mut writer), if tx.has_work() => {
+                    if written.is_err() {
+                        self.conn.transport_closed();
+                    }
+                }
+                Some(packet) = to_client => self.forward_to_client(&packet),
+                () = sleep => self.on_timer(Instant::now()),
+                () = self.kick.notified() => {
+                    info!("user no longer admitted; disconnecting");
+                    self.conn.disconnect(Instant::now());
+                }
+                changed = shutdown.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    if changed.is_ok() {
+                        self.conn.disconnect(Instant::now());
+                    }
+                }
+            }
+        }
+        let _ = tokio::time::timeout(FINAL_WRITE_DEADLINE, async {
+            tx.finish(&mut writer).await?;
+            let mut stream = reader.unsplit(writer);
+            stream.shutdown().await
+        })
+        .await;
+        if self.phase == Phase::Established {
+            self.shared.metrics.session_closed();
+        }
+        debug!("session task ended");
+    }
+
+    fn setup_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Preamble(at) | Phase::Negotiating(at) => Some(at),
+            Phase::Established | Phase::Ending => None,
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Preamble(at) if now >= at => {
+                debug!("HTTP preamble deadline passed");
+                self.shared
+                    .metrics
+                    .connection_rejected(RejectReason::PreambleTimeout);
+                self.counted = true;
+                self.phase = Phase::Ending;
+                self.conn.transport_closed();
+                return;
+            }
+            Phase::Negotiating(at) if now >= at => {
+                debug!("negotiation deadline passed");
+                self.setup_result = Some(SessionResult::Timeout);
+                self.phase = Phase::Ending;
+                self.conn.disconnect(now);
+            }
+            _ => {}
+        }
+        self.conn.handle_timeout(now);
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                ServerEvent::HttpAccepted {
+                    host,
+                    correlation_id,
+                } => {
+                    debug!(?host, ?correlation_id, "HTTP preamble accepted");
+                    self.phase =
+                        Phase::Negotiating(Instant::now() + self.shared.deadlines.negotiation);
+                }
+                ServerEvent::Authenticated { username, method } => {
+                    debug!(user = %username, ?method, "authenticated");
+                    self.on_authenticated(&username);
+                }
+                ServerEvent::AuthFailed { username, reason } => {
+                    debug!(user = ?username, reason = reason.as_str(), "authentication failed");
+                    self.on_auth_failed(username.as_deref(), reason);
+                }
+                ServerEvent::Connected { hash_protocol } => {
+                    debug!(?hash_protocol, "call connected");
+                    self.connected = true;
+                    self.check_established();
+                }
+                ServerEvent::Ipv4Up { peer } => {
+                    self.peer = Some(peer);
+                    let (sender, receiver) = mpsc::channel(ROUTE_QUEUE);
+                    match self.shared.router.register(peer, sender) {
+                        Ok(guard) => self.route = Some((guard, receiver)),
+                        Err(err) => {
+                            warn!(error = %err, "cannot route the session's address");
+                            self.setup_result = Some(SessionResult::NegotiationFailed);
+                            self.conn.disconnect(Instant::now());
+                        }
+                    }
+                    self.check_established();
+                }
+                ServerEvent::Ipv6Up { .. } => debug!("IPv6CP up (IPv6 is not routed yet)"),
+                ServerEvent::Closed { reason } => self.on_closed(&reason),
+            }
+        }
+    }
+
+    fn on_authenticated(&mut self, username: &str) {
+        self.shared.throttle.record_success(username, self.source);
+        let limit = {
+            let document = self.shared.users.borrow();
+            session_limit(
+                document.users.get(username),
+                self.shared.max_sessions_per_user,
+            )
+        };
+        match self
+            .shared
+            .registry
+            .register(username, self.id, Arc::clone(&self.kick), limit)
+        {
+            Ok(registration) => self.registration = Some(registration),
+            Err(err) => {
+                debug!(error = %err, "session limit reached");
+                self.shared
+                    .metrics
+                    .auth_failure(AuthFailureReason::SessionLimit);
+                self.setup_result = Some(SessionResult::AuthFailed);
+                self.conn.disconnect(Instant::now());
+            }
+        }
+    }
+
+    fn on_auth_failed(&mut self, username: Option<&str>, reason: AuthFailure) {
+        let label = match reason {
+            AuthFailure::BadPassword | AuthFailure::Malformed => {
+                Some(AuthFailureReason::BadCredentials)
+            }
+            AuthFailure::UnknownUser => Some(AuthFailureReason::UnknownUser),
+            AuthFailure::Disabled => Some(AuthFailureReason::Disabled),
+            AuthFailure::Expired => Some(AuthFailureReason::Expired),
+            AuthFailure::Throttled => Some(AuthFailureReason::Throttled),
+            AuthFailure::MethodNotAllowed => Some(AuthFailureReason::MethodRefused),
+            // Counted as a setup timeout when the connection closes; future reasons as a
+            // negotiation failure.
+            _ => None,
+        };
+        if let Some(label) = label {
+            self.shared.metrics.auth_failure(label);
+            self.setup_result = Some(SessionResult::AuthFailed);
+        }
+        // Only guesses count toward the throttle; a refusal because of the throttle does not
+        // extend it.
+        if matches!(reason, AuthFailure::BadPassword | AuthFailure::UnknownUser)
+            && let Some(user) = username
+        {
+            self.shared
+                .throttle
+                .record_failure(user, self.source, Instant::now());
+        }
+    }
+
+    fn check_established(&mut self) {
+        if self.connected
+            && self.route.is_some()
+            && matches!(self.phase, Phase::Negotiating(_))
+        {
+            self.phase = Phase::Established;
+            self.shared
+                .metrics
+                .session_established(self.accepted.elapsed());
+            info!(address = ?self.peer, "tunnel up");
+        }
+    }
+
+    fn on_closed(&mut self, reason: &CloseReason) {
+        debug!(reason = reason.as_str(), "connection closed");
+        let metrics = &self.shared.metrics;
+        metrics.session_ended(reason.as_str());
+        if self.phase == Phase::Established || self.counted {
+            return;
+        }
+        match (self.phase, reason) {
+            (Phase::Preamble(_), CloseReason::HttpRejected(_)) => {
+                metrics.connection_rejected(RejectReason::InvalidPreamble);
+            }
+            (Phase::Preamble(_), _) => metrics.session_failed(SessionResult::ClientAborted),
+            (_, reason) => {
+                let result = self.setup_result.unwrap_or(match reason {
+                    CloseReason::NegotiationTimeout | CloseReason::HelloTimeout => {
+                        SessionResult::Timeout
+                    }
+                    CloseReason::TransportClosed
+                    | CloseReason::PeerAborted(_)
+                    | CloseReason::PeerDisconnected
+                    | CloseReason::LocalDisconnect => SessionResult::ClientAborted,
+                    _ => SessionResult::NegotiationFailed,
+                });
+                metrics.session_failed(result);
+            }
+        }
+        self.counted = true;
+    }
+
+    /// Client -> TUN. Only packets from the client's own address pass: a client must not
+    /// spoof another session's address (or anyone else's).
+    fn forward_from_client(&mut self) {
+        let mut packets = 0u64;
+        let mut bytes = 0u64;
+        while let Some(packet) = self.conn.poll_ip() {
+            if self.peer.is_none_or(|peer| ipv4_source(packet) != Some(peer)) {
+                trace!(len = packet.len(), "packet with a foreign source address dropped");
+                continue;
+            }
+            packets += 1;
+            bytes += packet.len() as u64;
+            // The TUN writer keeps up unless the kernel stalls; dropping then is what a
+            // congested link would do.
+            let _ = self.shared.to_tun.try_send(Bytes::copy_from_slice(packet));
+        }
+        if packets > 0 {
+            self.shared
+                .metrics
+                .traffic(Direction::FromClient, packets, bytes);
+        }
+    }
+
+    /// TUN -> client.
+    fn forward_to_client(&mut self, packet: &[u8]) {
+        if self.conn.send_ip(packet).is_ok() {
+            self.shared
+                .metrics
+                .traffic(Direction::ToClient, 1, packet.len() as u64);
+        }
+    }
+}
+
+/// The source address of an IPv4 packet (RFC 791 §3.1), or `None` if this is not one.
+fn ipv4_source(packet: &[u8]) -> Option<Ipv4Addr> {
+    if packet.first()? >> 4 != IPV4_VERSION || packet.len() < IPV4_MIN_HEADER_LEN {
+        return None;
+    }
+    let bytes: [u8; 4] = packet.get(IPV4_SOURCE_OFFSET..IPV4_SOURCE_OFFSET + 4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(bytes))
+}
+
+/// RFC 791 §3.1: the version nibble of an IPv4 header.
+const IPV4_VERSION: u8 = 4;
+/// RFC 791 §3.1: a header without options.
+const IPV4_MIN_HEADER_LEN: usize = 20;
+/// RFC 791 §3.1: offset of the Source Address field.
+const IPV4_SOURCE_OFFSET: usize = 12;

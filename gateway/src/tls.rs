@@ -1,0 +1,199 @@
+//! The TLS side of the SSTP listener: a rustls server configuration (TLS 1.2 and 1.3, ECDSA or
+//! RSA key, full chain) that follows its certificate files.
+//!
+//! Crypto binding needs the hash of the exact leaf a connection was served (MS-SSTP §3.2.5.2),
+//! so a certificate is never swapped under a handshake: each load builds a complete
+//! [`TlsSnapshot`] (a `ServerConfig` serving exactly that chain, plus the leaf's hashes), and a
+//! connection takes one snapshot at accept and keeps it. A reload publishes a new snapshot for
+//! later connections; established sessions keep theirs. The files are polled by content, which
+//! also catches Kubernetes Secret mounts (they swap a `..data` symlink, which changes neither
+//! the path nor, reliably, the mtime of what a watcher was watching).
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use rustls::{
+    ServerConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+};
+use sha2::{Digest, Sha256};
+use sstp_proto::CertHashes;
+use tracing::{info, warn};
+
+use crate::{metrics::Metrics, pki::CertInfo};
+
+/// One certificate generation: what a connection is served and the hashes it binds to.
+#[derive(Debug)]
+pub struct TlsSnapshot {
+    /// The rustls configuration serving exactly this chain.
+    pub config: Arc<ServerConfig>,
+    /// SHA-1 and SHA-256 of the leaf's DER, for crypto binding.
+    pub hashes: CertHashes,
+    /// The leaf's notAfter (Unix seconds).
+    pub not_after: i64,
+}
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// PEM chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+}
+
+/// The snapshot in force, shared by the listener and the reloader.
+#[derive(Debug)]
+pub struct TlsStore {
+    current: RwLock<Arc<TlsSnapshot>>,
+    metrics: Metrics,
+}
+
+/// Why a certificate could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The PEM text holds no usable certificate or key.
+    #[error("{path}: {problem}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// rustls refused the pair (key does not match, unsupported key type...).
+    #[error("the certificate and key cannot be served")]
+    Rustls(#[source] rustls::Error),
+}
+
+impl TlsSnapshot {
+    /// Builds a snapshot from PEM texts.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], files: &CertFiles) -> Result<Self, TlsError> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|err| pem_error(&files.cert, err.to_string()))?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| pem_error(&files.cert, "no certificate found".into()))?;
+        let hashes = CertHashes::from_der(leaf.as_ref());
+        let not_after = CertInfo::from_der(leaf.as_ref())
+            .map(|info| info.not_after)
+            .map_err(|err| pem_error(&files.cert, err.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|err| pem_error(&files.key, err.to_string()))?;
+        let config = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(TlsError::Rustls)?;
+        Ok(Self {
+            config: Arc::new(config),
+            hashes,
+            not_after,
+        })
+    }
+
+    /// Reads and builds a snapshot from files.
+    pub fn load(files: &CertFiles) -> Result<(Self, [u8; 32]), TlsError> {
+        let cert = read(&files.cert)?;
+        let key = read(&files.key)?;
+        let digest = content_digest(&cert, &key);
+        Ok((Self::from_pem(&cert, &key, files)?, digest))
+    }
+}
+
+impl TlsStore {
+    /// A store serving `initial`.
+    pub fn new(initial: TlsSnapshot, metrics: Metrics) -> Arc<Self> {
+        metrics.set_certificate_expiry(initial.not_after);
+        Arc::new(Self {
+            current: RwLock::new(Arc::new(initial)),
+            metrics,
+        })
+    }
+
+    /// The snapshot a new connection uses for its whole life.
+    pub fn snapshot(&self) -> Arc<TlsSnapshot> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Serves `next` to connections accepted from now on.
+    pub fn replace(&self, next: TlsSnapshot) {
+        self.metrics.set_certificate_expiry(next.not_after);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    }
+}
+
+/// Polls `files` every `interval` and publishes a new snapshot when their content changed and
+/// loads; a broken pair is logged and the previous certificate stays in force.
+pub async fn watch_files(
+    store: Arc<TlsStore>,
+    files: CertFiles,
+    initial_digest: [u8; 32],
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut last = initial_digest;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = ticker.tick() => {}
+        }
+        let (Ok(cert), Ok(key)) = (read(&files.cert), read(&files.key)) else {
+            continue;
+        };
+        let digest = content_digest(&cert, &key);
+        if digest == last {
+            continue;
+        }
+        match TlsSnapshot::from_pem(&cert, &key, &files) {
+            Ok(snapshot) => {
+                last = digest;
+                info!(cert = %files.cert.display(), hashes = ?snapshot.hashes, "TLS certificate reloaded; new connections get it");
+                store.replace(snapshot);
+            }
+            // A Secret update may show the new cert before the new key: wait for a pair
+            // that matches, without remembering the digest, so the next poll retries.
+            Err(err) => warn!(error = %err, "new TLS certificate files do not load; keeping the current one"),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn content_digest(cert: &[u8], key: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update((cert.len() as u64).to_be_bytes());
+    hasher.update(cert);
+    hasher.update(key);
+    hasher.finalize().into()
+}
+
+fn pem_error(path: &Path, problem: String) -> TlsError {
+    TlsError::Pem {
+        path: path.to_owned(),
+        problem,
+    }
+}
+
+/// How often the certificate files are checked.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
