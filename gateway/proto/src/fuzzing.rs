@@ -107,7 +107,7 @@ pub fn server_session(data: &[u8]) {
 }
 
 /// A fixed server for [`server_session`]: one user, one address, a deterministic generator.
-mod session {
+pub(crate) mod session {
     use std::{convert::Infallible, net::Ipv4Addr, sync::Arc, time::Instant};
 
     use rand_core::TryRng;
@@ -163,7 +163,7 @@ mod session {
         }
     }
 
-    pub(super) fn server(now: Instant) -> ServerConnection {
+    pub(crate) fn server(now: Instant) -> ServerConnection {
         let ppp = sstp_ppp::ServerConfig {
             auth: AuthPolicy {
                 mschapv2: true,

@@ -7,6 +7,7 @@ mod handshake;
 mod negative;
 mod pair;
 mod raw;
+mod seed;
 
 use std::{
     collections::HashMap,
