@@ -10,10 +10,19 @@
 //! [`TestNamespace`], deleted when the guard drops, pass or fail. Nothing outlives the test binary:
 //! the control plane runs under `tests/k8s/up --foreground`, which receives SIGTERM when the test
 //! binary exits (parent-death signal) and whose components receive SIGKILL if it dies uncleanly.
+//!
+//! For the data plane: [`gateway_process`] runs the real `sstp-gateway` binary on loopback,
+//! [`netns`] makes the network behind it (a namespace and a veth pair), [`transfer_server`] serves
+//! checksummed bulk transfers inside that namespace, and [`vm`] boots the VM in which the real
+//! SSTP client (sstpc + pppd) runs.
 
 mod control_plane;
 mod error;
+pub mod gateway_process;
 mod namespace;
+pub mod netns;
+pub mod transfer_server;
+pub mod vm;
 mod wait;
 
 pub use control_plane::ControlPlane;

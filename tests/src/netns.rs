@@ -1,0 +1,156 @@
+//! A named network namespace joined to the host by a veth pair: "the network behind the gateway"
+//! in the real-client and load tests.
+//!
+//! Unlike an anonymous namespace made with `unshare`, this one has to be reachable from
+//! processes the test starts (the gateway routes into it, `ip netns exec` runs servers in it), so
+//! it is named (`/run/netns/<name>`) and [`NetnsLink`]'s `Drop` deletes it; deleting the
+//! namespace also destroys the veth pair, because one end lives inside it.
+
+use std::{
+    fs::File,
+    net::Ipv4Addr,
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use nix::sched::{CloneFlags, setns};
+
+use crate::Error;
+
+/// Numbers the namespaces of this process, so parallel tests get distinct names.
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace with loopback up and one veth link to the host.
+#[derive(Debug)]
+pub struct NetnsLink {
+    name: String,
+    host_if: String,
+    host_addr: Ipv4Addr,
+    ns_addr: Ipv4Addr,
+}
+
+impl NetnsLink {
+    /// Creates the namespace and a veth pair: `host_addr/prefix_len` on the host end,
+    /// `ns_addr/prefix_len` on the end inside the namespace, both up. Needs root.
+    pub fn create(host_addr: Ipv4Addr, ns_addr: Ipv4Addr, prefix_len: u8) -> Result<Self, Error> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        // Interface names have at most 15 bytes: "se" + pid (<= 7 digits) + "h"/"n" + n.
+        let link = Self {
+            name: format!("sstpe2e-{pid}-{n}"),
+            host_if: format!("se{pid}h{n}"),
+            host_addr,
+            ns_addr,
+        };
+        let ns_if = format!("se{pid}n{n}");
+        run(Command::new("ip").args(["netns", "add", &link.name]))?;
+        // From here on, Drop cleans up whatever the next steps manage to create.
+        let host_cidr = format!("{host_addr}/{prefix_len}");
+        let ns_cidr = format!("{ns_addr}/{prefix_len}");
+        run(Command::new("ip").args([
+            "link",
+            "add",
+            &link.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_if,
+        ]))?;
+        run(Command::new("ip").args(["link", "set", &ns_if, "netns", &link.name]))?;
+        run(Command::new("ip").args(["addr", "add", &host_cidr, "dev", &link.host_if]))?;
+        run(Command::new("ip").args(["link", "set", &link.host_if, "up"]))?;
+        run(link.command("ip").args(["link", "set", "lo", "up"]))?;
+        run(link
+            .command("ip")
+            .args(["addr", "add", &ns_cidr, "dev", &ns_if]))?;
+        run(link.command("ip").args(["link", "set", &ns_if, "up"]))?;
+        Ok(link)
+    }
+
+    /// Routes `cidr` (e.g. the gateway's address pool) from inside the namespace to the host end
+    /// of the veth, so replies to tunnel clients go back through the gateway without NAT.
+    pub fn route_to_host(&self, cidr: &str) -> Result<(), Error> {
+        let via = self.host_addr.to_string();
+        run(self.command("ip").args(["route", "add", cidr, "via", &via]))
+    }
+
+    /// A command that runs `program` inside the namespace (`ip netns exec`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+
+    /// Moves the calling thread into the namespace (sockets it opens afterwards live there).
+    /// Use it on a thread of its own: the thread never comes back to the host namespace.
+    pub fn enter_on_this_thread(&self) -> Result<(), Error> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = File::open(&path).map_err(|source| Error::Io {
+            what: format!("opening {path}"),
+            source,
+        })?;
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|errno| Error::Io {
+            what: format!("entering network namespace {}", self.name),
+            source: errno.into(),
+        })
+    }
+
+    /// The namespace's name (`ip netns` name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The host end's interface name.
+    pub fn host_interface(&self) -> &str {
+        &self.host_if
+    }
+
+    /// The host end's address.
+    pub fn host_addr(&self) -> Ipv4Addr {
+        self.host_addr
+    }
+
+    /// The address inside the namespace.
+    pub fn ns_addr(&self) -> Ipv4Addr {
+        self.ns_addr
+    }
+}
+
+impl Drop for NetnsLink {
+    fn drop(&mut self) {
+        // The host end may exist without the namespace having got its peer; delete both ways.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Runs a command to completion; an error names the command and carries its stderr.
+pub(crate) fn run(command: &mut Command) -> Result<(), Error> {
+    let what = format!("{command:?}");
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Io {
+            what: what.clone(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Io {
+            what,
+            source: std::io::Error::other(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        })
+    }
+}

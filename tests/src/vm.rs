@@ -1,0 +1,163 @@
+//! The real SSTP client's VM (`tests/vm/run`) as a child process of a test.
+//!
+//! `tests/vm/run` boots the Debian kernel under qemu over this machine's root filesystem and runs
+//! one guest script; it kills qemu's process group when it exits or receives SIGTERM. [`VmRun`]
+//! keeps the `run` process and sends it SIGTERM from `Drop` (then SIGKILL if it lingers), so a
+//! failing test never leaves a VM behind. Files come back through a host directory shared
+//! read-write with the guest (`--rwdir`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::sys::signal::Signal;
+
+use crate::{Error, gateway_process::signal};
+
+/// How often [`VmRun::wait_for_file`] and [`VmRun::wait`] look again.
+const POLL: Duration = Duration::from_millis(100);
+/// How long `run` gets to kill qemu after SIGTERM before it is killed itself.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether the VM harness is installed here (`tests/vm/install` was run): `None` if so, else
+/// the reason it is not.
+pub fn vm_unavailable() -> Option<String> {
+    let vng = Path::new("/opt/virtme-ng-1.42/bin/vng");
+    if !vng.exists() {
+        return Some(format!("{} missing: run tests/vm/install", vng.display()));
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("the VM needs root (qemu reads /boot/vmlinuz-*)".into());
+    }
+    None
+}
+
+/// A guest script running in a fresh VM.
+#[derive(Debug)]
+pub struct VmRun {
+    child: Child,
+    exit: Option<ExitStatus>,
+    log: PathBuf,
+}
+
+impl VmRun {
+    /// Boots a VM running `script` with `env` exported, `shared` shared read-write at the same
+    /// path, the whole run bounded by `timeout` (inside `run`, which kills qemu at expiry).
+    /// The VM's console goes to `log`.
+    pub fn start(
+        script: &Path,
+        env: &[(&str, String)],
+        shared: &Path,
+        timeout: Duration,
+        log: &Path,
+    ) -> Result<Self, Error> {
+        let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/run");
+        let mut command = Command::new(&run);
+        command
+            .args(["--timeout", &timeout.as_secs().to_string()])
+            .arg("--log")
+            .arg(log)
+            .arg("--rwdir")
+            .arg(shared);
+        for (name, value) in env {
+            command.args(["-e", &format!("{name}={value}")]);
+        }
+        let child = command
+            .arg(script)
+            .stdin(Stdio::null())
+            // `run` echoes the console too; the log file has it all.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| Error::Io {
+                what: format!("starting {}", run.display()),
+                source,
+            })?;
+        Ok(Self {
+            child,
+            exit: None,
+            log: log.to_owned(),
+        })
+    }
+
+    /// Waits until `path` exists (the guest wrote it through the shared directory). Fails at
+    /// once if the VM ends first, and after `timeout` otherwise.
+    pub fn wait_for_file(&mut self, path: &Path, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if path.exists() {
+                return Ok(());
+            }
+            if let Some(status) = self.try_wait()? {
+                return Err(Error::Unavailable(format!(
+                    "the VM ended ({status}) before writing {}; console tail:\n{}",
+                    path.display(),
+                    self.console_tail(60)
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("the guest to write {}", path.display()),
+                    after: timeout,
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits up to `timeout` for the VM to end; returns `run`'s exit status (the script's).
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: "the VM to finish".into(),
+                    after: timeout,
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The last `lines` lines of the console log (NULs from sstpc's log lines removed).
+    pub fn console_tail(&self, lines: usize) -> String {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text).replace('\0', "");
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    fn try_wait(&mut self) -> Result<Option<ExitStatus>, Error> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().map_err(|source| Error::Io {
+                what: "waiting for tests/vm/run".into(),
+                source,
+            })?;
+        }
+        Ok(self.exit)
+    }
+}
+
+impl Drop for VmRun {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        // SIGTERM lets `run` kill qemu's process group; SIGKILL would orphan qemu.
+        let _ = signal(self.child.id(), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
