@@ -40,6 +40,9 @@ struct Cli {
     /// Seconds the Lease stays valid without renewal.
     #[arg(long, env = "SSTP_OPERATOR_LEASE_DURATION_SECONDS", default_value_t = DEFAULT_LEASE_DURATION)]
     lease_duration_seconds: u64,
+    /// Watch only this namespace (default: all namespaces; the RBAC can then be a Role).
+    #[arg(long, env = "SSTP_OPERATOR_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// Seconds before expiry that the holder renews.
     #[arg(long, env = "SSTP_OPERATOR_LEASE_GRACE_SECONDS", default_value_t = DEFAULT_LEASE_GRACE)]
     lease_grace_seconds: u64,
@@ -69,6 +72,7 @@ fn try_main() -> anyhow::Result<()> {
         identity,
         lease_duration_seconds,
         lease_grace_seconds,
+        watch_namespace,
     } = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -88,6 +92,7 @@ fn try_main() -> anyhow::Result<()> {
                 grace_seconds: lease_grace_seconds,
             },
             admin_address: Some(admin_address),
+            watch_namespace,
         };
         sstp_operator::run(client, settings, Metrics::new(), shutdown_signal())
             .await

@@ -32,6 +32,8 @@ pub struct Settings {
     pub lease: LeaseSettings,
     /// Where `/metrics`, `/healthz`, `/readyz` are served (`None`: not at all).
     pub admin_address: Option<SocketAddr>,
+    /// Watch only this namespace (`None`: all namespaces).
+    pub watch_namespace: Option<String>,
 }
 
 /// Why [`run`] ended with an error.
@@ -109,7 +111,14 @@ pub async fn run(
         }
         .boxed()
         .shared();
-        let controllers = run_controllers(client, ctx, stop);
+        let controllers = run_controllers(
+            Scope {
+                client,
+                namespace: settings.watch_namespace.clone(),
+            },
+            ctx,
+            stop,
+        );
         tokio::pin!(controllers);
         tokio::select! {
             () = &mut controllers => {}
@@ -136,16 +145,35 @@ pub async fn run(
 
 type Stop = Shared<futures::future::BoxFuture<'static, ()>>;
 
+/// Where the controllers watch.
+#[derive(Clone)]
+struct Scope {
+    client: Client,
+    namespace: Option<String>,
+}
+
+impl Scope {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    {
+        match &self.namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        }
+    }
+}
+
 /// Both controllers until `stop`.
-async fn run_controllers(client: Client, ctx: Arc<Context>, stop: Stop) {
-    let gateways = gateway_controller(client.clone(), ctx.clone(), stop.clone());
-    let users = user_controller(client, ctx, stop);
+async fn run_controllers(scope: Scope, ctx: Arc<Context>, stop: Stop) {
+    let gateways = gateway_controller(scope.clone(), ctx.clone(), stop.clone());
+    let users = user_controller(scope, ctx, stop);
     futures::join!(gateways, users);
 }
 
-async fn gateway_controller(client: Client, ctx: Arc<Context>, stop: Stop) {
+async fn gateway_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
     let config = watcher::Config::default().any_semantic();
-    let controller = Controller::new(Api::<SstpGateway>::all(client.clone()), config.clone());
+    let controller = Controller::new(scope.api::<SstpGateway>(), config.clone());
     let store = controller.store();
     let by_namespace = move |namespace: Option<String>| {
         store
@@ -159,24 +187,19 @@ async fn gateway_controller(client: Client, ctx: Arc<Context>, stop: Stop) {
     let errors = ErrorCounts::default();
     let clear = errors.clone();
     controller
-        .owns(Api::<Deployment>::all(client.clone()), config.clone())
-        .owns(Api::<Service>::all(client.clone()), config.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
-        .owns(Api::<ServiceAccount>::all(client.clone()), config.clone())
-        .owns(Api::<Role>::all(client.clone()), config.clone())
-        .owns(Api::<RoleBinding>::all(client.clone()), config.clone())
-        .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
-            config.clone(),
-        )
-        .owns(Api::<Secret>::all(client.clone()), config.clone())
-        .watches(
-            Api::<SstpUser>::all(client.clone()),
-            config.clone(),
-            move |user| for_users(user.namespace()),
-        )
+        .owns(scope.api::<Deployment>(), config.clone())
+        .owns(scope.api::<Service>(), config.clone())
+        .owns(scope.api::<ConfigMap>(), config.clone())
+        .owns(scope.api::<ServiceAccount>(), config.clone())
+        .owns(scope.api::<Role>(), config.clone())
+        .owns(scope.api::<RoleBinding>(), config.clone())
+        .owns(scope.api::<PodDisruptionBudget>(), config.clone())
+        .owns(scope.api::<Secret>(), config.clone())
+        .watches(scope.api::<SstpUser>(), config.clone(), move |user| {
+            for_users(user.namespace())
+        })
         // Password Secrets, BYO and cert-manager TLS Secrets: anything not owned by a gateway.
-        .watches(Api::<Secret>::all(client), config, move |secret| {
+        .watches(scope.api::<Secret>(), config, move |secret| {
             let owned = secret
                 .owner_references()
                 .iter()
@@ -207,28 +230,24 @@ async fn gateway_controller(client: Client, ctx: Arc<Context>, stop: Stop) {
         .await;
 }
 
-async fn user_controller(client: Client, ctx: Arc<Context>, stop: Stop) {
+async fn user_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
     let config = watcher::Config::default().any_semantic();
-    let controller = Controller::new(Api::<SstpUser>::all(client.clone()), config.clone());
+    let controller = Controller::new(scope.api::<SstpUser>(), config.clone());
     let store = controller.store();
     let for_gateways = store.clone();
     let errors = ErrorCounts::default();
     let clear = errors.clone();
     controller
-        .owns(Api::<Secret>::all(client.clone()), config.clone())
-        .watches(
-            Api::<SstpGateway>::all(client.clone()),
-            config.clone(),
-            move |gw| {
-                for_gateways
-                    .state()
-                    .into_iter()
-                    .filter(|user| user.namespace() == gw.namespace())
-                    .map(|user| ObjectRef::from_obj(user.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(Api::<Secret>::all(client), config, move |secret| {
+        .owns(scope.api::<Secret>(), config.clone())
+        .watches(scope.api::<SstpGateway>(), config.clone(), move |gw| {
+            for_gateways
+                .state()
+                .into_iter()
+                .filter(|user| user.namespace() == gw.namespace())
+                .map(|user| ObjectRef::from_obj(user.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches(scope.api::<Secret>(), config, move |secret| {
             let name = secret.name_any();
             store
                 .state()

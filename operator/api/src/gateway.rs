@@ -62,6 +62,7 @@ pub struct SstpGatewaySpec {
     /// the first one is also the CRL distribution point host.
     #[x_kube(validation = Rule::new("self.size() >= 1 && self.size() <= 32").message("hostnames needs 1 to 32 entries"))]
     #[x_kube(validation = Rule::new(HOSTNAMES_RULE).message("every hostname must be a DNS name (RFC 1123, lowercase) or an IPv4 address"))]
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 253)))]
     pub hostnames: Vec<String>,
     /// How the gateway is exposed.
     #[serde(default)]
@@ -73,14 +74,17 @@ pub struct SstpGatewaySpec {
     /// hold addresses from it; make a new gateway to renumber.
     #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4 && cidr(self).prefixLength() <= 30 && cidr(self).masked() == cidr(self)").message("addressPool must be an IPv4 CIDR of /30 or larger without host bits, e.g. 10.8.0.0/24"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("addressPool is immutable"))]
+    #[schemars(length(max = 18))]
     pub address_pool: String,
     /// DNS servers offered to clients (IPv4, at most two).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.size() <= 2 && self.all(a, isIP(a) && ip(a).family() == 4)").message("dns takes at most two IPv4 addresses"))]
+    #[schemars(length(max = 2), inner(length(max = 15)))]
     pub dns: Vec<String>,
     /// Split-tunnel routes (IPv4 CIDRs); empty lets the client decide.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(r, isCIDR(r) && cidr(r).ip().family() == 4 && cidr(r).masked() == cidr(r))").message("routes must be IPv4 CIDRs without host bits"))]
+    #[schemars(length(max = 64), inner(length(max = 18)))]
     pub routes: Vec<String>,
     /// Masquerade client traffic leaving the pod (default on).
     #[serde(default = "default_true")]
@@ -124,6 +128,7 @@ pub struct GatewayService {
     /// Client CIDRs allowed through the load balancer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(r, isCIDR(r))").message("loadBalancerSourceRanges must be CIDRs"))]
+    #[schemars(length(max = 64), inner(length(max = 43)))]
     pub load_balancer_source_ranges: Vec<String>,
     /// `Local` keeps client source addresses (default `Cluster`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,6 +188,7 @@ pub struct GatewayTls {
     /// An existing `kubernetes.io/tls` Secret in the gateway's namespace (bring your own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("secretName must be a Secret name (RFC 1123 subdomain)"))]
+    #[schemars(length(max = 253))]
     pub secret_name: Option<String>,
 }
 

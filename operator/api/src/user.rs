@@ -43,6 +43,7 @@ pub struct SstpUserSpec {
     /// control characters, no leading or trailing blanks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.size() >= 1 && self.size() <= 256 && self.trim() == self && !self.matches('[\\\\x00-\\\\x1f\\\\x7f]')").message("username must be 1-256 printable characters without leading or trailing blanks"))]
+    #[schemars(length(max = 256))]
     pub username: Option<String>,
     /// The Secret key holding the plaintext password; absent makes the operator generate one
     /// into Secret `<name>-credentials` (key `password`).
@@ -54,6 +55,7 @@ pub struct SstpUserSpec {
     /// The tunnel address this user always gets (IPv4, inside the gateway's pool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("isIP(self) && ip(self).family() == 4").message("staticAddress must be an IPv4 address"))]
+    #[schemars(length(max = 15))]
     pub static_address: Option<String>,
     /// Concurrent sessions of this user (overrides the gateway's per-user limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +66,7 @@ pub struct SstpUserSpec {
     pub expires_at: Option<Time>,
     /// Group names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
     pub groups: Vec<String>,
 }
 
@@ -73,6 +76,7 @@ pub struct SstpUserSpec {
 pub struct PasswordSecretRef {
     /// Secret name in the user's namespace.
     #[x_kube(validation = Rule::new(crate::gateway::DNS_SUBDOMAIN_RULE).message("passwordSecretRef.name must be a Secret name"))]
+    #[schemars(length(max = 253))]
     pub name: String,
     /// Key in the Secret (default `password`).
     #[serde(default = "default_password_key")]

@@ -1,0 +1,117 @@
+//! The CRDs' schema and CEL rules, enforced by the real apiserver: bad objects are refused with a
+//! message that names the field.
+
+mod operator_support;
+
+use kube::{Api, api::PostParams};
+use sstp_api::SstpGateway;
+use sstp_e2e::{ControlPlane, Error, TestNamespace};
+
+use operator_support::install_crds;
+
+fn gateway(spec: serde_json::Value) -> SstpGateway {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "sstp.io/v1alpha1", "kind": "SstpGateway",
+        "metadata": {"name": "gw"}, "spec": spec
+    }))
+    .expect("the test object deserializes")
+}
+
+async fn refused(api: &Api<SstpGateway>, spec: serde_json::Value) -> String {
+    match api
+        .create(&PostParams::default(), &gateway(spec.clone()))
+        .await
+    {
+        Ok(_) => panic!("the apiserver accepted {spec}"),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            status.message
+        }
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_gateways_are_refused_with_a_message_naming_the_field() -> Result<(), Error> {
+    let control_plane = ControlPlane::shared()?;
+    let client = control_plane.client().await?;
+    install_crds(&client).await?;
+    let namespace = TestNamespace::create(control_plane, &client, "validation").await?;
+    let api: Api<SstpGateway> = Api::namespaced(client, namespace.name());
+
+    let message = refused(
+        &api,
+        serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/33"}),
+    )
+    .await;
+    assert!(message.contains("spec.addressPool"), "{message}");
+
+    let message = refused(
+        &api,
+        serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.1/24"}),
+    )
+    .await;
+    assert!(message.contains("spec.addressPool"), "{message}");
+
+    let message = refused(
+        &api,
+        serde_json::json!({
+            "hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24",
+            "tls": {"selfManaged": {}, "secretName": "mine"}
+        }),
+    )
+    .await;
+    assert!(
+        message.contains("spec.tls") && message.contains("exactly one"),
+        "{message}"
+    );
+
+    let message = refused(
+        &api,
+        serde_json::json!({"hostnames": ["bad_host..example"], "addressPool": "10.8.0.0/24"}),
+    )
+    .await;
+    assert!(message.contains("spec.hostnames"), "{message}");
+
+    let message = refused(&api, serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "replicas": -1})).await;
+    assert!(message.contains("spec.replicas"), "{message}");
+
+    let message = refused(&api, serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "dns": ["not-an-ip"]})).await;
+    assert!(message.contains("spec.dns"), "{message}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_gateway_gets_its_defaults_and_its_address_pool_cannot_change() -> Result<(), Error>
+{
+    let control_plane = ControlPlane::shared()?;
+    let client = control_plane.client().await?;
+    install_crds(&client).await?;
+    let namespace = TestNamespace::create(control_plane, &client, "immutable").await?;
+    let api: Api<SstpGateway> = Api::namespaced(client, namespace.name());
+    let created = api
+        .create(
+            &PostParams::default(),
+            &gateway(
+                serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24"}),
+            ),
+        )
+        .await?;
+    assert_eq!(created.spec.replicas, 2);
+    assert!(created.spec.tls.self_managed.is_some());
+    assert_eq!(created.spec.service.ports.sstp, 443);
+
+    let mut changed = created.clone();
+    changed.spec.address_pool = "10.9.0.0/24".to_owned();
+    match api.replace("gw", &PostParams::default(), &changed).await {
+        Err(kube::Error::Api(status)) => {
+            assert!(
+                status.message.contains("spec.addressPool") && status.message.contains("immutable"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("the address pool changed: {other:?}"),
+    }
+    Ok(())
+}
