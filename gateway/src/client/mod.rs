@@ -161,6 +161,7 @@ pub struct Client {
     received: mpsc::Receiver<Bytes>,
     state: watch::Receiver<CallState>,
     local_addr: SocketAddr,
+    server_cert: CertHashes,
     task: Option<JoinHandle<()>>,
 }
 
@@ -177,7 +178,7 @@ impl Client {
         let (state_tx, state_rx) = watch::channel(CallState::Negotiating);
         let connection = sstp_proto::ClientConnection::new(
             options.sstp,
-            hashes,
+            hashes.clone(),
             Box::new(rand::make_rng::<rand::rngs::StdRng>()),
             std::time::Instant::now(),
         );
@@ -193,6 +194,7 @@ impl Client {
             received: received_rx,
             state: state_rx,
             local_addr,
+            server_cert: hashes,
             task: Some(task),
         })
     }
@@ -219,6 +221,11 @@ impl Client {
     /// The local TCP address of the connection.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The hashes of the leaf certificate the server presented (what crypto binding used).
+    pub fn server_cert(&self) -> &CertHashes {
+        &self.server_cert
     }
 
     /// Queues one IP packet for the tunnel. Packets sent before the tunnel is up are dropped by
