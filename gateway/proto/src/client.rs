@@ -258,6 +258,8 @@ impl ClientConnection {
     fn handle_control(&mut self, now: Instant, body: &[u8]) {
         let message = match ControlMessage::decode(body) {
             Ok(message) => message,
+            // Everything is ignored during a teardown, even garbage (§3.1.2.1).
+            Err(_) if !self.core.is_active() => return,
             Err(err) => {
                 let status = StatusInfo::new(AttributeId::NO_ERROR, Status::INVALID_FRAME_RECEIVED);
                 return self
