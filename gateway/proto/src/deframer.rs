@@ -184,6 +184,25 @@ mod tests {
     }
 
     #[test]
+    fn any_chunking_of_a_stream_yields_the_same_packets() {
+        let packets: Vec<Vec<u8>> = (0..200).map(|i| data(4 + (i * 37) % 1500)).collect();
+        let stream = packets.concat();
+        // A fixed linear congruential sequence of chunk sizes between 1 and 700 bytes.
+        let mut seed: u32 = 12345;
+        let mut deframer = Deframer::new();
+        let mut frames = Vec::new();
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let size = (seed >> 16) as usize % 700 + 1;
+            let (chunk, tail) = rest.split_at(size.min(rest.len()));
+            frames.extend(collect(&mut deframer, chunk).expect("valid"));
+            rest = tail;
+        }
+        assert_eq!(frames, packets);
+    }
+
+    #[test]
     fn a_zero_length_packet_is_a_framing_error_not_a_loop() {
         let err = collect(&mut Deframer::new(), &[0x10, 0x00, 0x00, 0x00, 0x10]);
         assert_eq!(

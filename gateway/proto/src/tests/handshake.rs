@@ -66,6 +66,25 @@ fn an_idle_connection_is_kept_alive_by_echo() {
 }
 
 #[test]
+fn traffic_from_the_peer_restarts_the_hello_timer() {
+    let mut pair = Pair::new();
+    pair.connect();
+    for _ in 0..5 {
+        pair.advance(Duration::from_secs(50));
+        pair.client
+            .send_ip(&ipv4_packet(POOL_FIRST, SERVER_IP, 8))
+            .expect("connected");
+        pair.pump();
+    }
+    assert_eq!(pair.server_ip.len(), 5);
+    assert!(!pair.server_sent.contains(&ControlMessage::EchoRequest));
+    // The server sent nothing, so the client did probe, and got its answer.
+    assert!(pair.client_sent.contains(&ControlMessage::EchoRequest));
+    assert!(pair.server_sent.contains(&ControlMessage::EchoResponse));
+    assert!(!pair.server.is_closed());
+}
+
+#[test]
 fn server_disconnect_terminates_ppp_then_sstp_and_releases_the_address() {
     let mut pair = Pair::new();
     pair.connect();

@@ -149,6 +149,22 @@ impl Pair {
         true
     }
 
+    /// Fires every timer up to `duration` from now, then sets the clock there.
+    pub(super) fn advance(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        self.pump();
+        while [self.server.poll_timeout(), self.client.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .is_some_and(|t| t <= until)
+        {
+            self.step();
+        }
+        self.now = until;
+        self.pump();
+    }
+
     /// Runs until `done` holds, failing the test after ten virtual minutes.
     pub(super) fn run_until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
         self.pump();
