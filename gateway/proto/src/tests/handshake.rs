@@ -53,6 +53,22 @@ fn a_client_connects_authenticates_binds_and_exchanges_ip_both_ways() {
 }
 
 #[test]
+fn an_ip_packet_too_large_for_one_sstp_packet_is_refused() {
+    let mut pair = Pair::new();
+    pair.connect();
+    // 4095 - 4 (SSTP header) - 4 (PPP header) = 4087 bytes of IP at most.
+    let largest = ipv4_packet(SERVER_IP, POOL_FIRST, 4087 - 20);
+    pair.server.send_ip(&largest).expect("fits exactly");
+    let oversized = ipv4_packet(SERVER_IP, POOL_FIRST, 4088 - 20);
+    assert_eq!(
+        pair.server.send_ip(&oversized),
+        Err(SendError::TooLarge(4088))
+    );
+    pair.pump();
+    assert_eq!(pair.client_ip, vec![largest]);
+}
+
+#[test]
 fn an_idle_connection_is_kept_alive_by_echo() {
     let mut pair = Pair::new();
     pair.connect();
