@@ -17,7 +17,8 @@ use tokio::{
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
 /// The SSTP request line and headers a real client sends (MS-SSTP §3.2.4.1).
-const GOOD_REQUEST: &[u8] = b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n\
+const GOOD_REQUEST: &[u8] =
+    b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n\
 Host: localhost\r\nContent-Length: 18446744073709551615\r\n\r\n";
 
 /// CALL_CONNECT_REQUEST (MS-SSTP §2.2.9): header (version 1.0, control, length 14), message
@@ -129,7 +130,10 @@ fn a_tls_client_that_stalls_is_dropped_at_the_handshake_deadline() {
             // Half a TLS record header, then nothing.
             tcp.write_all(&[0x16, 0x03]).await.unwrap();
             let rest = read_to_close(&mut tcp).await;
-            assert!(rest.len() < 100, "the server sent a handshake to half a header");
+            assert!(
+                rest.len() < 100,
+                "the server sent a handshake to half a header"
+            );
         },
     );
 }
@@ -207,9 +211,13 @@ fn malformed_sstp_packets_after_a_good_preamble_end_the_connection_and_are_count
             assert_eq!(answer.get(4..6), Some(&[0x00, 0x05][..]), "{answer:02x?}");
             let text = h.scrape().await;
             assert!(
-                metric(&text, r#"sstp_sessions_closed_total{reason="invalid_message"}"#)
-                    + metric(&text, r#"sstp_sessions_closed_total{reason="unexpected_message"}"#)
-                    >= 1.0
+                metric(
+                    &text,
+                    r#"sstp_sessions_closed_total{reason="invalid_message"}"#
+                ) + metric(
+                    &text,
+                    r#"sstp_sessions_closed_total{reason="unexpected_message"}"#
+                ) >= 1.0
             );
         },
     );

@@ -48,9 +48,16 @@ fn two_hundred_sessions_get_distinct_addresses_carry_traffic_and_give_the_pool_b
             let addresses: HashSet<Ipv4Addr> = clients.iter().map(|(_, a)| *a).collect();
             assert_eq!(addresses.len(), SESSIONS, "an address was given twice");
             let pool: ipnet::Ipv4Net = "10.77.0.0/24".parse().unwrap();
-            assert!(addresses.iter().all(|a| pool.contains(a) && *a != h.gateway_ip()));
+            assert!(
+                addresses
+                    .iter()
+                    .all(|a| pool.contains(a) && *a != h.gateway_ip())
+            );
             let text = h.scrape().await;
-            assert_eq!(common::metric(&text, "sstp_sessions_active"), SESSIONS as f64);
+            assert_eq!(
+                common::metric(&text, "sstp_sessions_active"),
+                SESSIONS as f64
+            );
             assert_eq!(
                 common::metric(&text, r#"sstp_address_pool_addresses{state="allocated"}"#),
                 SESSIONS as f64
@@ -81,7 +88,9 @@ fn two_hundred_sessions_get_distinct_addresses_carry_traffic_and_give_the_pool_b
                 common::metric(&text, r#"sstp_sessions_total{result="established"}"#),
                 SESSIONS as f64
             );
-            assert!(common::metric(&text, r#"sstp_packets_total{direction="from_client"}"#) >= 400.0);
+            assert!(
+                common::metric(&text, r#"sstp_packets_total{direction="from_client"}"#) >= 400.0
+            );
             assert!(common::metric(&text, r#"sstp_packets_total{direction="to_client"}"#) >= 400.0);
         });
     });
@@ -108,7 +117,9 @@ fn removing_a_user_from_the_file_ends_their_session_within_two_seconds() {
             // Bob is untouched.
             ping(&mut bob, bob_addr, h.gateway_ip(), 7, b"still here").await;
             // And alice can no longer log in.
-            let mut again = Client::connect(h.options(USERS[0].0, USERS[0].1)).await.unwrap();
+            let mut again = Client::connect(h.options(USERS[0].0, USERS[0].1))
+                .await
+                .unwrap();
             assert!(matches!(again.wait_up().await, Err(ClientError::Closed(_))));
         });
     });
@@ -119,7 +130,10 @@ fn a_users_file_with_a_syntax_error_keeps_the_last_good_document() {
     in_netns("parse_error", || {
         runtime().block_on(async {
             let h = start("parse", |_| {}).await;
-            replace_file(&h.users_file, b"{\n  \"version\": 1,\n  \"users\": {\n    oops\n}\n");
+            replace_file(
+                &h.users_file,
+                b"{\n  \"version\": 1,\n  \"users\": {\n    oops\n}\n",
+            );
             common::wait_for_metric_at_least(&h, r#"sstp_users_reload_total{result="error"}"#, 1.0)
                 .await;
             let (mut alice, addr) = h.connect(USERS[0].0, USERS[0].1).await;
@@ -144,7 +158,10 @@ fn a_wrong_password_is_refused_and_counted() {
             assert!(matches!(err, ClientError::Closed(_)), "{err}");
             let text = h.scrape().await;
             assert_eq!(
-                common::metric(&text, r#"sstp_auth_failures_total{reason="bad_credentials"}"#),
+                common::metric(
+                    &text,
+                    r#"sstp_auth_failures_total{reason="bad_credentials"}"#
+                ),
                 1.0
             );
             assert_eq!(
@@ -171,10 +188,16 @@ fn after_ten_failures_the_pair_is_throttled_but_the_user_from_another_source_get
             }
             let options = common::from_source(h.options(USERS[0].0, USERS[0].1), attacker);
             let mut blocked = Client::connect(options).await.unwrap();
-            assert!(blocked.wait_up().await.is_err(), "throttled despite the right password");
+            assert!(
+                blocked.wait_up().await.is_err(),
+                "throttled despite the right password"
+            );
             let text = h.scrape().await;
             assert_eq!(
-                common::metric(&text, r#"sstp_auth_failures_total{reason="bad_credentials"}"#),
+                common::metric(
+                    &text,
+                    r#"sstp_auth_failures_total{reason="bad_credentials"}"#
+                ),
                 10.0
             );
             assert_eq!(

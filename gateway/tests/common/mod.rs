@@ -56,7 +56,10 @@ impl Drop for TestDir {
 /// Runs `body` on a thread inside a new network namespace (loopback up). The kernel removes
 /// the namespace, its TUN device and nftables tables when the thread and its processes are
 /// gone, on panic too. `None` when not root.
-pub fn in_netns<T: Send + 'static>(test: &str, body: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+pub fn in_netns<T: Send + 'static>(
+    test: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
     if !Uid::effective().is_root() {
         eprintln!("SKIPPED {test}: needs root for network namespaces and TUN");
         return None;
@@ -75,7 +78,11 @@ pub fn in_netns<T: Send + 'static>(test: &str, body: impl FnOnce() -> T + Send +
 /// Runs a command and returns its stdout; panics with stderr on failure.
 pub fn run(argv: &[&str]) -> String {
     let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -124,10 +131,9 @@ pub struct Harness {
 /// The test configuration: loopback, ephemeral ports, standalone PKI in the test dir, short
 /// deadlines, limits high enough for one source address to open hundreds of sessions.
 pub fn test_config(dir: &Path) -> GatewayConfig {
-    let mut config = GatewayConfig::from_json(
-        r#"{"hostnames": ["localhost"], "addressPool": "10.77.0.0/24"}"#,
-    )
-    .unwrap();
+    let mut config =
+        GatewayConfig::from_json(r#"{"hostnames": ["localhost"], "addressPool": "10.77.0.0/24"}"#)
+            .unwrap();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     config.listen.sstp = any;
     config.listen.http = any;
@@ -178,20 +184,7 @@ pub async fn start(test: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> Harnes
 impl Harness {
     /// Client options for `user` with `password`, connecting from 127.0.0.1.
     pub fn options(&self, user: &str, password: &str) -> ClientOptions {
-        let ppp = sstp_ppp::ClientConfig {
-            username: user.to_owned(),
-            password: password.to_owned(),
-            auth: sstp_ppp::AuthPolicy::default(),
-            request_dns: false,
-            ipv6: false,
-            timers: sstp_ppp::Timers::default(),
-        };
-        ClientOptions::new(
-            self.gateway.sstp_addr,
-            ServerName::try_from("localhost").unwrap(),
-            tls_config_with_ca(&self.ca_pem).unwrap(),
-            sstp_proto::ClientConfig::new(ppp, "localhost"),
-        )
+        client_options(self.gateway.sstp_addr, &self.ca_pem, user, password)
     }
 
     /// Connects `user` and waits for the tunnel.
@@ -215,6 +208,29 @@ impl Harness {
     }
 }
 
+/// Client options for `user` with `password` against `server`, trusting `ca_pem`.
+pub fn client_options(
+    server: SocketAddr,
+    ca_pem: &[u8],
+    user: &str,
+    password: &str,
+) -> ClientOptions {
+    let ppp = sstp_ppp::ClientConfig {
+        username: user.to_owned(),
+        password: password.to_owned(),
+        auth: sstp_ppp::AuthPolicy::default(),
+        request_dns: false,
+        ipv6: false,
+        timers: sstp_ppp::Timers::default(),
+    };
+    ClientOptions::new(
+        server,
+        ServerName::try_from("localhost").unwrap(),
+        tls_config_with_ca(ca_pem).unwrap(),
+        sstp_proto::ClientConfig::new(ppp, "localhost"),
+    )
+}
+
 /// A plain HTTP/1.0 GET; returns the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -224,7 +240,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
         .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).await.unwrap();
-    text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }
 
 /// The value of one series in a Prometheus text exposition (`name{labels}` exactly as

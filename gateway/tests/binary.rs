@@ -1,0 +1,223 @@
+//! The built `sstp-gateway` binary: the `user` commands on a users file, and `standalone`
+//! served inside a network namespace, then stopped with SIGTERM.
+//! Run as root: `cargo test -p sstp-gateway --test binary`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    io::Write,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{TestDir, client_options, http_get, in_netns, ping, runtime};
+use sstp_api::UsersDocument;
+use sstp_gateway::client::Client;
+use sstp_proto::CloseReason;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sstp-gateway");
+
+/// `sstp-gateway user add --users-file FILE NAME` with `password` on stdin.
+fn user_add(file: &Path, name: &str, password: &str) {
+    let mut child = Command::new(BIN)
+        .args(["user", "add", "--users-file"])
+        .arg(file)
+        .arg(name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "a password from stdin is not printed"
+    );
+}
+
+fn user(file: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("user")
+        .arg(args[0])
+        .arg("--users-file")
+        .arg(file)
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn load(file: &Path) -> UsersDocument {
+    UsersDocument::from_json(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
+#[test]
+fn the_user_commands_edit_the_file_keep_other_fields_and_never_store_the_password() {
+    let dir = TestDir::new("user-cli");
+    let file = dir.0.join("users.json");
+    user_add(&file, "alice", "correct horse battery");
+    // A field the CLI does not manage survives every later edit.
+    let mut doc = load(&file);
+    doc.users.get_mut("alice").unwrap().static_address = Some("10.77.0.50".parse().unwrap());
+    std::fs::write(&file, doc.to_json_pretty()).unwrap();
+
+    let generated = user(&file, &["add", "bob", "--generate"]);
+    let generated = generated.trim();
+    assert!(generated.len() >= 20, "generated password {generated:?}");
+    user(&file, &["disable", "alice"]);
+    assert_eq!(
+        user(&file, &["list"]),
+        "alice\tdisabled\tstaticAddress=10.77.0.50\nbob\tenabled\n"
+    );
+    user(&file, &["enable", "alice"]);
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("correct horse battery") && !text.contains(generated));
+    let doc = load(&file);
+    let alice = &doc.users["alice"];
+    assert!(!alice.disabled);
+    assert_eq!(alice.static_address, Some("10.77.0.50".parse().unwrap()));
+    let expected = sstp_ppp::NtHash::from_password("correct horse battery");
+    assert_eq!(alice.nt_hash.to_bytes(), Some(expected.0));
+    let bob = sstp_ppp::NtHash::from_password(generated);
+    assert_eq!(doc.users["bob"].nt_hash.to_bytes(), Some(bob.0));
+
+    user(&file, &["remove", "bob"]);
+    assert_eq!(
+        user(&file, &["list"]),
+        "alice\tenabled\tstaticAddress=10.77.0.50\n"
+    );
+    let failed = Command::new(BIN)
+        .args(["user", "remove", "--users-file"])
+        .arg(&file)
+        .arg("nobody")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+}
+
+/// Kills the child on drop so a failing test leaves no process behind.
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn sigterm_disconnects_clients_removes_the_tun_device_and_nft_table_and_exits_zero() {
+    in_netns("sigterm", || {
+        let dir = TestDir::new("sigterm");
+        let data = dir.0.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        user_add(&data.join("users.json"), "alice", "alice-password");
+        let child = Command::new(BIN)
+            .arg("standalone")
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--listen",
+                "127.0.0.1:8443",
+                "--http-listen",
+                "127.0.0.1:8080",
+                "--admin-listen",
+                "127.0.0.1:9090",
+                "--hostname",
+                "localhost",
+                "--no-nat",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut reaper = Reaper(Some(child));
+        runtime().block_on(async {
+            let admin = "127.0.0.1:9090".parse().unwrap();
+            let start = Instant::now();
+            loop {
+                let ready = tokio::net::TcpStream::connect(admin).await.is_ok()
+                    && http_get(admin, "/readyz").await.starts_with("ready");
+                if ready {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(20), "never ready");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let ca = std::fs::read(data.join("ca.crt")).unwrap();
+            let served_ca = http_get("127.0.0.1:8080".parse().unwrap(), "/sstp/ca.crt").await;
+            assert_eq!(served_ca.as_bytes(), &ca[..]);
+            let options = client_options(
+                "127.0.0.1:8443".parse().unwrap(),
+                &ca,
+                "alice",
+                "alice-password",
+            );
+            let mut client = Client::connect(options).await.unwrap();
+            let addr = client.wait_up().await.unwrap();
+            ping(
+                &mut client,
+                addr,
+                "10.77.0.1".parse().unwrap(),
+                5,
+                b"before SIGTERM",
+            )
+            .await;
+            assert!(common::run(&["nft", "list", "tables"]).contains("sstp_gateway_sstp0"));
+
+            common::run(&["kill", "-TERM", &pid.to_string()]);
+            let reason = tokio::time::timeout(Duration::from_secs(10), client.closed())
+                .await
+                .expect("the client was disconnected");
+            // The gateway ends PPP with LCP Terminate and then sends CALL_DISCONNECT: the client
+            // sees an orderly end, not a dropped transport.
+            assert!(
+                matches!(reason, CloseReason::Ppp(_) | CloseReason::PeerDisconnected),
+                "{reason:?}"
+            );
+        });
+        let mut child = reaper.0.take().unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "still running after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "exit status {status}");
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        assert!(
+            stdout.contains("ca.crt") && stdout.contains("user add --users-file"),
+            "{stdout}"
+        );
+        assert!(!common::run(&["nft", "list", "tables"]).contains("sstp_gateway_sstp0"));
+        let link = Command::new("ip")
+            .args(["link", "show", "sstp0"])
+            .output()
+            .unwrap();
+        assert!(!link.status.success(), "the TUN device is still there");
+    });
+}
