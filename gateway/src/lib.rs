@@ -26,8 +26,9 @@
 pub mod admin;
 pub mod client;
 pub mod dataplane;
-pub mod listener;
 pub mod ip_pool;
+pub mod k8s_source;
+pub mod listener;
 pub mod metrics;
 pub mod nat;
 pub mod pki;

@@ -5,6 +5,10 @@
 //! and "exactly one TLS mode"; `addressPool` is immutable because clients hold addresses from it.
 
 #![expect(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats type_ = \"string\"; the lint reads them as duplicates"
+)]
+#![expect(
     unreachable_pub,
     reason = "the KubeSchema derive copies each struct as a pub item inside a private scope"
 )]

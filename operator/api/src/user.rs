@@ -4,6 +4,10 @@
 //! password goes into Secret `<name>-credentials`, and everything else it decides goes in status.
 
 #![expect(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats type_ = \"string\"; the lint reads them as duplicates"
+)]
+#![expect(
     unreachable_pub,
     reason = "the KubeSchema derive copies each struct as a pub item inside a private scope"
 )]
