@@ -30,7 +30,7 @@ pub(crate) struct Cli {
 enum Command {
     /// Serve on one machine: creates a CA, a server certificate and an empty users file in
     /// DIR if absent, then serves (as root).
-    Standalone(StandaloneArgs),
+    Standalone(Box<StandaloneArgs>),
     /// Serve from a gateway config file (what the operator renders into `<gw>-config`).
     Run(RunArgs),
     /// Edit a users file (users.json): add, disable, enable, remove, list.
@@ -51,14 +51,26 @@ pub(crate) struct StandaloneArgs {
     #[arg(long, env = "SSTP_GATEWAY_HTTP_LISTEN", default_value = "0.0.0.0:80")]
     pub(crate) http_listen: SocketAddr,
     /// Admin listen address (`/metrics`, `/healthz`, `/readyz`).
-    #[arg(long, env = "SSTP_GATEWAY_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(
+        long,
+        env = "SSTP_GATEWAY_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
     pub(crate) admin_listen: SocketAddr,
     /// Names clients dial (repeat or comma-separate); default: localhost and this host's name.
     /// The first one is the CRL distribution point host.
-    #[arg(long = "hostname", env = "SSTP_GATEWAY_HOSTNAME", value_delimiter = ',')]
+    #[arg(
+        long = "hostname",
+        env = "SSTP_GATEWAY_HOSTNAME",
+        value_delimiter = ','
+    )]
     pub(crate) hostnames: Vec<String>,
     /// Client address pool; its first address is the gateway's.
-    #[arg(long, env = "SSTP_GATEWAY_ADDRESS_POOL", default_value = "10.77.0.0/24")]
+    #[arg(
+        long,
+        env = "SSTP_GATEWAY_ADDRESS_POOL",
+        default_value = "10.77.0.0/24"
+    )]
     pub(crate) address_pool: Ipv4Net,
     /// DNS servers offered to clients (at most two).
     #[arg(long, env = "SSTP_GATEWAY_DNS", value_delimiter = ',')]
@@ -88,7 +100,11 @@ pub(crate) struct StandaloneArgs {
     #[arg(long, env = "SSTP_GATEWAY_MAX_SESSIONS_PER_USER", default_value_t = 4)]
     pub(crate) max_sessions_per_user: u32,
     /// Concurrent connections per client address.
-    #[arg(long, env = "SSTP_GATEWAY_MAX_CONNECTIONS_PER_SOURCE", default_value_t = 32)]
+    #[arg(
+        long,
+        env = "SSTP_GATEWAY_MAX_CONNECTIONS_PER_SOURCE",
+        default_value_t = 32
+    )]
     pub(crate) max_connections_per_source: u32,
     /// Failed logins allowed per (user, source address) per minute before that pair is
     /// refused for a minute.
@@ -120,8 +136,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let text = std::fs::read_to_string(&args.config)
                 .with_context(|| format!("cannot read {}", args.config.display()))?;
-            let config = sstp_api::GatewayConfig::from_json(&text)
-                .with_context(|| format!("{} is not a valid gateway config", args.config.display()))?;
+            let config = sstp_api::GatewayConfig::from_json(&text).with_context(|| {
+                format!("{} is not a valid gateway config", args.config.display())
+            })?;
             serve::serve(config, None)
         }
         Command::User(command) => user::run(command),

@@ -102,12 +102,18 @@ pub async fn serve(
         let accepted = Instant::now();
         let Ok(slot) = Arc::clone(&slots.semaphore).try_acquire_owned() else {
             trace!(%peer, "session limit reached; closing");
-            shared.metrics.connection_rejected(RejectReason::MaxSessions);
+            shared
+                .metrics
+                .connection_rejected(RejectReason::MaxSessions);
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let (tls, shared, per_source) = (Arc::clone(&tls), Arc::clone(&shared), Arc::clone(&per_source));
+        let (tls, shared, per_source) = (
+            Arc::clone(&tls),
+            Arc::clone(&shared),
+            Arc::clone(&per_source),
+        );
         tokio::spawn(async move {
             let _slot = slot;
             let deadline = accepted + settings.handshake_timeout;
@@ -116,11 +122,15 @@ pub async fn serve(
                     Ok(Ok(found)) => found,
                     Ok(Err(err)) => {
                         debug!(%peer, error = %err, "bad PROXY protocol header");
-                        shared.metrics.connection_rejected(RejectReason::InvalidProxyHeader);
+                        shared
+                            .metrics
+                            .connection_rejected(RejectReason::InvalidProxyHeader);
                         return;
                     }
                     Err(_) => {
-                        shared.metrics.connection_rejected(RejectReason::InvalidProxyHeader);
+                        shared
+                            .metrics
+                            .connection_rejected(RejectReason::InvalidProxyHeader);
                         return;
                     }
                 }
@@ -129,7 +139,9 @@ pub async fn serve(
             };
             let Some(_source_slot) = per_source.enter(source.ip(), settings.max_per_source) else {
                 trace!(%source, "per-source connection limit reached; closing");
-                shared.metrics.connection_rejected(RejectReason::PerSourceLimit);
+                shared
+                    .metrics
+                    .connection_rejected(RejectReason::PerSourceLimit);
                 return;
             };
             let snapshot = tls.snapshot();
@@ -142,11 +154,15 @@ pub async fn serve(
                 }
                 Ok(Err(err)) => {
                     trace!(%source, error = %err, "TLS handshake failed");
-                    shared.metrics.connection_rejected(RejectReason::TlsHandshakeFailed);
+                    shared
+                        .metrics
+                        .connection_rejected(RejectReason::TlsHandshakeFailed);
                 }
                 Err(_) => {
                     trace!(%source, "TLS handshake deadline passed");
-                    shared.metrics.connection_rejected(RejectReason::TlsHandshakeTimeout);
+                    shared
+                        .metrics
+                        .connection_rejected(RejectReason::TlsHandshakeTimeout);
                 }
             }
         });

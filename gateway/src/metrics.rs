@@ -264,7 +264,9 @@ impl Metrics {
     /// An SSTP connection ended for `reason`, one of [`CLOSE_REASONS`]
     /// (`sstp_proto::CloseReason::as_str`).
     pub fn session_ended(&self, reason: &'static str) {
-        self.sessions_closed_total.with_label_values(&[reason]).inc();
+        self.sessions_closed_total
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// A packet from the TUN device was dropped.

@@ -167,12 +167,21 @@ mod tests {
     #[test]
     fn v1_unknown_keeps_the_peer_address() {
         let header = parse(b"PROXY UNKNOWN\r\n").unwrap().unwrap();
-        assert_eq!(header, ProxyHeader { source: None, len: 15 });
+        assert_eq!(
+            header,
+            ProxyHeader {
+                source: None,
+                len: 15
+            }
+        );
     }
 
     #[test]
     fn malformed_and_overlong_v1_lines_are_refused() {
-        assert_eq!(parse(b"PROXY TCP4 1.2.3.4\r\n"), Err(ProxyError::MalformedV1));
+        assert_eq!(
+            parse(b"PROXY TCP4 1.2.3.4\r\n"),
+            Err(ProxyError::MalformedV1)
+        );
         assert_eq!(
             parse(b"PROXY TCP4 2001:db8::1 1.2.3.4 1 2\r\n"),
             Err(ProxyError::MalformedV1)
@@ -226,8 +235,14 @@ mod tests {
         let mut bad_version = v2(1, V2_TCP4, &[0; 12]);
         bad_version[12] = 0x11;
         assert_eq!(parse(&bad_version), Err(ProxyError::MalformedV2));
-        assert_eq!(parse(&v2(5, V2_TCP4, &[0; 12])), Err(ProxyError::MalformedV2));
-        assert_eq!(parse(&v2(1, V2_TCP4, &[0; 4])), Err(ProxyError::MalformedV2));
+        assert_eq!(
+            parse(&v2(5, V2_TCP4, &[0; 12])),
+            Err(ProxyError::MalformedV2)
+        );
+        assert_eq!(
+            parse(&v2(1, V2_TCP4, &[0; 4])),
+            Err(ProxyError::MalformedV2)
+        );
     }
 
     #[test]
@@ -238,10 +253,8 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             let len = (state % 64) as usize;
-            let mut buf: Vec<u8> = (0..len)
-                .map(|i| (state >> ((i % 8) * 8)) as u8)
-                .collect();
-            if state % 3 == 0 {
+            let mut buf: Vec<u8> = (0..len).map(|i| (state >> ((i % 8) * 8)) as u8).collect();
+            if state.is_multiple_of(3) {
                 let mut with_sig = V2_SIGNATURE.to_vec();
                 with_sig.append(&mut buf);
                 buf = with_sig;

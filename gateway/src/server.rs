@@ -147,10 +147,8 @@ fn start_users_source(
 }
 
 /// Resolves when `shutdown` turns true (or its sender is gone).
-pub fn until(mut shutdown: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = shutdown.wait_for(|down| *down).await;
-    }
+pub async fn until(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|down| *down).await;
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -165,7 +163,8 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     let (shutdown_tx, shutdown) = watch::channel(false);
 
     let (cert_files, public_files) = certificate_files(&config)?;
-    let (snapshot, digest) = TlsSnapshot::load(&cert_files).context("cannot load the TLS certificate")?;
+    let (snapshot, digest) =
+        TlsSnapshot::load(&cert_files).context("cannot load the TLS certificate")?;
     let tls_store = TlsStore::new(snapshot, metrics.clone());
     tokio::spawn(tls::watch_files(
         Arc::clone(&tls_store),
@@ -275,7 +274,10 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     let task = tokio::spawn(async move {
         until(shutdown).await;
         readiness.set(false);
-        info!(sessions = slots.in_use(), "shutting down: disconnecting every session");
+        info!(
+            sessions = slots.in_use(),
+            "shutting down: disconnecting every session"
+        );
         let _ = accept.await;
         if tokio::time::timeout(SHUTDOWN_GRACE, slots.wait_idle())
             .await

@@ -366,10 +366,7 @@ impl Session {
     }
 
     fn check_established(&mut self) {
-        if self.connected
-            && self.route.is_some()
-            && matches!(self.phase, Phase::Negotiating(_))
-        {
+        if self.connected && self.route.is_some() && matches!(self.phase, Phase::Negotiating(_)) {
             self.phase = Phase::Established;
             self.shared
                 .metrics
@@ -413,8 +410,14 @@ impl Session {
         let mut packets = 0u64;
         let mut bytes = 0u64;
         while let Some(packet) = self.conn.poll_ip() {
-            if self.peer.is_none_or(|peer| ipv4_source(packet) != Some(peer)) {
-                trace!(len = packet.len(), "packet with a foreign source address dropped");
+            if self
+                .peer
+                .is_none_or(|peer| ipv4_source(packet) != Some(peer))
+            {
+                trace!(
+                    len = packet.len(),
+                    "packet with a foreign source address dropped"
+                );
                 continue;
             }
             packets += 1;
@@ -445,7 +448,10 @@ fn ipv4_source(packet: &[u8]) -> Option<Ipv4Addr> {
     if packet.first()? >> 4 != IPV4_VERSION || packet.len() < IPV4_MIN_HEADER_LEN {
         return None;
     }
-    let bytes: [u8; 4] = packet.get(IPV4_SOURCE_OFFSET..IPV4_SOURCE_OFFSET + 4)?.try_into().ok()?;
+    let bytes: [u8; 4] = packet
+        .get(IPV4_SOURCE_OFFSET..IPV4_SOURCE_OFFSET + 4)?
+        .try_into()
+        .ok()?;
     Some(Ipv4Addr::from(bytes))
 }
 

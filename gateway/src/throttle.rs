@@ -67,7 +67,9 @@ impl AuthThrottle {
             let window = self.limits.window.max(self.limits.block);
             entries.retain(|_, e| {
                 e.blocked_until.is_some_and(|t| now < t)
-                    || e.failures.back().is_some_and(|t| now.duration_since(*t) < window)
+                    || e.failures
+                        .back()
+                        .is_some_and(|t| now.duration_since(*t) < window)
             });
         }
         let entry = entries.entry((user.to_owned(), source)).or_default();

@@ -168,7 +168,9 @@ pub async fn watch_files(
             }
             // A Secret update may show the new cert before the new key: wait for a pair
             // that matches, without remembering the digest, so the next poll retries.
-            Err(err) => warn!(error = %err, "new TLS certificate files do not load; keeping the current one"),
+            Err(err) => {
+                warn!(error = %err, "new TLS certificate files do not load; keeping the current one")
+            }
         }
     }
 }

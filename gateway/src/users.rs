@@ -115,10 +115,13 @@ impl AddressAllocator for PoolAllocator {
     }
 }
 
+/// A session id and the notifier that ends it.
+type Member = (u64, Arc<Notify>);
+
 /// Authenticated sessions by user name.
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
-    sessions: Mutex<HashMap<String, Vec<(u64, Arc<Notify>)>>>,
+    sessions: Mutex<HashMap<String, Vec<Member>>>,
 }
 
 /// Why a session may not be registered.
@@ -233,13 +236,19 @@ pub async fn enforce(
             let refused =
                 pool.set_reserved(document.users.values().filter_map(|e| e.static_address));
             if !refused.is_empty() {
-                warn!(count = refused.len(), "static addresses outside the pool are ignored");
+                warn!(
+                    count = refused.len(),
+                    "static addresses outside the pool are ignored"
+                );
             }
             metrics.set_pool(pool.counts());
         }
         let kicked = registry.kick_revoked(&document, Timestamp::now());
         if kicked > 0 {
-            info!(sessions = kicked, "ending sessions of users no longer admitted");
+            info!(
+                sessions = kicked,
+                "ending sessions of users no longer admitted"
+            );
         }
         tokio::select! {
             () = &mut shutdown => return,

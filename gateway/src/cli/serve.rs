@@ -88,7 +88,10 @@ fn default_hostnames() -> Vec<String> {
 }
 
 /// Serves until SIGTERM or SIGINT, then shuts down in order and returns.
-pub(super) fn serve(config: GatewayConfig, standalone: Option<&StandaloneArgs>) -> anyhow::Result<()> {
+pub(super) fn serve(
+    config: GatewayConfig,
+    standalone: Option<&StandaloneArgs>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,7 +113,11 @@ pub(super) fn serve(config: GatewayConfig, standalone: Option<&StandaloneArgs>) 
     })
 }
 
-fn print_standalone_help(args: &StandaloneArgs, config: &GatewayConfig, sstp: std::net::SocketAddr) {
+fn print_standalone_help(
+    args: &StandaloneArgs,
+    config: &GatewayConfig,
+    sstp: std::net::SocketAddr,
+) {
     let users = match &config.users {
         UsersSource::File { path } => path.display().to_string(),
         UsersSource::KubernetesSecret { name, .. } => name.clone(),
@@ -118,7 +125,10 @@ fn print_standalone_help(args: &StandaloneArgs, config: &GatewayConfig, sstp: st
     let ca = args.data_dir.join("ca.crt");
     let host = config.hostnames.first().map_or("localhost", String::as_str);
     println!("sstp-gateway is serving SSTP on {sstp}");
-    println!("  CA certificate (import on clients as a trusted root): {}", display(&ca));
+    println!(
+        "  CA certificate (import on clients as a trusted root): {}",
+        display(&ca)
+    );
     println!("    also served at http://{host}/sstp/ca.crt");
     println!("  add a user:  sstp-gateway user add --users-file {users} NAME");
 }

@@ -75,7 +75,11 @@ pub(super) fn run(command: UserCommand) -> anyhow::Result<()> {
             if generated {
                 println!("{password}");
             }
-            eprintln!("user {} saved in {}", target.name, target.users_file.display());
+            eprintln!(
+                "user {} saved in {}",
+                target.name,
+                target.users_file.display()
+            );
             Ok(())
         }
         UserCommand::Disable(target) => modify(&target, |e| e.disabled = true),
@@ -90,7 +94,11 @@ pub(super) fn run(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List { users_file } => {
             let doc = read(&users_file)?;
             for (name, entry) in &doc.users {
-                let state = if entry.disabled { "disabled" } else { "enabled" };
+                let state = if entry.disabled {
+                    "disabled"
+                } else {
+                    "enabled"
+                };
                 let mut line = format!("{name}\t{state}");
                 if let Some(addr) = entry.static_address {
                     line.push_str(&format!("\tstaticAddress={addr}"));
@@ -115,9 +123,10 @@ fn modify(target: &Target, change: impl FnOnce(&mut UserEntry)) -> anyhow::Resul
 }
 
 fn read(path: &Path) -> anyhow::Result<UsersDocument> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    UsersDocument::from_json(&text).with_context(|| format!("{} is not a valid users file", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    UsersDocument::from_json(&text)
+        .with_context(|| format!("{} is not a valid users file", path.display()))
 }
 
 fn read_or_new(path: &Path) -> anyhow::Result<UsersDocument> {
@@ -149,9 +158,18 @@ fn generate_password() -> String {
 pub(super) fn write_atomically(path: &Path, doc: &UsersDocument) -> anyhow::Result<()> {
     doc.validate()
         .with_context(|| format!("refusing to write an invalid users file {}", path.display()))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().context("the users file path has no file name")?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .context("the users file path has no file name")?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -164,7 +182,6 @@ pub(super) fn write_atomically(path: &Path, doc: &UsersDocument) -> anyhow::Resu
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }

@@ -89,7 +89,9 @@ fn drain(
             ClientEvent::Connected { hash_protocol } => {
                 *hash = Some(hash_protocol);
                 state.send_if_modified(|s| match s {
-                    CallState::Up { hash_protocol: h, .. } => {
+                    CallState::Up {
+                        hash_protocol: h, ..
+                    } => {
                         *h = Some(hash_protocol);
                         true
                     }

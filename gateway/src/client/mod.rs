@@ -289,9 +289,7 @@ async fn open_tls(
                 TcpSocket::new_v6()
             }
             .map_err(connect_err)?;
-            socket
-                .bind(SocketAddr::new(bind, 0))
-                .map_err(connect_err)?;
+            socket.bind(SocketAddr::new(bind, 0)).map_err(connect_err)?;
             socket.connect(server).await.map_err(connect_err)?
         }
     };
