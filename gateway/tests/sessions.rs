@@ -13,6 +13,7 @@ use std::{
 };
 
 use common::{Harness, USERS, in_netns, ping, replace_file, runtime, start, users_document};
+use rustls::pki_types::pem::PemObject;
 use sstp_gateway::client::{Client, ClientError};
 use sstp_proto::CloseReason;
 use tokio::sync::Semaphore;
@@ -259,4 +260,63 @@ fn reissue_server_cert(pki: &std::path::Path) {
     // Key first, then the chain: the reloader must wait for a matching pair.
     replace_file(&pki.join("server.key"), issued.key_pem.as_bytes());
     replace_file(&pki.join("server.crt"), issued.chain_pem.as_bytes());
+}
+
+/// An RSA key with its full chain (leaf + CA) from files, served to a client that speaks only
+/// TLS 1.2: the tunnel comes up and carries traffic.
+#[test]
+fn an_rsa_certificate_chain_from_files_works_over_tls_1_2() {
+    in_netns("rsa_tls12", || {
+        runtime().block_on(async {
+            use sstp_api::gateway_config::{TlsConfig, TlsFiles};
+            use sstp_gateway::pki::{
+                CertificateAuthority, KeyAlgorithm, RsaBits, ServerCertRequest,
+            };
+            let files = common::TestDir::new("rsa-files");
+            let now = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+            let ca = CertificateAuthority::generate(
+                "test RSA CA",
+                now,
+                time::Duration::days(30),
+                KeyAlgorithm::Rsa(RsaBits::Rsa2048),
+            )
+            .unwrap();
+            let issued = ca
+                .issue_server_cert(&ServerCertRequest {
+                    hostnames: vec!["localhost".into()],
+                    not_before: now,
+                    validity: time::Duration::days(30),
+                    algorithm: KeyAlgorithm::Rsa(RsaBits::Rsa2048),
+                })
+                .unwrap();
+            assert!(
+                issued.chain_pem.matches("BEGIN CERTIFICATE").count() >= 2,
+                "full chain"
+            );
+            let path = |name: &str| files.0.join(name);
+            std::fs::write(path("tls.crt"), &issued.chain_pem).unwrap();
+            std::fs::write(path("tls.key"), &issued.key_pem).unwrap();
+            std::fs::write(path("ca.crt"), ca.cert_pem()).unwrap();
+            let tls = TlsConfig::Files(TlsFiles {
+                cert_file: path("tls.crt"),
+                key_file: path("tls.key"),
+                ca_file: Some(path("ca.crt")),
+                crl_file: None,
+            });
+            let h = start("rsatls12", move |c| c.tls = tls).await;
+            let mut options = h.options(USERS[0].0, USERS[0].1);
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(
+                rustls::pki_types::CertificateDer::pem_slice_iter(&h.ca_pem).map(Result::unwrap),
+            );
+            options.tls = Arc::new(
+                rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            );
+            let mut client = Client::connect(options).await.unwrap();
+            let addr = client.wait_up().await.unwrap();
+            ping(&mut client, addr, h.gateway_ip(), 21, b"rsa over tls 1.2").await;
+        });
+    });
 }
