@@ -50,6 +50,35 @@ impl SecretRef {
     }
 }
 
+/// What `server` calls for `users: {kubernetesSecret: {name, namespace, key}}`: spawns a task
+/// that makes a client from the environment (in-cluster service account, else `KUBECONFIG`),
+/// retrying every few seconds until it can, then runs [`watch_users_secret`] until `shutdown`.
+pub fn spawn_users_secret_watch(
+    name: String,
+    namespace: Option<String>,
+    key: String,
+    publisher: UsersPublisher,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::pin!(shutdown);
+        let client = loop {
+            match Client::try_default().await {
+                Ok(client) => break client,
+                Err(err) => {
+                    warn!(error = %err, "no Kubernetes client for the users Secret yet; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(CLIENT_RETRY) => {}
+                    }
+                }
+            }
+        };
+        let secret = SecretRef::new(&client, namespace.as_deref(), &name);
+        watch_users_secret(client, secret, key, publisher, shutdown).await;
+    })
+}
+
 /// Offers the users document under `key` of the Secret to `publisher` on every change, until
 /// `shutdown`.
 pub async fn watch_users_secret(
@@ -161,6 +190,8 @@ async fn watch_named(
     }
 }
 
+/// Wait between attempts to configure a client.
+const CLIENT_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
 /// Certificate chain key of a `kubernetes.io/tls` Secret.
 const TLS_CERT_KEY: &str = "tls.crt";
 /// Private key key of a `kubernetes.io/tls` Secret.

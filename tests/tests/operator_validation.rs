@@ -82,6 +82,42 @@ async fn invalid_gateways_are_refused_with_a_message_naming_the_field() -> Resul
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn invalid_users_are_refused_with_a_message_naming_the_field() -> Result<(), Error> {
+    let control_plane = ControlPlane::shared()?;
+    let client = control_plane.client().await?;
+    install_crds(&client).await?;
+    let namespace = TestNamespace::create(control_plane, &client, "user-validation").await?;
+    let api: Api<sstp_api::SstpUser> = Api::namespaced(client, namespace.name());
+    for (spec, field) in [
+        (
+            serde_json::json!({"staticAddress": "10.8.0.300"}),
+            "spec.staticAddress",
+        ),
+        (serde_json::json!({"username": " padded"}), "spec.username"),
+        (serde_json::json!({"maxSessions": 0}), "spec.maxSessions"),
+        (
+            serde_json::json!({"passwordSecretRef": {"name": "Not_A_Name"}}),
+            "spec.passwordSecretRef.name",
+        ),
+    ] {
+        let user: sstp_api::SstpUser = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sstp.io/v1alpha1", "kind": "SstpUser",
+            "metadata": {"name": "u"}, "spec": spec
+        }))
+        .expect("the test object deserializes");
+        match api.create(&PostParams::default(), &user).await {
+            Err(kube::Error::Api(status)) => assert!(
+                status.message.contains(field),
+                "{field}: {}",
+                status.message
+            ),
+            other => panic!("{spec} was not refused: {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_valid_gateway_gets_its_defaults_and_its_address_pool_cannot_change() -> Result<(), Error>
 {
     let control_plane = ControlPlane::shared()?;
