@@ -186,7 +186,7 @@ impl GatewayProcess {
             .args(["--hostname", "localhost"])
             .args(["--address-pool", &options.address_pool])
             .args(["--tun-name", &options.tun_name])
-            .args(["--log", "info,sstp_gateway=debug"])
+            .args(["--log", "info,sstp_gateway=debug,sstp_proto=debug"])
             .args(&options.extra_args);
         if options.pap {
             command.arg("--pap");
@@ -201,6 +201,7 @@ impl GatewayProcess {
             }
         }
         let child = command
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

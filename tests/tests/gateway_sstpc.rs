@@ -1,0 +1,366 @@
+//! The real Windows-compatible client (Debian's sstpc 1.0.18 + pppd 2.4.9, in a VM) against the
+//! real `sstp-gateway` binary on the host, with a server in a network namespace behind it.
+//!
+//! One VM boot runs every call in sequence (`gateway_sstpc/guest.sh`), because a boot costs about
+//! 20 s of emulated CPU. The first test to run drives the whole scenario ([`outcome`]); each test
+//! then asserts its own part of what happened, so a failure names the behaviour that broke.
+//!
+//! Layout (all on this machine, as root):
+//! ```text
+//! VM: sstpc+pppd --10.0.2.2:port--> 127.0.0.1:port gateway A (MS-CHAPv2 only, pool 198.19.10.0/24)
+//!                                  127.0.0.1:port gateway B (PAP enabled,    pool 198.19.11.0/24)
+//!     each gateway's TUN <-> host routing <-> veth 198.18.10.1/30 <-> netns 198.18.10.2:5201 (server)
+//! ```
+//! NAT is off: the namespace routes both pools back through the veth.
+
+use std::{
+    collections::HashMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use sstp_e2e::{
+    Error,
+    gateway_process::{self, GatewayOptions, GatewayProcess},
+    netns::NetnsLink,
+    transfer_server::{Transfer, TransferServer},
+    vm::{VmRun, vm_unavailable},
+};
+
+/// The guest half of the scenario.
+const GUEST_SCRIPT: &str = include_str!("gateway_sstpc/guest.sh");
+const POOL_A: &str = "198.19.10.0/24";
+const POOL_B: &str = "198.19.11.0/24";
+/// The first address a client gets from each pool (the pool's first address is the gateway's).
+const FIRST_CLIENT_A: &str = "198.19.10.2";
+const FIRST_CLIENT_B: &str = "198.19.11.2";
+const VETH_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 1);
+const VETH_NS: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 2);
+const SERVER_PORT: u16 = 5201;
+/// Bytes the VM downloads from and uploads to the server behind the gateway.
+const GET_BYTES: u64 = 50 * 1024 * 1024;
+const PUT_BYTES: u64 = 8 * 1024 * 1024;
+/// Bound of the whole VM run, boot included.
+const VM_TIMEOUT: Duration = Duration::from_secs(420);
+/// Removing a user must end their session within this (issue 3, design.md).
+const USER_REMOVAL_DEADLINE: Duration = Duration::from_secs(2);
+/// How long the gateway may take to exit after SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the scenario produced, for the tests to assert on.
+#[derive(Debug)]
+struct Outcome {
+    /// key=value lines the guest wrote.
+    guest: HashMap<String, String>,
+    /// Transfers the server behind the gateway saw.
+    transfers: Vec<Transfer>,
+    /// Gateway A's metrics just before SIGTERM, and its log.
+    metrics_a: String,
+    log_a: String,
+    /// Gateway B's metrics at the end.
+    metrics_b: String,
+    /// How long after `user remove` returned gateway A's `sessions_active` reached 0
+    /// (`None`: not within [`USER_REMOVAL_DEADLINE`]).
+    removal_took: Option<Duration>,
+    /// Exit codes of the gateways after SIGTERM (`None`: killed by a signal).
+    exit_a: Option<i32>,
+    exit_b: Option<i32>,
+    /// The guest's console, for failure messages.
+    console: String,
+}
+
+impl Outcome {
+    fn guest(&self, key: &str) -> &str {
+        self.guest.get(key).map_or("<missing>", String::as_str)
+    }
+}
+
+/// The scenario's outcome, run once per test binary; `None` when the VM harness is not installed.
+fn outcome() -> Option<&'static Outcome> {
+    static OUTCOME: OnceLock<Result<Option<Outcome>, String>> = OnceLock::new();
+    let result = OUTCOME.get_or_init(|| {
+        if let Some(reason) = vm_unavailable() {
+            eprintln!("SKIPPED: {reason}");
+            return Ok(None);
+        }
+        run_scenario().map(Some).map_err(|err| err.to_string())
+    });
+    match result {
+        Ok(outcome) => outcome.as_ref(),
+        Err(err) => panic!("the real-client scenario could not run: {err}"),
+    }
+}
+
+fn run_scenario() -> Result<Outcome, Error> {
+    let bins = gateway_process::binaries()?;
+    // Under /var/tmp: the guest sees the host's /var/tmp only through --rwdir.
+    let dir = TempDir::new("/var/tmp/sstp-e2e-sstpc")?;
+    let link = NetnsLink::create(VETH_HOST, VETH_NS, 30)?;
+    link.route_to_host(POOL_A)?;
+    link.route_to_host(POOL_B)?;
+    let server = TransferServer::start(&link, SERVER_PORT)?;
+
+    let alice = "alice-Pa55word";
+    let bob = "bob-Pa55word";
+    let (dir_a, dir_b) = (dir.path().join("gw-a"), dir.path().join("gw-b"));
+    for d in [&dir_a, &dir_b] {
+        std::fs::create_dir_all(d).map_err(io("creating a gateway directory"))?;
+    }
+    GatewayProcess::add_user(&bins.gateway, &dir_a.join("users.json"), "alice", alice)?;
+    GatewayProcess::add_user(&bins.gateway, &dir_a.join("users.json"), "bob", bob)?;
+    GatewayProcess::add_user(&bins.gateway, &dir_b.join("users.json"), "alice", alice)?;
+    let tun_suffix = std::process::id() % 100_000;
+    let mut gw_a = GatewayProcess::start(
+        &bins.gateway,
+        &gateway_options(dir_a, POOL_A, format!("sstpa{tun_suffix}"), false),
+    )?;
+    let mut gw_b = GatewayProcess::start(
+        &bins.gateway,
+        &gateway_options(dir_b, POOL_B, format!("sstpb{tun_suffix}"), true),
+    )?;
+
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).map_err(io("creating the guest output directory"))?;
+    let script = dir.path().join("guest.sh");
+    std::fs::write(&script, GUEST_SCRIPT).map_err(io("writing the guest script"))?;
+    let env = [
+        ("OUT", out.display().to_string()),
+        ("GW_A", gw_a.sstp_addr().port().to_string()),
+        ("GW_B", gw_b.sstp_addr().port().to_string()),
+        ("CA_A", gw_a.ca_cert().display().to_string()),
+        ("CA_B", gw_b.ca_cert().display().to_string()),
+        ("SERVER_IP", VETH_NS.to_string()),
+        ("SERVER_PORT", SERVER_PORT.to_string()),
+        ("ALICE_PASSWORD", alice.to_owned()),
+        ("BOB_PASSWORD", bob.to_owned()),
+        ("GET_BYTES", GET_BYTES.to_string()),
+        ("PUT_BYTES", PUT_BYTES.to_string()),
+    ];
+    let console = dir.path().join("console.log");
+    let mut vm = VmRun::start(&script, &env, dir.path(), VM_TIMEOUT, &console)?;
+
+    // Step 5 of the guest: bob's call is up; remove bob and watch the gateway end the call.
+    vm.wait_for_file(&out.join("ready-remove"), VM_TIMEOUT)?;
+    gw_a.remove_user("bob")?;
+    let removed_at = Instant::now();
+    let mut removal_took = None;
+    while removed_at.elapsed() <= USER_REMOVAL_DEADLINE {
+        if gw_a.metric("sstp_sessions_active")? == Some(0.0) {
+            removal_took = Some(removed_at.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Step 6: alice's call is up; SIGTERM the gateway.
+    vm.wait_for_file(&out.join("ready-sigterm"), VM_TIMEOUT)?;
+    let metrics_a = gw_a.metrics()?;
+    gw_a.terminate()?;
+    let exit_a = gw_a.wait_exit(SHUTDOWN_TIMEOUT)?.code();
+    let status = vm.wait(VM_TIMEOUT)?;
+    let console_text = vm.console_tail(200);
+    if !status.success() {
+        return Err(Error::Unavailable(format!(
+            "the guest script failed ({status}):\n{console_text}"
+        )));
+    }
+    let metrics_b = gw_b.metrics()?;
+    gw_b.terminate()?;
+    let exit_b = gw_b.wait_exit(SHUTDOWN_TIMEOUT)?.code();
+
+    let results = std::fs::read_to_string(out.join("results")).map_err(io("reading results"))?;
+    let guest = results
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let transfers = server.transfers();
+    // The server must go before the namespace it lives in.
+    drop(server);
+    Ok(Outcome {
+        guest,
+        transfers,
+        metrics_a,
+        log_a: gw_a.log(),
+        metrics_b,
+        removal_took,
+        exit_a,
+        exit_b,
+        console: console_text,
+    })
+}
+
+fn gateway_options(data_dir: PathBuf, pool: &str, tun_name: String, pap: bool) -> GatewayOptions {
+    GatewayOptions {
+        data_dir,
+        address_pool: pool.to_owned(),
+        tun_name,
+        pap,
+        nat: false,
+        extra_args: Vec::new(),
+    }
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |source| Error::Io {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Result<Self, Error> {
+        let path = PathBuf::from(format!("{prefix}.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).map_err(io("creating the test directory"))?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("SSTP_E2E_KEEP").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn mschapv2_with_crypto_binding_connects_and_the_client_gets_the_first_pool_address() {
+    let Some(o) = outcome() else { return };
+    assert_eq!(
+        o.guest("mschap.addr"),
+        FIRST_CLIENT_A,
+        "console:\n{}",
+        o.console
+    );
+    assert!(
+        o.log_a.contains("crypto binding verified"),
+        "gateway A never logged a verified crypto binding"
+    );
+    let established =
+        gateway_process::metric_value(&o.metrics_a, r#"sstp_sessions_total{result="established"}"#);
+    // alice (MS-CHAPv2), bob, alice again: three tunnels on gateway A.
+    assert_eq!(established, Some(3.0), "metrics:\n{}", o.metrics_a);
+}
+
+#[test]
+fn ping_and_bulk_transfers_through_the_tunnel_arrive_intact() {
+    let Some(o) = outcome() else { return };
+    assert_eq!(o.guest("ping.rc"), "0", "console:\n{}", o.console);
+    assert_eq!(o.guest("transfer.rc"), "0", "console:\n{}", o.console);
+    let get = o
+        .transfers
+        .iter()
+        .find(|t| t.kind == "GET")
+        .expect("a GET reached the server");
+    assert!(
+        get.complete,
+        "the server could not send everything: {get:?}"
+    );
+    assert_eq!(get.bytes, GET_BYTES);
+    assert_eq!(o.guest("get.bytes"), GET_BYTES.to_string());
+    assert_eq!(o.guest("get.sha256"), get.sha256, "download corrupted");
+    let put = o
+        .transfers
+        .iter()
+        .find(|t| t.kind == "PUT")
+        .expect("a PUT reached the server");
+    assert!(put.complete, "the upload did not end cleanly: {put:?}");
+    assert_eq!(put.bytes, PUT_BYTES);
+    assert_eq!(o.guest("put.bytes"), PUT_BYTES.to_string());
+    assert_eq!(o.guest("put.sha256"), put.sha256, "upload corrupted");
+}
+
+#[test]
+fn a_wrong_password_is_refused_and_pppd_exits_with_the_auth_failure_status() {
+    let Some(o) = outcome() else { return };
+    // pppd's EXIT_AUTH_TOPEER_FAILED: "we failed to authenticate ourselves to the peer".
+    assert_eq!(o.guest("wrong.pppd_rc"), "19", "console:\n{}", o.console);
+    assert_eq!(o.guest("wrong.auth_failed"), "1");
+    assert_eq!(o.guest("wrong.ppp0"), "<missing>", "a tunnel came up");
+    let failures = gateway_process::metric_value(
+        &o.metrics_a,
+        r#"sstp_auth_failures_total{reason="bad_credentials"}"#,
+    );
+    assert_eq!(failures, Some(1.0), "metrics:\n{}", o.metrics_a);
+}
+
+#[test]
+fn pap_is_refused_by_default_and_accepted_when_enabled() {
+    let Some(o) = outcome() else { return };
+    assert_eq!(
+        o.guest("pap_a.ipcp"),
+        "<missing>",
+        "PAP got a tunnel on the default gateway"
+    );
+    assert_ne!(o.guest("pap_a.pppd_rc"), "0");
+    assert_ne!(o.guest("pap_a.pppd_rc"), "none", "pppd did not run");
+    assert_eq!(
+        o.guest("pap_b.addr"),
+        FIRST_CLIENT_B,
+        "console:\n{}",
+        o.console
+    );
+    assert_eq!(o.guest("pap_b.pap"), "1", "pppd did not log a PAP success");
+    assert_eq!(o.guest("pap_b.ping_rc"), "0");
+    let established =
+        gateway_process::metric_value(&o.metrics_b, r#"sstp_sessions_total{result="established"}"#);
+    assert_eq!(established, Some(1.0), "metrics of B:\n{}", o.metrics_b);
+}
+
+#[test]
+fn removing_the_user_from_the_file_ends_the_session_within_two_seconds() {
+    let Some(o) = outcome() else { return };
+    assert_ne!(
+        o.guest("remove.addr"),
+        "<missing>",
+        "bob's call never came up:\n{}",
+        o.console
+    );
+    assert!(
+        o.removal_took.is_some(),
+        "gateway A still had an active session {USER_REMOVAL_DEADLINE:?} after `user remove`"
+    );
+    // And the client saw its call end (bounded wait in the guest), not still running.
+    assert_ne!(
+        o.guest("remove.sstpc_rc"),
+        "running",
+        "console:\n{}",
+        o.console
+    );
+}
+
+#[test]
+fn sigterm_disconnects_the_client_cleanly_and_the_gateway_exits_zero() {
+    let Some(o) = outcome() else { return };
+    assert_eq!(o.exit_a, Some(0), "gateway A log:\n{}", o.log_a);
+    assert_eq!(o.exit_b, Some(0));
+    assert_ne!(
+        o.guest("sigterm.sstpc_rc"),
+        "running",
+        "console:\n{}",
+        o.console
+    );
+    assert_eq!(
+        o.guest("sigterm.received_disconnect"),
+        "1",
+        "no CALL_DISCONNECT reached sstpc"
+    );
+    assert_eq!(
+        o.guest("sigterm.sent_disconnect_ack"),
+        "1",
+        "sstpc did not ack the disconnect"
+    );
+}
