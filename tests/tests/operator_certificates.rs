@@ -1,6 +1,8 @@
 //! Certificate modes against the real control plane: built-in CA renewal at two thirds of a
 //! short lifetime, bring-your-own checks explained in `CertificateReady`, cert-manager detection.
 
+#![allow(clippy::unwrap_used)]
+
 mod operator_support;
 
 use k8s_openapi::{

@@ -1,6 +1,8 @@
 //! The operator against the real control plane: children, users document, certificate, live
 //! user changes, garbage collection, no writes after a restart, one leader among two.
 
+#![allow(clippy::unwrap_used)]
+
 mod operator_support;
 
 use std::{collections::BTreeMap, time::Duration};

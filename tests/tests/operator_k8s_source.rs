@@ -1,6 +1,8 @@
 //! The gateway's watch of its own Secrets through the real apiserver, under the Role the
 //! operator renders (only `<gw>-users` and `<gw>-tls`, by name), as the pod's ServiceAccount.
 
+#![allow(clippy::unwrap_used)]
+
 mod operator_support;
 
 use std::{sync::Arc, time::Duration};

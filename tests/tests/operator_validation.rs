@@ -1,6 +1,8 @@
 //! The CRDs' schema and CEL rules, enforced by the real apiserver: bad objects are refused with a
 //! message that names the field.
 
+#![allow(clippy::unwrap_used)]
+
 mod operator_support;
 
 use kube::{Api, api::PostParams};
