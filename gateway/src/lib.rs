@@ -42,7 +42,7 @@ pub mod tun;
 pub mod users;
 pub mod users_file;
 
-mod tx_buffer;
+mod io_buffers;
 
 #[cfg(test)]
 mod netns;

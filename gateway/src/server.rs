@@ -230,6 +230,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             negotiation: limits.negotiation_timeout(),
         },
         max_sessions_per_user: limits.max_sessions_per_user,
+        idle_timeout: limits.idle_timeout(),
         shutdown: shutdown.clone(),
     });
 

@@ -23,11 +23,11 @@ use tokio::{
 use tracing::{Instrument, debug, info, info_span, trace, warn};
 
 use crate::{
+    io_buffers::{RxBuffer, TxBuffer},
     ip_pool::IpPool,
     metrics::{AuthFailureReason, Direction, Metrics, RejectReason, SessionResult},
     router::{RouteGuard, Router},
     throttle::AuthThrottle,
-    tx_buffer::TxBuffer,
     users::{PoolAllocator, Registration, SessionLookup, SessionRegistry, session_limit},
 };
 
@@ -54,6 +54,8 @@ pub struct SessionShared {
     pub deadlines: Deadlines,
     /// Sessions per user unless the user's entry says otherwise.
     pub max_sessions_per_user: u32,
+    /// End an established session after this long without IP packets either way.
+    pub idle_timeout: Option<Duration>,
     /// Becomes true when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -84,10 +86,10 @@ enum Phase {
 const ROUTE_QUEUE: usize = 256;
 /// Stop taking packets for the client while this much output is unwritten.
 const TX_HIGH_WATER: usize = 256 * 1024;
+/// Packets taken from the route queue per loop turn.
+const TO_CLIENT_BATCH: usize = 64;
 /// Bound on writing the last bytes after the call ended.
 const FINAL_WRITE_DEADLINE: Duration = Duration::from_secs(2);
-/// Read chunk size.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Runs one session over an accepted TLS stream until it ends.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
@@ -121,6 +123,10 @@ struct Session {
     setup_result: Option<SessionResult>,
     /// Whether a metric already accounts for this connection's setup failure.
     counted: bool,
+    /// When an IP packet last went through, for the idle timeout.
+    last_data: Instant,
+    /// The idle timeout fired (the disconnect is under way).
+    idle_expired: bool,
 }
 
 impl Session {
@@ -164,6 +170,8 @@ impl Session {
             kick: Arc::new(Notify::new()),
             setup_result: None,
             counted: false,
+            last_data: accepted,
+            idle_expired: false,
         }
     }
 
@@ -171,7 +179,7 @@ impl Session {
         debug!(source = %self.source, "session started");
         let (mut reader, mut writer) = tokio::io::split(stream);
         let mut tx = TxBuffer::default();
-        let mut rx = vec![0u8; READ_CHUNK];
+        let mut rx = RxBuffer::default();
         let mut shutdown = self.shared.shutdown.clone();
         let mut shutting_down = *shutdown.borrow();
         if shutting_down {
@@ -202,16 +210,16 @@ impl Session {
                 }
             };
             tokio::select! {
-                read = reader.read(&mut rx) => match read {
+                read = reader.read(rx.space()) => match read {
                     Ok(0) | Err(_) => self.conn.transport_closed(),
-                    Ok(n) => self.conn.handle_input(Instant::now(), &rx[..n]),
+                    Ok(n) => self.conn.handle_input(Instant::now(), rx.filled(n)),
                 },
                 written = tx.step(&mut writer), if tx.has_work() => {
                     if written.is_err() {
                         self.conn.transport_closed();
                     }
                 }
-                Some(packet) = to_client => self.forward_to_client(&packet),
+                Some(packet) = to_client => self.forward_to_client(packet),
                 () = sleep => self.on_timer(Instant::now()),
                 () = self.kick.notified() => {
                     info!("user no longer admitted; disconnecting");
@@ -237,10 +245,15 @@ impl Session {
         debug!("session task ended");
     }
 
+    /// The session's own deadline: setup, or the idle timeout once established.
     fn setup_deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Preamble(at) | Phase::Negotiating(at) => Some(at),
-            Phase::Established | Phase::Ending => None,
+            Phase::Established if !self.idle_expired => {
+                self.shared.idle_timeout.map(|idle| self.last_data + idle)
+            }
+            Phase::Established => None,
+            Phase::Ending => None,
         }
     }
 
@@ -260,6 +273,17 @@ impl Session {
                 debug!("negotiation deadline passed");
                 self.setup_result = Some(SessionResult::Timeout);
                 self.phase = Phase::Ending;
+                self.conn.disconnect(now);
+            }
+            Phase::Established
+                if !self.idle_expired
+                    && self
+                        .shared
+                        .idle_timeout
+                        .is_some_and(|idle| now >= self.last_data + idle) =>
+            {
+                info!("idle timeout; disconnecting");
+                self.idle_expired = true;
                 self.conn.disconnect(now);
             }
             _ => {}
@@ -368,6 +392,7 @@ impl Session {
     fn check_established(&mut self) {
         if self.connected && self.route.is_some() && matches!(self.phase, Phase::Negotiating(_)) {
             self.phase = Phase::Established;
+            self.last_data = Instant::now();
             self.shared
                 .metrics
                 .session_established(self.accepted.elapsed());
@@ -427,18 +452,37 @@ impl Session {
             let _ = self.shared.to_tun.try_send(Bytes::copy_from_slice(packet));
         }
         if packets > 0 {
+            self.last_data = Instant::now();
             self.shared
                 .metrics
                 .traffic(Direction::FromClient, packets, bytes);
         }
     }
 
-    /// TUN -> client.
-    fn forward_to_client(&mut self, packet: &[u8]) {
-        if self.conn.send_ip(packet).is_ok() {
+    /// TUN -> client: this packet and whatever else is already queued, up to a batch, so a
+    /// busy tunnel makes one TLS write per batch instead of one per packet.
+    fn forward_to_client(&mut self, first: Bytes) {
+        let Some((_, queue)) = &mut self.route else {
+            return;
+        };
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(packet) = next.take() {
+            if self.conn.send_ip(&packet).is_ok() {
+                packets += 1;
+                bytes += packet.len() as u64;
+            }
+            taken += 1;
+            if taken < TO_CLIENT_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        if packets > 0 {
+            self.last_data = Instant::now();
             self.shared
                 .metrics
-                .traffic(Direction::ToClient, 1, packet.len() as u64);
+                .traffic(Direction::ToClient, packets, bytes);
         }
     }
 }

@@ -11,14 +11,14 @@ use tokio::{
 };
 
 use super::{CallState, Command, TlsStream};
-use crate::tx_buffer::TxBuffer;
+use crate::io_buffers::{RxBuffer, TxBuffer};
 
 /// Stop taking packets from the handle while this much output is unwritten (backpressure).
 const TX_HIGH_WATER: usize = 256 * 1024;
+/// Packets taken from the handle per loop turn.
+const SEND_BATCH: usize = 64;
 /// How long the last bytes (CALL_DISCONNECT_ACK...) may take to leave once the call is over.
 const FINAL_WRITE_DEADLINE: Duration = Duration::from_secs(2);
-/// Read chunk size: a few maximum-size SSTP packets.
-const READ_CHUNK: usize = 16 * 1024;
 
 pub(super) async fn run(
     mut conn: ClientConnection,
@@ -29,7 +29,7 @@ pub(super) async fn run(
 ) {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut tx = TxBuffer::default();
-    let mut rx = vec![0u8; READ_CHUNK];
+    let mut rx = RxBuffer::default();
     let mut commands_open = true;
     let mut hash = None;
     loop {
@@ -46,9 +46,9 @@ pub(super) async fn run(
             }
         };
         tokio::select! {
-            read = reader.read(&mut rx) => match read {
+            read = reader.read(rx.space()) => match read {
                 Ok(0) | Err(_) => conn.transport_closed(),
-                Ok(n) => conn.handle_input(Instant::now(), &rx[..n]),
+                Ok(n) => conn.handle_input(Instant::now(), rx.filled(n)),
             },
             written = tx.step(&mut writer), if tx.has_work() => {
                 if written.is_err() {
@@ -58,7 +58,20 @@ pub(super) async fn run(
             command = commands.recv(), if commands_open && tx.pending() < TX_HIGH_WATER => match command {
                 Some(Command::Send(packet)) => {
                     // Before the tunnel is up, or when too large: dropped like a NIC would.
+                    // Whatever else is queued goes in the same TLS write.
                     let _ = conn.send_ip(&packet);
+                    for _ in 1..SEND_BATCH {
+                        match commands.try_recv() {
+                            Ok(Command::Send(packet)) => {
+                                let _ = conn.send_ip(&packet);
+                            }
+                            Ok(Command::Disconnect) => {
+                                conn.disconnect(Instant::now());
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                 }
                 Some(Command::Disconnect) => conn.disconnect(Instant::now()),
                 None => {

@@ -31,6 +31,7 @@ use rustls::{
 };
 use sstp_proto::{CertHashes, ClientConfig, CloseReason, HashProtocol};
 use tokio::{
+    io::AsyncWriteExt,
     net::{TcpSocket, TcpStream},
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -54,6 +55,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Capacity of the received-IP queue; packets beyond it are dropped, as a NIC would.
     pub rx_queue: usize,
+    /// Bytes written on the TCP connection before TLS: a PROXY protocol header, to play the
+    /// load balancer in front of a gateway with `proxyProtocol` on.
+    pub proxy_header: Option<Vec<u8>>,
 }
 
 impl ClientOptions {
@@ -72,6 +76,7 @@ impl ClientOptions {
             bind: None,
             connect_timeout: Duration::from_secs(10),
             rx_queue: 1024,
+            proxy_header: None,
         }
     }
 }
@@ -293,7 +298,11 @@ async fn open_tls(
             socket.connect(server).await.map_err(connect_err)?
         }
     };
+    let mut tcp = tcp;
     tcp.set_nodelay(true).map_err(connect_err)?;
+    if let Some(header) = &options.proxy_header {
+        tcp.write_all(header).await.map_err(connect_err)?;
+    }
     let local_addr = tcp.local_addr().map_err(connect_err)?;
     let connector = TlsConnector::from(Arc::clone(&options.tls));
     let tls = connector

@@ -1,5 +1,8 @@
-//! The outgoing byte buffer of one SSTP stream, written with cancel-safe steps.
+//! The byte buffers of one SSTP stream: outgoing bytes written with cancel-safe steps, and a
+//! read buffer that starts small and grows only for streams that fill it (an idle session holds
+//! a couple of KiB, a bulk one reads 16 KiB at a time).
 //!
+//! Outgoing:
 //! The session and client drivers `select!` between reading the socket and writing it, so
 //! that a peer that writes while we write can never deadlock both sides. `write` is
 //! cancel-safe (it wrote `n` bytes or nothing), `write_all` is not, hence this small state
@@ -42,6 +45,10 @@ impl TxBuffer {
             self.written += n;
             if self.written == self.bytes.len() {
                 self.bytes.clear();
+                if self.bytes.capacity() > TX_KEEP_CAPACITY {
+                    // A burst is over: give the memory back so idle sessions stay small.
+                    self.bytes.shrink_to(TX_KEEP_CAPACITY);
+                }
                 self.written = 0;
                 self.flush_owed = true;
             }
@@ -59,5 +66,42 @@ impl TxBuffer {
             self.step(w).await?;
         }
         Ok(())
+    }
+}
+
+/// Capacity an emptied output buffer keeps.
+const TX_KEEP_CAPACITY: usize = 16 * 1024;
+/// First size of the read buffer: a whole handshake message fits.
+const RX_INITIAL: usize = 2 * 1024;
+/// Largest read buffer: a few maximum-size SSTP packets per read.
+const RX_MAX: usize = 16 * 1024;
+
+/// The read buffer of one stream.
+#[derive(Debug)]
+pub(crate) struct RxBuffer {
+    bytes: Vec<u8>,
+}
+
+impl Default for RxBuffer {
+    fn default() -> Self {
+        Self {
+            bytes: vec![0; RX_INITIAL],
+        }
+    }
+}
+
+impl RxBuffer {
+    /// Where the next read goes.
+    pub(crate) fn space(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+
+    /// The `n` bytes just read; grows the buffer when a read filled it.
+    pub(crate) fn filled(&mut self, n: usize) -> &[u8] {
+        if n == self.bytes.len() && self.bytes.len() < RX_MAX {
+            let grown = (self.bytes.len() * 2).min(RX_MAX);
+            self.bytes.resize(grown, 0);
+        }
+        &self.bytes[..n]
     }
 }
