@@ -14,22 +14,23 @@ use std::{
 
 use bytes::Bytes;
 use sstp_api::UsersDocument;
-use sstp_ppp::AuthFailure;
-use sstp_proto::{CertHashes, CloseReason, ServerConnection, ServerEvent};
+use sstp_proto::{CertHashes, ServerConnection};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     sync::{Notify, mpsc, watch},
 };
-use tracing::{Instrument, debug, info, info_span, trace, warn};
+use tracing::{Instrument, debug, info, info_span, trace};
 
 use crate::{
     io_buffers::{RxBuffer, TxBuffer},
     ip_pool::IpPool,
-    metrics::{AuthFailureReason, Direction, Metrics, RejectReason, SessionResult},
+    metrics::{Direction, Metrics, RejectReason, SessionResult},
     router::{RouteGuard, Router},
     throttle::AuthThrottle,
-    users::{PoolAllocator, Registration, SessionLookup, SessionRegistry, session_limit},
+    users::{PoolAllocator, Registration, SessionLookup, SessionRegistry},
 };
+
+mod events;
 
 /// What every session shares.
 #[derive(Debug)]
@@ -289,144 +290,6 @@ impl Session {
             _ => {}
         }
         self.conn.handle_timeout(now);
-    }
-
-    fn drain_events(&mut self) {
-        while let Some(event) = self.conn.poll_event() {
-            match event {
-                ServerEvent::HttpAccepted {
-                    host,
-                    correlation_id,
-                } => {
-                    debug!(?host, ?correlation_id, "HTTP preamble accepted");
-                    self.phase =
-                        Phase::Negotiating(Instant::now() + self.shared.deadlines.negotiation);
-                }
-                ServerEvent::Authenticated { username, method } => {
-                    debug!(user = %username, ?method, "authenticated");
-                    self.on_authenticated(&username);
-                }
-                ServerEvent::AuthFailed { username, reason } => {
-                    debug!(user = ?username, reason = reason.as_str(), "authentication failed");
-                    self.on_auth_failed(username.as_deref(), reason);
-                }
-                ServerEvent::Connected { hash_protocol } => {
-                    debug!(?hash_protocol, "call connected");
-                    self.connected = true;
-                    self.check_established();
-                }
-                ServerEvent::Ipv4Up { peer } => {
-                    self.peer = Some(peer);
-                    let (sender, receiver) = mpsc::channel(ROUTE_QUEUE);
-                    match self.shared.router.register(peer, sender) {
-                        Ok(guard) => self.route = Some((guard, receiver)),
-                        Err(err) => {
-                            warn!(error = %err, "cannot route the session's address");
-                            self.setup_result = Some(SessionResult::NegotiationFailed);
-                            self.conn.disconnect(Instant::now());
-                        }
-                    }
-                    self.check_established();
-                }
-                ServerEvent::Ipv6Up { .. } => debug!("IPv6CP up (IPv6 is not routed yet)"),
-                ServerEvent::Closed { reason } => self.on_closed(&reason),
-            }
-        }
-    }
-
-    fn on_authenticated(&mut self, username: &str) {
-        self.shared.throttle.record_success(username, self.source);
-        let limit = {
-            let document = self.shared.users.borrow();
-            session_limit(
-                document.users.get(username),
-                self.shared.max_sessions_per_user,
-            )
-        };
-        match self
-            .shared
-            .registry
-            .register(username, self.id, Arc::clone(&self.kick), limit)
-        {
-            Ok(registration) => self.registration = Some(registration),
-            Err(err) => {
-                debug!(error = %err, "session limit reached");
-                self.shared
-                    .metrics
-                    .auth_failure(AuthFailureReason::SessionLimit);
-                self.setup_result = Some(SessionResult::AuthFailed);
-                self.conn.disconnect(Instant::now());
-            }
-        }
-    }
-
-    fn on_auth_failed(&mut self, username: Option<&str>, reason: AuthFailure) {
-        let label = match reason {
-            AuthFailure::BadPassword | AuthFailure::Malformed => {
-                Some(AuthFailureReason::BadCredentials)
-            }
-            AuthFailure::UnknownUser => Some(AuthFailureReason::UnknownUser),
-            AuthFailure::Disabled => Some(AuthFailureReason::Disabled),
-            AuthFailure::Expired => Some(AuthFailureReason::Expired),
-            AuthFailure::Throttled => Some(AuthFailureReason::Throttled),
-            AuthFailure::MethodNotAllowed => Some(AuthFailureReason::MethodRefused),
-            // Counted as a setup timeout when the connection closes; future reasons as a
-            // negotiation failure.
-            _ => None,
-        };
-        if let Some(label) = label {
-            self.shared.metrics.auth_failure(label);
-            self.setup_result = Some(SessionResult::AuthFailed);
-        }
-        // Only guesses count toward the throttle; a refusal because of the throttle does not
-        // extend it.
-        if matches!(reason, AuthFailure::BadPassword | AuthFailure::UnknownUser)
-            && let Some(user) = username
-        {
-            self.shared
-                .throttle
-                .record_failure(user, self.source, Instant::now());
-        }
-    }
-
-    fn check_established(&mut self) {
-        if self.connected && self.route.is_some() && matches!(self.phase, Phase::Negotiating(_)) {
-            self.phase = Phase::Established;
-            self.last_data = Instant::now();
-            self.shared
-                .metrics
-                .session_established(self.accepted.elapsed());
-            info!(address = ?self.peer, "tunnel up");
-        }
-    }
-
-    fn on_closed(&mut self, reason: &CloseReason) {
-        debug!(reason = reason.as_str(), "connection closed");
-        let metrics = &self.shared.metrics;
-        metrics.session_ended(reason.as_str());
-        if self.phase == Phase::Established || self.counted {
-            return;
-        }
-        match (self.phase, reason) {
-            (Phase::Preamble(_), CloseReason::HttpRejected(_)) => {
-                metrics.connection_rejected(RejectReason::InvalidPreamble);
-            }
-            (Phase::Preamble(_), _) => metrics.session_failed(SessionResult::ClientAborted),
-            (_, reason) => {
-                let result = self.setup_result.unwrap_or(match reason {
-                    CloseReason::NegotiationTimeout | CloseReason::HelloTimeout => {
-                        SessionResult::Timeout
-                    }
-                    CloseReason::TransportClosed
-                    | CloseReason::PeerAborted(_)
-                    | CloseReason::PeerDisconnected
-                    | CloseReason::LocalDisconnect => SessionResult::ClientAborted,
-                    _ => SessionResult::NegotiationFailed,
-                });
-                metrics.session_failed(result);
-            }
-        }
-        self.counted = true;
     }
 
     /// Client -> TUN. Only packets from the client's own address pass: a client must not
