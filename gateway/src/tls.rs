@@ -199,3 +199,63 @@ fn pem_error(path: &Path, problem: String) -> TlsError {
 
 /// How often the certificate files are checked.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::pki::{CertificateAuthority, KeyAlgorithm, RsaBits, ServerCertRequest};
+
+    fn issue(algorithm: KeyAlgorithm) -> crate::pki::IssuedCertificate {
+        let now = OffsetDateTime::now_utc();
+        let ca = CertificateAuthority::generate("test CA", now, time::Duration::days(1), algorithm)
+            .unwrap();
+        ca.issue_server_cert(&ServerCertRequest {
+            hostnames: vec!["vpn.example.com".into()],
+            not_before: now,
+            validity: time::Duration::days(1),
+            algorithm,
+        })
+        .unwrap()
+    }
+
+    fn files() -> CertFiles {
+        CertFiles {
+            cert: "tls.crt".into(),
+            key: "tls.key".into(),
+        }
+    }
+
+    #[test]
+    fn ecdsa_and_rsa_chains_load_and_hash_the_leaf() {
+        for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Rsa(RsaBits::Rsa2048)] {
+            let issued = issue(algorithm);
+            let snapshot = TlsSnapshot::from_pem(
+                issued.chain_pem.as_bytes(),
+                issued.key_pem.as_bytes(),
+                &files(),
+            )
+            .unwrap();
+            let leaf = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap();
+            assert_eq!(snapshot.hashes, CertHashes::from_der(leaf.as_ref()));
+            assert!(snapshot.not_after > OffsetDateTime::now_utc().unix_timestamp());
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_or_an_empty_file_is_refused() {
+        let (a, b) = (
+            issue(KeyAlgorithm::EcdsaP256),
+            issue(KeyAlgorithm::EcdsaP256),
+        );
+        let mismatched =
+            TlsSnapshot::from_pem(a.chain_pem.as_bytes(), b.key_pem.as_bytes(), &files());
+        assert!(matches!(mismatched, Err(TlsError::Rustls(_))));
+        let empty = TlsSnapshot::from_pem(b"", a.key_pem.as_bytes(), &files());
+        assert!(matches!(empty, Err(TlsError::Pem { .. })));
+    }
+}

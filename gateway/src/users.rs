@@ -263,3 +263,96 @@ pub async fn enforce(
 
 /// How often `expiresAt` is re-checked for established sessions.
 pub const EXPIRY_CHECK: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use sstp_api::users::NtHashHex;
+
+    use super::*;
+
+    fn document(entries: &[(&str, bool)]) -> UsersDocument {
+        let mut doc = UsersDocument::new();
+        for (name, disabled) in entries {
+            let mut entry = UserEntry::new(NtHashHex::from_bytes([7; 16]));
+            entry.disabled = *disabled;
+            doc.users.insert((*name).to_owned(), entry);
+        }
+        doc
+    }
+
+    #[test]
+    fn the_registry_enforces_the_per_user_limit_and_forgets_ended_sessions() {
+        let registry = SessionRegistry::new();
+        let first = registry
+            .register("alice", 1, Arc::new(Notify::new()), 2)
+            .unwrap();
+        let _second = registry
+            .register("alice", 2, Arc::new(Notify::new()), 2)
+            .unwrap();
+        assert_eq!(
+            registry
+                .register("alice", 3, Arc::new(Notify::new()), 2)
+                .unwrap_err(),
+            TooManySessions(2)
+        );
+        let _bob = registry
+            .register("bob", 4, Arc::new(Notify::new()), 2)
+            .unwrap();
+        drop(first);
+        assert_eq!(registry.len(), 2);
+        registry
+            .register("alice", 5, Arc::new(Notify::new()), 2)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_sessions_of_disabled_expired_or_removed_users_are_kicked() {
+        let registry = SessionRegistry::new();
+        let kicks: Vec<Arc<Notify>> = (0..4).map(|_| Arc::new(Notify::new())).collect();
+        let users = ["alice", "bob", "carol", "dave"];
+        let _registrations: Vec<_> = users
+            .iter()
+            .zip(&kicks)
+            .enumerate()
+            .map(|(i, (user, kick))| {
+                registry
+                    .register(user, i as u64, Arc::clone(kick), 1)
+                    .unwrap()
+            })
+            .collect();
+        let mut doc = document(&[("alice", false), ("bob", true), ("carol", false)]);
+        doc.users.get_mut("carol").unwrap().expires_at = Some(Timestamp::UNIX_EPOCH);
+        assert_eq!(registry.kick_revoked(&doc, Timestamp::now()), 3);
+        // notify_one stores a permit: a kicked session sees it even if it was not waiting.
+        for kick in &kicks[1..] {
+            tokio::time::timeout(Duration::from_secs(1), kick.notified())
+                .await
+                .unwrap();
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), kicks[0].notified())
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_lookup_reports_each_user_state_and_the_throttle() {
+        let mut doc = document(&[("alice", false), ("bob", true), ("carol", false)]);
+        doc.users.get_mut("carol").unwrap().expires_at = Some(Timestamp::UNIX_EPOCH);
+        let (_tx, rx) = watch::channel(Arc::new(doc));
+        let throttle = Arc::new(AuthThrottle::new(crate::throttle::ThrottleLimits {
+            max_failures: 1,
+            window: Duration::from_secs(60),
+            block: Duration::from_secs(60),
+        }));
+        let source: IpAddr = "192.0.2.1".parse().unwrap();
+        let lookup = SessionLookup::new(rx, Arc::clone(&throttle), source);
+        assert!(matches!(lookup.lookup("alice"), Lookup::Found(hash) if hash.0 == [7; 16]));
+        assert!(matches!(lookup.lookup("bob"), Lookup::Disabled));
+        assert!(matches!(lookup.lookup("carol"), Lookup::Expired));
+        assert!(matches!(lookup.lookup("mallory"), Lookup::Unknown));
+        throttle.record_failure("alice", source, Instant::now());
+        assert!(matches!(lookup.lookup("alice"), Lookup::Throttled));
+    }
+}
