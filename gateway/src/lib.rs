@@ -20,6 +20,7 @@
 //! - [`throttle`]: auth-failure throttling per (user, source address).
 //! - [`dataplane`]: the TUN reader and writer tasks.
 //! - [`server`]: assembly and orderly shutdown.
+//! - [`shutdown`]: the SIGTERM/SIGINT handlers.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
@@ -36,6 +37,7 @@ pub mod proxy_protocol;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod shutdown;
 pub mod throttle;
 pub mod tls;
 pub mod tun;

@@ -219,3 +219,86 @@ fn sigterm_disconnects_clients_removes_the_tun_device_and_nft_table_and_exits_ze
         assert!(!link.status.success(), "the TUN device is still there");
     });
 }
+
+#[test]
+fn run_with_a_config_file_serves_and_stops_on_sigterm() {
+    in_netns("run_config", || {
+        let dir = TestDir::new("run-config");
+        let users = dir.0.join("users.json");
+        user_add(&users, "bob", "bob-password");
+        let config = dir.0.join("config.json");
+        let text = format!(
+            r#"{{
+  "listen": {{ "sstp": "127.0.0.1:7443", "http": "127.0.0.1:7080", "admin": "127.0.0.1:7090" }},
+  "hostnames": ["localhost"],
+  "addressPool": "10.66.0.0/28",
+  "nat": false,
+  "tls": {{ "selfManaged": {{ "dataDir": "{}" }} }},
+  "users": {{ "file": {{ "path": "{}" }} }},
+  "tun": {{ "name": "gw-test", "mtu": 1400 }}
+}}"#,
+            dir.0.join("pki").display(),
+            users.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut reaper = Reaper(Some(child));
+        runtime().block_on(async {
+            let admin = "127.0.0.1:7090".parse().unwrap();
+            let start = Instant::now();
+            while !(tokio::net::TcpStream::connect(admin).await.is_ok()
+                && http_get(admin, "/readyz").await.starts_with("ready"))
+            {
+                assert!(start.elapsed() < Duration::from_secs(20), "never ready");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let ca = std::fs::read(dir.0.join("pki/ca.crt")).unwrap();
+            let options = client_options(
+                "127.0.0.1:7443".parse().unwrap(),
+                &ca,
+                "bob",
+                "bob-password",
+            );
+            let mut client = Client::connect(options).await.unwrap();
+            let addr = client.wait_up().await.unwrap();
+            let pool: ipnet::Ipv4Net = "10.66.0.0/28".parse().unwrap();
+            assert!(pool.contains(&addr));
+            ping(
+                &mut client,
+                addr,
+                "10.66.0.1".parse().unwrap(),
+                9,
+                b"from run --config",
+            )
+            .await;
+            assert!(common::run(&["nft", "list", "tables"]).contains("sstp_gateway_gw_test"));
+            common::run(&["kill", "-TERM", &pid.to_string()]);
+            let reason = tokio::time::timeout(Duration::from_secs(10), client.closed())
+                .await
+                .expect("the client was disconnected");
+            assert_eq!(reason, CloseReason::PeerDisconnected);
+        });
+        let mut child = reaper.0.take().unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "still running after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "exit status {status}");
+        assert!(!common::run(&["nft", "list", "tables"]).contains("sstp_gateway_gw_test"));
+    });
+}

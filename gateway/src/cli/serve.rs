@@ -11,8 +11,7 @@ use sstp_api::{
         UsersSource,
     },
 };
-use sstp_gateway::server;
-use tokio::signal::unix::{SignalKind, signal};
+use sstp_gateway::{server, shutdown::ShutdownSignals};
 use tracing::info;
 
 use super::StandaloneArgs;
@@ -97,16 +96,12 @@ pub(super) fn serve(
         .build()
         .context("cannot start the tokio runtime")?;
     runtime.block_on(async {
-        let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut signals = ShutdownSignals::install().context("cannot handle SIGTERM/SIGINT")?;
         let gateway = server::start(config.clone()).await?;
         if let Some(args) = standalone {
             print_standalone_help(args, &config, gateway.sstp_addr);
         }
-        let name = tokio::select! {
-            _ = sigterm.recv() => "SIGTERM",
-            _ = sigint.recv() => "SIGINT",
-        };
+        let name = signals.recv().await;
         info!(signal = name, "shutting down");
         gateway.shutdown();
         gateway.wait().await
