@@ -437,15 +437,25 @@ async fn a_restarted_operator_makes_no_writes_when_nothing_changed() -> Result<(
         doc.users.len() == 2
     })
     .await?;
-    // Settled: the user statuses name the gateway and the gateway status counts both users.
+    // Settled: the gateway status counts both users and has seen the controller-manager finish
+    // the rollout (a Deployment status change after the first operator stops would be a real
+    // change the second one must write).
     let gateways: Api<SstpGateway> = Api::namespaced(client.clone(), ns);
-    eventually("gateway status with two users", TIMEOUT, || {
+    let users: Api<SstpUser> = Api::namespaced(client.clone(), ns);
+    eventually("a settled gateway and users", TIMEOUT, || {
         let gateways = gateways.clone();
+        let users = users.clone();
         async move {
-            Ok(
-                (gateways.get("gw").await?.status.unwrap_or_default().users == Some(2))
-                    .then_some(()),
-            )
+            let status = gateways.get("gw").await?.status.unwrap_or_default();
+            let rolled_out = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Progressing" && c.status == "False");
+            let mut named = true;
+            for user in users.list(&ListParams::default()).await? {
+                named &= user.status.unwrap_or_default().gateways == ["gw"];
+            }
+            Ok((status.users == Some(2) && rolled_out && named).then_some(()))
         }
     })
     .await?;
