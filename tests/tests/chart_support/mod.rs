@@ -205,9 +205,13 @@ pub fn can_i(
     resource: &str,
     extra: &[&str],
 ) -> Result<bool, Error> {
+    // A discovery cache of its own: a shared one may predate this test's CRDs, and kubectl sends
+    // a resource it cannot find in discovery without its group (so the answer would be "no").
+    let cache = TempDir::new("kubectl-cache");
     let out = output(
         cp.command("kubectl")
             .args(["auth", "can-i", verb, resource])
+            .arg(format!("--cache-dir={}", cache.path().display()))
             .arg(format!("--as={service_account}"))
             .args(extra),
         "kubectl auth can-i",
@@ -328,4 +332,61 @@ pub fn copy_dir(from: &Path, to: &Path) {
                 .unwrap_or_else(|err| panic!("copying {}: {err}", entry.path().display()));
         }
     }
+}
+
+/// Stand-ins for the cert-manager `Certificate` and prometheus-operator `ServiceMonitor` CRDs (any
+/// content accepted), so that RBAC questions about them resolve (kubectl needs discovery to know a
+/// resource's group) and the operator can apply them. Idempotent; never deleted.
+pub fn foreign_crds(cp: &ControlPlane) -> Result<(), Error> {
+    let stub = |group: &str, kind: &str, plural: &str| {
+        format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.{group}\n\
+             spec:\n  group: {group}\n  scope: Namespaced\n  names:\n    kind: {kind}\n    plural: {plural}\n    singular: {singular}\n\
+             \x20 versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n\
+             \x20         type: object\n          x-kubernetes-preserve-unknown-fields: true\n",
+            singular = kind.to_lowercase()
+        )
+    };
+    let temp = TempDir::new("foreign-crds");
+    let file = temp.path().join("crds.yaml");
+    let yaml = [
+        stub("cert-manager.io", "Certificate", "certificates"),
+        stub("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
+    ]
+    .join("---\n");
+    std::fs::write(&file, yaml).unwrap_or_else(|err| panic!("{err}"));
+    let path = file.display().to_string();
+    kubectl_ok(
+        cp,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=sstp-e2e",
+            "-f",
+            &path,
+        ],
+    )?;
+    for name in [
+        "certificates.cert-manager.io",
+        "servicemonitors.monitoring.coreos.com",
+    ] {
+        wait_established(cp, name)?;
+    }
+    Ok(())
+}
+
+/// True when `object` has condition `kind` with status True.
+pub fn condition_true(object: &Value, kind: &str) -> bool {
+    object["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+/// Waits until the CRD `name` is established (served).
+pub fn wait_established(cp: &ControlPlane, name: &str) -> Result<(), Error> {
+    wait_for(&format!("CRD {name} established"), || {
+        Ok(get_json(cp, &["crd", name])?
+            .filter(|crd| condition_true(crd, "Established"))
+            .map(|_| ()))
+    })
 }
