@@ -186,7 +186,10 @@ impl GatewayProcess {
             .args(["--hostname", "localhost"])
             .args(["--address-pool", &options.address_pool])
             .args(["--tun-name", &options.tun_name])
-            .args(["--log", "info,sstp_gateway=debug,sstp_proto=debug"])
+            .args([
+                "--log",
+                "info,sstp_gateway=debug,sstp_proto=debug,rustls::server::hs=debug",
+            ])
             .args(&options.extra_args);
         if options.pap {
             command.arg("--pap");

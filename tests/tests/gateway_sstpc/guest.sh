@@ -13,16 +13,39 @@ results=$OUT/results
 rec() { echo "$1=$2" >>"$results"; echo "guest: $1=$2" >&2; }
 
 # sstpc starts /usr/sbin/pppd itself and does not report its exit status. /usr is a
-# copy-on-write overlay in the guest, so put a wrapper there that records it.
+# copy-on-write overlay in the guest, so put a wrapper there that records it. sstpc sends SIGTERM
+# to its pppd when the call ends; the wrapper passes it on and still records pppd's status.
 mv /usr/sbin/pppd /usr/sbin/pppd.real
 cat >/usr/sbin/pppd <<'WRAP'
 #!/bin/bash
-/usr/sbin/pppd.real "$@"
-rc=$?
+# Background jobs get /dev/null as stdin unless told otherwise; pppd needs the pty there.
+/usr/sbin/pppd.real "$@" 0<&0 &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM HUP INT
+while true; do
+    wait "$child"
+    rc=$?
+    kill -0 "$child" 2>/dev/null || break
+done
 echo "$rc" >/run/pppd.rc
 exit "$rc"
 WRAP
 chmod +x /usr/sbin/pppd
+
+# sstpc 1.0.18 over TLS 1.3 dies right after the HTTP 200 ("The event loop terminated
+# unsuccessfully") in about half the calls against the gateway (rustls), as it did against
+# Python's ssl in tests/vm/README.md. Cap sstpc at TLS 1.2 through OpenSSL's configuration, so
+# the calls test the gateway rather than that bug; connect_up still retries.
+cat >/tmp/openssl-tls12.cnf <<'CNF'
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MaxProtocol = TLSv1.2
+CNF
+export OPENSSL_CONF=/tmp/openssl-tls12.cnf
 
 MSCHAP_ONLY="refuse-pap refuse-chap refuse-mschap refuse-eap"
 PAP_ONLY="refuse-chap refuse-mschap refuse-mschap-v2 refuse-eap"
@@ -57,17 +80,18 @@ wait_up() {
     return 1
 }
 
-# wait_end SECS: waits for sstpc to exit; prints its status, or "running" after SECS.
+# wait_end SECS: waits for sstpc to exit; sets $end to its status, or "running" after SECS.
+end=""
 wait_end() {
     for _ in $(seq $(($1 * 10))); do
         if ! kill -0 "$call_pid" 2>/dev/null; then
             wait "$call_pid"
-            echo $?
+            end=$?
             return 0
         fi
         sleep 0.1
     done
-    echo running
+    end=running
 }
 
 # pppd_rc: pppd's exit status (it may outlive sstpc by a moment), or "none".
@@ -82,13 +106,13 @@ pppd_rc() {
 # stop_call: ends our side of the call (sstpc tears down PPP and sends CALL_DISCONNECT).
 stop_call() {
     kill -TERM "$call_pid" 2>/dev/null
-    wait_end 20 >/dev/null
+    wait_end 20
     for _ in $(seq 50); do ip link show ppp0 >/dev/null 2>&1 || break; sleep 0.1; done
 }
 
-# connect_up NAME PORT CA USER PASSWORD AUTH_OPTS: a call that must come up; sets $addr. sstpc over
-# TLS 1.3 is known to die now and then right after the HTTP 200 (tests/vm/README.md), so up to 3
-# attempts; the number used is recorded. Not run in a subshell: call_pid must stay ours.
+# connect_up NAME PORT CA USER PASSWORD AUTH_OPTS: a call that must come up; sets $addr. Up to 3
+# attempts, in case sstpc fails before the gateway is involved (see OPENSSL_CONF above); the
+# number used is recorded. Not run in a subshell: call_pid must stay ours.
 addr=""
 connect_up() {
     local name=$1 attempt
@@ -96,6 +120,8 @@ connect_up() {
         start_call "$@"
         if addr=$(wait_up); then
             rec "$name.attempts" "$attempt"
+            # nodefaultroute: only the gateway's address is routed; add the server behind it.
+            ip route add "$SERVER_IP/32" dev ppp0
             return 0
         fi
         stop_call
@@ -146,14 +172,16 @@ fi
 
 # 2. A wrong password: refused, pppd gives up on authenticating itself.
 start_call wrong "$GW_A" "$CA_A" alice "not-$ALICE_PASSWORD" "$MSCHAP_ONLY"
-rec wrong.sstpc_rc "$(wait_end 60)"
+wait_end 60
+rec wrong.sstpc_rc "$end"
 rec wrong.pppd_rc "$(pppd_rc)"
 grep -aq "Failed to authenticate ourselves to peer" "$OUT/wrong.pppd.log" && rec wrong.auth_failed 1
 ip link show ppp0 >/dev/null 2>&1 && rec wrong.ppp0 present
 
 # 3. PAP only, against the default gateway (MS-CHAPv2 only): no tunnel.
 start_call pap_a "$GW_A" "$CA_A" alice "$ALICE_PASSWORD" "$PAP_ONLY"
-rec pap_a.sstpc_rc "$(wait_end 60)"
+wait_end 60
+rec pap_a.sstpc_rc "$end"
 rec pap_a.pppd_rc "$(pppd_rc)"
 grep -aq "local  IP address" "$OUT/pap_a.pppd.log" && rec pap_a.ipcp up
 
@@ -170,14 +198,16 @@ fi
 if connect_up remove "$GW_A" "$CA_A" bob "$BOB_PASSWORD" "$MSCHAP_ONLY"; then
     rec remove.addr "$addr"
     touch "$OUT/ready-remove"
-    rec remove.sstpc_rc "$(wait_end 30)"
+    wait_end 30
+    rec remove.sstpc_rc "$end"
     rec remove.pppd_rc "$(pppd_rc)"
 fi
 
 # 6. alice again; the host sends SIGTERM to gateway A, which must disconnect the call cleanly.
 if connect_up sigterm "$GW_A" "$CA_A" alice "$ALICE_PASSWORD" "$MSCHAP_ONLY"; then
     touch "$OUT/ready-sigterm"
-    rec sigterm.sstpc_rc "$(wait_end 30)"
+    wait_end 30
+    rec sigterm.sstpc_rc "$end"
     rec sigterm.pppd_rc "$(pppd_rc)"
     # sstpc logs each control packet as "RECV|SEND SSTP CRTL PKT" then "TYPE(n): NAME".
     log=$(tr -d '\000' <"$OUT/sigterm.sstpc.log")
