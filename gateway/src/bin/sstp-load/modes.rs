@@ -248,6 +248,11 @@ async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
     let period = Duration::from_secs_f64(1.0 / common.rate);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // Session ids key the sink's counters, which outlive a run: start each run somewhere else.
+    let id_base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos())
+        ^ std::process::id().rotate_left(16);
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for i in 0..common.sessions {
@@ -265,7 +270,7 @@ async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
                 Ok::<_, sstp_gateway::client::ClientError>((client, local))
             })
             .await;
-            (i, begun.elapsed(), result)
+            (id_base.wrapping_add(i), begun.elapsed(), result)
         });
     }
     let mut opened = Opened {
