@@ -390,3 +390,49 @@ pub fn wait_established(cp: &ControlPlane, name: &str) -> Result<(), Error> {
             .map(|_| ()))
     })
 }
+
+/// Builds the `sstp-operator` binary (debug profile, once per test process; a no-op when it is
+/// up to date) and returns its path.
+pub fn operator_binary() -> Result<PathBuf, Error> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_operator().map_err(|err| err.to_string()))
+        .clone()
+        .map_err(Error::Unavailable)
+}
+
+fn build_operator() -> Result<PathBuf, Error> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = repo_dir().join("Cargo.toml");
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "sstp-operator",
+            "--bin",
+            "sstp-operator",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|source| Error::Io {
+            what: format!("running {cargo} build"),
+            source,
+        })?;
+    if !status.success() {
+        return Err(Error::Unavailable(format!(
+            "cargo build -p sstp-operator --bin sstp-operator failed: {status}"
+        )));
+    }
+    // The test binary is target/<profile>/deps/<name>; the binaries are in target/<profile>.
+    let exe = std::env::current_exe().map_err(|source| Error::Io {
+        what: "locating the test binary".into(),
+        source,
+    })?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("sstp-operator"))
+        .ok_or_else(|| Error::Unavailable(format!("unexpected test binary path {}", exe.display())))
+}
