@@ -11,6 +11,7 @@ use std::{
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ipnet::Ipv4Net;
+use sstp_gateway::{server::ServeOptions, tls::MaxTlsVersion};
 
 mod serve;
 mod user;
@@ -119,6 +120,16 @@ pub(crate) struct StandaloneArgs {
     /// Deadline from the preamble to a working tunnel, seconds.
     #[arg(long, env = "SSTP_GATEWAY_NEGOTIATION_TIMEOUT", default_value_t = 30)]
     pub(crate) negotiation_timeout: u64,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+/// TLS flags of both serving commands.
+#[derive(Debug, Args)]
+pub(crate) struct TlsArgs {
+    /// Highest TLS version offered: 1.3 (1.2 and 1.3) or 1.2 (Linux sstpc 1.0.18 needs 1.2).
+    #[arg(long, env = "SSTP_GATEWAY_MAX_TLS_VERSION", default_value = "1.3")]
+    pub(crate) max_tls_version: MaxTlsVersion,
 }
 
 /// Flags of `run`.
@@ -127,19 +138,29 @@ pub(crate) struct RunArgs {
     /// The gateway config file (JSON, schema in sstp-api `GatewayConfig`).
     #[arg(long, env = "SSTP_GATEWAY_CONFIG")]
     pub(crate) config: PathBuf,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
 }
 
 /// Runs the chosen command.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Standalone(args) => serve::serve(serve::standalone_config(&args)?, Some(&args)),
+        Command::Standalone(args) => {
+            let options = ServeOptions {
+                max_tls_version: args.tls.max_tls_version,
+            };
+            serve::serve(serve::standalone_config(&args)?, options, Some(&args))
+        }
         Command::Run(args) => {
             let text = std::fs::read_to_string(&args.config)
                 .with_context(|| format!("cannot read {}", args.config.display()))?;
             let config = sstp_api::GatewayConfig::from_json(&text).with_context(|| {
                 format!("{} is not a valid gateway config", args.config.display())
             })?;
-            serve::serve(config, None)
+            let options = ServeOptions {
+                max_tls_version: args.tls.max_tls_version,
+            };
+            serve::serve(config, options, None)
         }
         Command::User(command) => user::run(command),
     }

@@ -32,7 +32,7 @@ use crate::{
     router::Router,
     session::{Deadlines, SessionShared},
     throttle::{AuthThrottle, ThrottleLimits},
-    tls::{self, CertFiles, TlsSnapshot, TlsStore},
+    tls::{self, CertFiles, MaxTlsVersion, TlsSnapshot, TlsStore},
     tun::TunSettings,
     users::{self, SessionRegistry},
     users_file::{self, UsersPublisher},
@@ -72,8 +72,18 @@ impl RunningGateway {
     }
 }
 
+/// Settings of the command line that the config file does not carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServeOptions {
+    /// The highest TLS version offered.
+    pub max_tls_version: MaxTlsVersion,
+}
+
 /// Where the certificate and the files of the plain HTTP site come from.
-fn certificate_files(config: &GatewayConfig) -> anyhow::Result<(CertFiles, PublicFiles)> {
+fn certificate_files(
+    config: &GatewayConfig,
+    max_version: MaxTlsVersion,
+) -> anyhow::Result<(CertFiles, PublicFiles)> {
     Ok(match &config.tls {
         TlsConfig::SelfManaged { data_dir } => {
             let pki = pki::ensure_standalone_pki(data_dir, &config.hostnames)
@@ -82,6 +92,7 @@ fn certificate_files(config: &GatewayConfig) -> anyhow::Result<(CertFiles, Publi
                 CertFiles {
                     cert: pki.server_cert,
                     key: pki.server_key,
+                    max_version,
                 },
                 PublicFiles {
                     ca_cert: Some(pki.ca_cert),
@@ -93,6 +104,7 @@ fn certificate_files(config: &GatewayConfig) -> anyhow::Result<(CertFiles, Publi
             CertFiles {
                 cert: files.cert_file.clone(),
                 key: files.key_file.clone(),
+                max_version,
             },
             PublicFiles {
                 ca_cert: files.ca_file.clone(),
@@ -158,11 +170,11 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Starts everything. Needs CAP_NET_ADMIN (TUN device, nftables).
-pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
+pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Result<RunningGateway> {
     let metrics = Metrics::new();
     let (shutdown_tx, shutdown) = watch::channel(false);
 
-    let (cert_files, public_files) = certificate_files(&config)?;
+    let (cert_files, public_files) = certificate_files(&config, options.max_tls_version)?;
     let (snapshot, digest) =
         TlsSnapshot::load(&cert_files).context("cannot load the TLS certificate")?;
     let tls_store = TlsStore::new(snapshot, metrics.clone());

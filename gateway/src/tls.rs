@@ -37,13 +37,47 @@ pub struct TlsSnapshot {
     pub not_after: i64,
 }
 
-/// Where the certificate comes from.
+/// Where the certificate comes from, and how it is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFiles {
     /// PEM chain, leaf first.
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, SEC1 or PKCS#1).
     pub key: PathBuf,
+    /// The highest TLS version offered.
+    pub max_version: MaxTlsVersion,
+}
+
+/// The highest TLS version the gateway offers; TLS 1.2 is always offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaxTlsVersion {
+    /// TLS 1.2 only. Needed by Linux sstpc 1.0.18, which fails right after the HTTP exchange
+    /// over TLS 1.3 (seen with rustls and with OpenSSL servers; tests/vm/README.md).
+    Tls12,
+    /// TLS 1.2 and 1.3.
+    #[default]
+    Tls13,
+}
+
+impl std::str::FromStr for MaxTlsVersion {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "1.2" => Ok(Self::Tls12),
+            "1.3" => Ok(Self::Tls13),
+            _ => Err(format!("TLS version must be 1.2 or 1.3, not {text:?}")),
+        }
+    }
+}
+
+impl MaxTlsVersion {
+    fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        match self {
+            Self::Tls12 => TLS12_ONLY,
+            Self::Tls13 => rustls::DEFAULT_VERSIONS,
+        }
+    }
 }
 
 /// The snapshot in force, shared by the listener and the reloader.
@@ -93,10 +127,13 @@ impl TlsSnapshot {
             .map_err(|err| pem_error(&files.cert, err.to_string()))?;
         let key = PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|err| pem_error(&files.key, err.to_string()))?;
-        let config = ServerConfig::builder()
+        let mut config = ServerConfig::builder_with_protocol_versions(files.max_version.versions())
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .map_err(TlsError::Rustls)?;
+        // No TLS 1.3 session tickets: an SSTP connection lives for the whole call, so
+        // resumption buys nothing but post-handshake records for fragile clients to trip on.
+        config.send_tls13_tickets = 0;
         Ok(Self {
             config: Arc::new(config),
             hashes,
@@ -197,6 +234,8 @@ fn pem_error(path: &Path, problem: String) -> TlsError {
     }
 }
 
+static TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
 /// How often the certificate files are checked.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -224,6 +263,7 @@ mod tests {
         CertFiles {
             cert: "tls.crt".into(),
             key: "tls.key".into(),
+            max_version: MaxTlsVersion::default(),
         }
     }
 

@@ -11,7 +11,10 @@ use sstp_api::{
         UsersSource,
     },
 };
-use sstp_gateway::{server, shutdown::ShutdownSignals};
+use sstp_gateway::{
+    server::{self, ServeOptions},
+    shutdown::ShutdownSignals,
+};
 use tracing::info;
 
 use super::StandaloneArgs;
@@ -89,6 +92,7 @@ fn default_hostnames() -> Vec<String> {
 /// Serves until SIGTERM or SIGINT, then shuts down in order and returns.
 pub(super) fn serve(
     config: GatewayConfig,
+    options: ServeOptions,
     standalone: Option<&StandaloneArgs>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -97,7 +101,7 @@ pub(super) fn serve(
         .context("cannot start the tokio runtime")?;
     runtime.block_on(async {
         let mut signals = ShutdownSignals::install().context("cannot handle SIGTERM/SIGINT")?;
-        let gateway = server::start(config.clone()).await?;
+        let gateway = server::start(config.clone(), options).await?;
         if let Some(args) = standalone {
             print_standalone_help(args, &config, gateway.sstp_addr);
         }

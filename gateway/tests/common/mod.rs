@@ -169,7 +169,9 @@ pub async fn start(test: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> Harnes
         TlsConfig::SelfManaged { data_dir } => data_dir.join("ca.crt"),
         TlsConfig::Files(files) => files.ca_file.clone().unwrap(),
     };
-    let gateway = server::start(config).await.unwrap();
+    let gateway = server::start(config, server::ServeOptions::default())
+        .await
+        .unwrap();
     let ca_pem = std::fs::read(ca_path).unwrap();
     let harness = Harness {
         dir,
