@@ -80,10 +80,7 @@ pub struct ServeOptions {
 }
 
 /// Where the certificate and the files of the plain HTTP site come from.
-fn certificate_files(
-    config: &GatewayConfig,
-    max_version: MaxTlsVersion,
-) -> anyhow::Result<(CertFiles, PublicFiles)> {
+fn certificate_files(config: &GatewayConfig) -> anyhow::Result<(CertFiles, PublicFiles)> {
     Ok(match &config.tls {
         TlsConfig::SelfManaged { data_dir } => {
             let pki = pki::ensure_standalone_pki(data_dir, &config.hostnames)
@@ -92,7 +89,6 @@ fn certificate_files(
                 CertFiles {
                     cert: pki.server_cert,
                     key: pki.server_key,
-                    max_version,
                 },
                 PublicFiles {
                     ca_cert: Some(pki.ca_cert),
@@ -104,7 +100,6 @@ fn certificate_files(
             CertFiles {
                 cert: files.cert_file.clone(),
                 key: files.key_file.clone(),
-                max_version,
             },
             PublicFiles {
                 ca_cert: files.ca_file.clone(),
@@ -174,10 +169,10 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
     let metrics = Metrics::new();
     let (shutdown_tx, shutdown) = watch::channel(false);
 
-    let (cert_files, public_files) = certificate_files(&config, options.max_tls_version)?;
+    let (cert_files, public_files) = certificate_files(&config)?;
     let (snapshot, digest) =
         TlsSnapshot::load(&cert_files).context("cannot load the TLS certificate")?;
-    let tls_store = TlsStore::new(snapshot, metrics.clone());
+    let tls_store = TlsStore::with_max_version(snapshot, metrics.clone(), options.max_tls_version);
     tokio::spawn(tls::watch_files(
         Arc::clone(&tls_store),
         cert_files,

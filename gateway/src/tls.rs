@@ -19,6 +19,7 @@ use std::{
 use rustls::{
     ServerConfig,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    sign::{CertifiedKey, SingleCertAndKey},
 };
 use sha2::{Digest, Sha256};
 use sstp_proto::CertHashes;
@@ -35,17 +36,17 @@ pub struct TlsSnapshot {
     pub hashes: CertHashes,
     /// The leaf's notAfter (Unix seconds).
     pub not_after: i64,
+    /// The chain and key, to rebuild `config` for another TLS version range.
+    certified: Arc<CertifiedKey>,
 }
 
-/// Where the certificate comes from, and how it is served.
+/// Where the certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFiles {
     /// PEM chain, leaf first.
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, SEC1 or PKCS#1).
     pub key: PathBuf,
-    /// The highest TLS version offered.
-    pub max_version: MaxTlsVersion,
 }
 
 /// The highest TLS version the gateway offers; TLS 1.2 is always offered.
@@ -80,11 +81,12 @@ impl MaxTlsVersion {
     }
 }
 
-/// The snapshot in force, shared by the listener and the reloader.
+/// The snapshot in force, shared by the listener and the reloaders.
 #[derive(Debug)]
 pub struct TlsStore {
     current: RwLock<Arc<TlsSnapshot>>,
     metrics: Metrics,
+    max_version: MaxTlsVersion,
 }
 
 /// Why a certificate could not be loaded.
@@ -127,18 +129,22 @@ impl TlsSnapshot {
             .map_err(|err| pem_error(&files.cert, err.to_string()))?;
         let key = PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|err| pem_error(&files.key, err.to_string()))?;
-        let mut config = ServerConfig::builder_with_protocol_versions(files.max_version.versions())
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(TlsError::Rustls)?;
-        // No TLS 1.3 session tickets: an SSTP connection lives for the whole call, so
-        // resumption buys nothing but post-handshake records for fragile clients to trip on.
-        config.send_tls13_tickets = 0;
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let certified =
+            Arc::new(CertifiedKey::from_der(chain, key, &provider).map_err(TlsError::Rustls)?);
         Ok(Self {
-            config: Arc::new(config),
+            config: server_config(&certified, MaxTlsVersion::default()),
             hashes,
             not_after,
+            certified,
         })
+    }
+
+    /// The same certificate, offered with TLS versions up to `max`.
+    #[must_use]
+    pub fn with_max_version(mut self, max: MaxTlsVersion) -> Self {
+        self.config = server_config(&self.certified, max);
+        self
     }
 
     /// Reads and builds a snapshot from files.
@@ -151,12 +157,22 @@ impl TlsSnapshot {
 }
 
 impl TlsStore {
-    /// A store serving `initial`.
+    /// A store serving `initial` over TLS 1.2 and 1.3.
     pub fn new(initial: TlsSnapshot, metrics: Metrics) -> Arc<Self> {
+        Self::with_max_version(initial, metrics, MaxTlsVersion::default())
+    }
+
+    /// A store serving `initial`, and every later snapshot, with TLS versions up to `max`.
+    pub fn with_max_version(
+        initial: TlsSnapshot,
+        metrics: Metrics,
+        max: MaxTlsVersion,
+    ) -> Arc<Self> {
         metrics.set_certificate_expiry(initial.not_after);
         Arc::new(Self {
-            current: RwLock::new(Arc::new(initial)),
+            current: RwLock::new(Arc::new(initial.with_max_version(max))),
             metrics,
+            max_version: max,
         })
     }
 
@@ -168,6 +184,7 @@ impl TlsStore {
     /// Serves `next` to connections accepted from now on.
     pub fn replace(&self, next: TlsSnapshot) {
         self.metrics.set_certificate_expiry(next.not_after);
+        let next = next.with_max_version(self.max_version);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
     }
 }
@@ -210,6 +227,17 @@ pub async fn watch_files(
             }
         }
     }
+}
+
+/// A rustls configuration serving exactly `certified`.
+fn server_config(certified: &Arc<CertifiedKey>, max: MaxTlsVersion) -> Arc<ServerConfig> {
+    let mut config = ServerConfig::builder_with_protocol_versions(max.versions())
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(Arc::clone(certified))));
+    // No TLS 1.3 session tickets: an SSTP connection lives for the whole call, so
+    // resumption buys nothing but post-handshake records for fragile clients to trip on.
+    config.send_tls13_tickets = 0;
+    Arc::new(config)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -263,7 +291,6 @@ mod tests {
         CertFiles {
             cert: "tls.crt".into(),
             key: "tls.key".into(),
-            max_version: MaxTlsVersion::default(),
         }
     }
 
@@ -297,5 +324,76 @@ mod tests {
         assert!(matches!(mismatched, Err(TlsError::Rustls(_))));
         let empty = TlsSnapshot::from_pem(b"", a.key_pem.as_bytes(), &files());
         assert!(matches!(empty, Err(TlsError::Pem { .. })));
+    }
+
+    /// Runs an in-memory handshake; returns the negotiated version or the server's error.
+    fn handshake(
+        server: &Arc<ServerConfig>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        ca_pem: &str,
+    ) -> Result<rustls::ProtocolVersion, rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let client_config = rustls::ClientConfig::builder_with_protocol_versions(versions)
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "vpn.example.com".try_into().unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let mut server = rustls::ServerConnection::new(Arc::clone(server)).unwrap();
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).unwrap();
+            server.read_tls(&mut wire.as_slice()).unwrap();
+            server.process_new_packets()?;
+            let mut wire = Vec::new();
+            server.write_tls(&mut wire).unwrap();
+            client.read_tls(&mut wire.as_slice()).unwrap();
+            let _ = client.process_new_packets();
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(server.protocol_version().unwrap());
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    #[test]
+    fn the_version_cap_is_what_the_handshake_negotiates() {
+        let now = OffsetDateTime::now_utc();
+        let ca = CertificateAuthority::generate(
+            "test CA",
+            now,
+            time::Duration::days(1),
+            KeyAlgorithm::EcdsaP256,
+        )
+        .unwrap();
+        let issued = ca
+            .issue_server_cert(&ServerCertRequest {
+                hostnames: vec!["vpn.example.com".into()],
+                not_before: now,
+                validity: time::Duration::days(1),
+                algorithm: KeyAlgorithm::EcdsaP256,
+            })
+            .unwrap();
+        let snapshot = TlsSnapshot::from_pem(
+            issued.chain_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+            &files(),
+        )
+        .unwrap();
+        let both = Arc::clone(&snapshot.config);
+        let tls12 = snapshot.with_max_version(MaxTlsVersion::Tls12).config;
+        let any = rustls::DEFAULT_VERSIONS;
+        let only13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+        assert_eq!(
+            handshake(&both, any, ca.cert_pem()),
+            Ok(rustls::ProtocolVersion::TLSv1_3)
+        );
+        assert_eq!(
+            handshake(&tls12, any, ca.cert_pem()),
+            Ok(rustls::ProtocolVersion::TLSv1_2)
+        );
+        assert!(handshake(&tls12, only13, ca.cert_pem()).is_err());
     }
 }
