@@ -532,3 +532,17 @@ fn every_example_applies_cleanly_against_the_installed_crds() -> Result<(), Erro
     helm_ok(cp, &["uninstall", "examples", "--namespace", home.name()])?;
     delete_crds(cp)
 }
+
+#[test]
+fn a_release_named_like_a_yaml_boolean_installs() -> Result<(), Error> {
+    // `app.kubernetes.io/instance: y` unquoted would be a YAML 1.1 boolean, which the API
+    // server's decoding of Helm's manifest refuses for a label value.
+    let cp = ControlPlane::shared()?;
+    let ns = namespace(cp, "chart-yaml-boolean")?;
+    install(cp, "y", &chart_dir(), ns.name(), &["installCRDs=false"])?;
+    let deployment = get_json(cp, &["deployment", "y-sstp-operator", "-n", ns.name()])?;
+    let labels = &deployment.unwrap_or_default()["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/instance"], "y");
+    helm_ok(cp, &["uninstall", "y", "--namespace", ns.name()])?;
+    Ok(())
+}

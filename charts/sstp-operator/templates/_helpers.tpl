@@ -12,18 +12,19 @@
 {{- end -}}
 {{- end -}}
 
-{{/* Labels that select the operator pods; never change them between releases. */}}
+{{/* Labels that select the operator pods; never change them between releases. Quoted: a
+     release named "n" or "on" would otherwise be a YAML boolean. */}}
 {{- define "sstp-operator.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "sstp-operator.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "sstp-operator.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end -}}
 
 {{/* Labels on every object of the release. */}}
 {{- define "sstp-operator.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
 {{ include "sstp-operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 app.kubernetes.io/part-of: sstp-operator
 {{- end -}}
 
