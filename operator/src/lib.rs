@@ -15,6 +15,7 @@
 //!   `/metrics` `/healthz` `/readyz` server.
 //! - [`run`]: everything together, as the binary and the tests start it.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod certs;
