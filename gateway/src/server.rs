@@ -137,6 +137,16 @@ fn start_users_source(
 ) -> anyhow::Result<()> {
     match source {
         UsersSource::File { path } => {
+            // Load once before serving, so the first client is not refused while the poller
+            // has not run yet. A missing or broken file is logged; the poller keeps trying.
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let _ = publisher.offer(&path.display().to_string(), &text);
+                }
+                Err(err) => {
+                    warn!(path = %path.display(), error = %err, "cannot read the users file yet");
+                }
+            }
             tokio::spawn(users_file::watch_file(
                 path.clone(),
                 publisher,

@@ -28,10 +28,12 @@ fn a_users_max_sessions_refuses_the_extra_session_and_counts_it() {
     in_netns("max_per_user", || {
         runtime().block_on(async {
             let h = start("maxperuser", |_| {}).await;
+            let reloads = r#"sstp_users_reload_total{result="success"}"#;
+            let before = metric(&h.scrape().await, reloads);
             let mut doc = users_document(&USERS);
             doc.users.get_mut("alice").unwrap().max_sessions = Some(1);
             replace_file(&h.users_file, doc.to_json_pretty().as_bytes());
-            common::wait_for_metric(&h, r#"sstp_users_reload_total{result="success"}"#, 2.0).await;
+            common::wait_for_metric_at_least(&h, reloads, before + 1.0).await;
             let (mut first, addr) = h.connect(USERS[0].0, USERS[0].1).await;
             refused(h.options(USERS[0].0, USERS[0].1)).await;
             let text = h.scrape().await;
