@@ -81,6 +81,22 @@ mod tests {
         }
     }
 
+    /// A self-signed certificate whose only extended key usage is clientAuth.
+    fn client_auth_only() -> TlsMaterial {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["vpn.example.com".to_owned()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = super::super::offset(now());
+        params.not_after = super::super::offset(now()) + time::Duration::days(1);
+        let cert = params.self_signed(&key).unwrap();
+        TlsMaterial {
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_pem: None,
+            crl_der: None,
+        }
+    }
+
     fn now() -> Timestamp {
         "2030-06-01T00:00:00Z".parse().unwrap()
     }
@@ -114,6 +130,9 @@ mod tests {
         );
         let err = check(&old, &hosts(&["vpn.example.com"]), now()).unwrap_err();
         assert!(err.contains("expired"), "{err}");
+
+        let err = check(&client_auth_only(), &hosts(&["vpn.example.com"]), now()).unwrap_err();
+        assert!(err.contains("serverAuth"), "{err}");
 
         let mut mixed = issue(&["vpn.example.com"], now(), 30);
         mixed.key_pem = issue(&["vpn.example.com"], now(), 30).key_pem;
