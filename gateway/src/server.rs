@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use sstp_api::{
     GatewayConfig,
     gateway_config::{AuthMethod, TlsConfig, UsersSource},
@@ -25,6 +25,7 @@ use crate::{
     admin::{self, PublicFiles, Readiness, Site},
     dataplane::Dataplane,
     ip_pool::IpPool,
+    k8s_source,
     listener::{self, ListenerSettings, Slots},
     metrics::Metrics,
     nat::{self, NatSettings, NatTable},
@@ -155,11 +156,22 @@ fn start_users_source(
             ));
             Ok(())
         }
-        // The Kubernetes Secret watch (k8s_source) plugs in here, feeding the same publisher.
-        UsersSource::KubernetesSecret { name, .. } => bail!(
-            "users source kubernetesSecret ({name}) is not available in this build; mount the \
-             Secret and use users.file"
-        ),
+        // The operator's pods watch their users Secret through the API: a disabled or deleted
+        // user is gone within seconds, where a mounted Secret can lag a minute.
+        UsersSource::KubernetesSecret {
+            name,
+            namespace,
+            key,
+        } => {
+            k8s_source::spawn_users_secret_watch(
+                name.clone(),
+                namespace.clone(),
+                key.clone(),
+                publisher,
+                until(shutdown.clone()),
+            );
+            Ok(())
+        }
     }
 }
 
