@@ -10,10 +10,9 @@
 //! The Deployment's mounts under /etc/sstp-gateway are bind-mounted inside the sandbox's own
 //! mount namespace (`ip netns exec` makes one), so the host sees only an empty mount point.
 //!
-//! Both tests are `#[ignore]`d until the gateway's server starts
-//! `k8s_source::spawn_users_secret_watch` for `users.kubernetesSecret` (today it refuses that
-//! source). With that four-line change applied they pass:
-//! `SSTP_GATEWAY_BIN=... cargo test -p sstp-e2e --test operator_end_to_end -- --ignored`.
+//! Both tests are `#[ignore]`d because they need root and a gateway binary built beforehand
+//! whose server starts `k8s_source::spawn_users_secret_watch` for `users.kubernetesSecret`:
+//! `cargo build -p sstp-gateway && cargo test -p sstp-e2e --test operator_end_to_end -- --ignored`.
 #![allow(clippy::unwrap_used)]
 
 mod operator_support;
@@ -419,7 +418,7 @@ impl Rendered {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs root, the sstp-gateway binary, and its server starting k8s_source for users.kubernetesSecret"]
+#[ignore = "needs root and a built sstp-gateway binary (cargo build -p sstp-gateway)"]
 async fn the_rendered_deployment_serves_a_user_and_kubectl_disabling_them_ends_the_session()
 -> Result<(), Error> {
     let rendered = Rendered::start("end-to-end", serde_json::json!({"selfManaged": {}})).await?;
@@ -455,7 +454,7 @@ async fn the_rendered_deployment_serves_a_user_and_kubectl_disabling_them_ends_t
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs root, the sstp-gateway binary, and its server starting k8s_source for users.kubernetesSecret"]
+#[ignore = "needs root and a built sstp-gateway binary (cargo build -p sstp-gateway)"]
 async fn a_renewed_certificate_is_served_to_new_connections_while_the_established_session_stays()
 -> Result<(), Error> {
     let rendered = Rendered::start(
