@@ -13,7 +13,8 @@
 //! - [`users_file`]: the users document, loaded from a file and reloaded on change.
 //! - [`client`]: the project's own SSTP client (tests, load tool).
 //! - [`tls`]: the rustls server configuration that follows its certificate files.
-//! - [`proxy_protocol`]: the sans-IO PROXY protocol v1/v2 header parser.
+//! - [`proxy_protocol`]: re-export of `sstp_proto::proxy_protocol`, the sans-IO PROXY
+//!   protocol v1/v2 header parser the listener runs before TLS.
 //! - [`listener`]: the SSTP port (limits, PROXY header, TLS handshake deadline).
 //! - [`session`]: one task per connection driving `sstp_proto::ServerConnection`.
 //! - [`users`]: credential lookup, address allocation and the session registry.
@@ -33,7 +34,7 @@ pub mod listener;
 pub mod metrics;
 pub mod nat;
 pub mod pki;
-pub mod proxy_protocol;
+pub use sstp_proto::proxy_protocol;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -186,3 +186,12 @@ pub(crate) mod session {
         )
     }
 }
+
+/// Parses `data` as a PROXY protocol header; a complete header must lie within the input and
+/// be at least as long as the shortest possible header.
+pub fn proxy_header(data: &[u8]) {
+    if let Ok(Some(header)) = crate::proxy_protocol::parse(data) {
+        assert!(header.len <= data.len());
+        assert!(header.len >= 15, "shorter than `PROXY UNKNOWN\\r\\n`");
+    }
+}

@@ -52,6 +52,7 @@ pub mod fuzzing;
 pub mod http;
 mod ip_queue;
 pub mod packet;
+pub mod proxy_protocol;
 mod server;
 
 #[cfg(test)]

@@ -40,3 +40,8 @@ fn every_http_preamble_seed_replays_without_panicking() {
 fn every_server_session_seed_replays_without_panicking() {
     replay("server_session", fuzzing::server_session);
 }
+
+#[test]
+fn every_proxy_header_seed_replays_without_panicking() {
+    replay("proxy_header", fuzzing::proxy_header);
+}

@@ -2,8 +2,8 @@
 //! and 2) that a load balancer puts before the TLS bytes to tell us the client's address.
 //!
 //! [`parse`] looks at the bytes received so far: it says "need more", "here is the header and
-//! its length", or why the bytes can never become a header. It never panics on input (fuzzed by
-//! the unit tests' random inputs and usable from a cargo-fuzz target).
+//! its length", or why the bytes can never become a header. It never panics on input: the cargo-fuzz target
+//! `proxy_header` (gateway/fuzz) runs it, and the unit tests feed it random bytes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
