@@ -4,15 +4,11 @@
 //! network namespace of its own; the project's SSTP client logs in with a user's credentials, and
 //! `kubectl patch` disabling that user ends the session within two seconds.
 //!
-//! Needs root (network namespace, veth, TUN) and the gateway binary (`cargo build -p
-//! sstp-gateway`; `SSTP_GATEWAY_BIN` overrides its path). The gateway reaches the apiserver,
+//! Needs root (network namespace, veth, TUN) and the gateway binary, which the test builds
+//! from this workspace (`SSTP_GATEWAY_BIN` overrides its path). The gateway reaches the apiserver,
 //! which listens on the host's loopback, through a TCP relay this test runs on the veth address.
 //! The Deployment's mounts under /etc/sstp-gateway are bind-mounted inside the sandbox's own
 //! mount namespace (`ip netns exec` makes one), so the host sees only an empty mount point.
-//!
-//! Both tests are `#[ignore]`d because they need root and a gateway binary built beforehand
-//! whose server starts `k8s_source::spawn_users_secret_watch` for `users.kubernetesSecret`:
-//! `cargo build -p sstp-gateway && cargo test -p sstp-e2e --test operator_end_to_end -- --ignored`.
 #![allow(clippy::unwrap_used)]
 
 mod operator_support;
@@ -123,10 +119,13 @@ fn run(argv: &[&str]) {
 }
 
 fn gateway_binary() -> PathBuf {
-    std::env::var_os("SSTP_GATEWAY_BIN").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sstp-gateway"),
-        PathBuf::from,
-    )
+    if let Some(path) = std::env::var_os("SSTP_GATEWAY_BIN") {
+        return PathBuf::from(path);
+    }
+    // Builds (or reuses) this workspace's gateway binary, once per test binary.
+    sstp_e2e::gateway_process::binaries()
+        .expect("building the sstp-gateway binary")
+        .gateway
 }
 
 /// Relays TCP from `listen` to `target` until the test ends.
@@ -418,7 +417,6 @@ impl Rendered {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs root and a built sstp-gateway binary (cargo build -p sstp-gateway)"]
 async fn the_rendered_deployment_serves_a_user_and_kubectl_disabling_them_ends_the_session()
 -> Result<(), Error> {
     let rendered = Rendered::start("end-to-end", serde_json::json!({"selfManaged": {}})).await?;
@@ -454,7 +452,6 @@ async fn the_rendered_deployment_serves_a_user_and_kubectl_disabling_them_ends_t
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs root and a built sstp-gateway binary (cargo build -p sstp-gateway)"]
 async fn a_renewed_certificate_is_served_to_new_connections_while_the_established_session_stays()
 -> Result<(), Error> {
     let rendered = Rendered::start(
