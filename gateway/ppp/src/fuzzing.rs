@@ -33,6 +33,49 @@ pub fn ppp_frame(data: &[u8]) {
     drain(&mut server);
 }
 
+/// Reads `data` as an IPv4 packet from a client: a DHCPINFORM that parses must get an ACK
+/// that parses back with the configured routes; any bytes as an RFC 3442 route list must
+/// re-encode to themselves when they decode.
+pub fn dhcp_inform(data: &[u8]) {
+    use crate::dhcp_inform::{
+        ClasslessRoute, InformConfig, build_ack, decode_classless_routes, encode_classless_routes,
+        parse_ack, parse_inform,
+    };
+    let _ = parse_ack(data);
+    if let Ok(routes) = decode_classless_routes(data) {
+        let mut encoded = Vec::new();
+        encode_classless_routes(&routes, &mut encoded);
+        assert_eq!(
+            decode_classless_routes(&encoded).ok(),
+            Some(routes),
+            "route round trip"
+        );
+    }
+    let Ok(inform) = parse_inform(data) else {
+        return;
+    };
+    let server = Ipv4Addr::new(10, 0, 0, 1);
+    let routes: Vec<ClasslessRoute> = [([10, 17, 0, 0], 16), ([0, 0, 0, 0], 0)]
+        .into_iter()
+        .filter_map(|(a, len)| ClasslessRoute::new(Ipv4Addr::from(a), len, server).ok())
+        .collect();
+    let config = InformConfig {
+        server,
+        routes: routes.clone(),
+        domain: Some("fuzz.example".to_owned()),
+        dns: vec![server],
+    };
+    let mut reply = Vec::new();
+    if build_ack(&inform, &config, &mut reply).is_ok() {
+        let ack = parse_ack(&reply).ok();
+        assert_eq!(
+            ack.map(|a| (a.xid, a.classless_routes, a.ms_classless_routes)),
+            Some((inform.xid, routes.clone(), routes)),
+            "ACK round trip"
+        );
+    }
+}
+
 /// Uses `data` as the option list of every kind of Configure packet a peer can send: LCP
 /// Configure-Request/Nak/Reject to a negotiating server and client, and IPCP/IPv6CP ones to a
 /// server that has just logged a client in.

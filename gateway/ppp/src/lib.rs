@@ -37,6 +37,7 @@
 pub mod auth;
 mod client;
 mod config;
+pub mod dhcp_inform;
 mod error;
 mod event;
 mod frame;

@@ -39,3 +39,13 @@ fn every_lcp_options_corpus_input_replays_without_panic() {
         sstp_ppp::fuzzing::lcp_options(&data);
     }
 }
+
+#[test]
+fn every_dhcp_inform_corpus_input_replays_without_panic() {
+    let inputs = corpus("dhcp_inform");
+    assert!(inputs.len() >= 3, "the seed corpus is committed");
+    for (path, data) in inputs {
+        eprintln!("replaying {}", path.display());
+        sstp_ppp::fuzzing::dhcp_inform(&data);
+    }
+}

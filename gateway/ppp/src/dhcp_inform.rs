@@ -1,0 +1,838 @@
+//! Answering a client's DHCPINFORM over the PPP link with split-tunnel routes.
+//!
+//! IPCP hands out one address and DNS servers, nothing else. Windows RAS clients ask for the
+//! rest right after IPCP with a DHCPINFORM (RFC 2131 §3.4) sent through the tunnel to UDP port
+//! 67; a server that answers with a DHCPACK carrying classless static routes (option 249, the
+//! Microsoft code, and option 121, RFC 3442) gives them a split tunnel. RRAS and accel-ppp do
+//! the same. This module only turns bytes into bytes: [`parse_inform`] recognises the request
+//! inside a whole IPv4 packet from the client, [`build_ack`] writes the whole IPv4 packet to
+//! send back, and [`parse_ack`] reads such a reply (for clients and tests).
+
+use std::net::Ipv4Addr;
+
+/// RFC 791 §3.1: the version nibble of an IPv4 header.
+const IPV4_VERSION: u8 = 4;
+/// RFC 791 §3.1: a header without options (IHL 5).
+const IPV4_MIN_HEADER_LEN: usize = 20;
+/// RFC 791 §3.1: the More Fragments flag and the fragment offset within the flags word.
+const IPV4_FRAGMENT_BITS: u16 = 0x3FFF;
+/// RFC 791 §3.1: Don't Fragment, set on replies.
+const IPV4_DONT_FRAGMENT: u16 = 0x4000;
+/// RFC 1700: the recommended default TTL.
+const IPV4_DEFAULT_TTL: u8 = 64;
+/// RFC 768 (IANA protocol number): UDP.
+const IP_PROTOCOL_UDP: u8 = 17;
+/// RFC 768: the UDP header.
+const UDP_HEADER_LEN: usize = 8;
+/// RFC 2131 §4.1: DHCP messages to servers go to port 67, to clients to port 68.
+const DHCP_SERVER_PORT: u16 = 67;
+/// RFC 2131 §4.1: the client port.
+const DHCP_CLIENT_PORT: u16 = 68;
+
+/// RFC 2131 §2: op of a message from a client.
+const BOOTREQUEST: u8 = 1;
+/// RFC 2131 §2: op of a message from a server.
+const BOOTREPLY: u8 = 2;
+/// RFC 2131 §2: length of the fixed fields (op .. file) before the magic cookie.
+const BOOTP_FIXED_LEN: usize = 236;
+/// RFC 2131 §3: the magic cookie that starts the options.
+const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
+/// RFC 1542 §2.1: BOOTP messages are at least 300 bytes; shorter replies are padded.
+const BOOTP_MIN_MESSAGE_LEN: usize = 300;
+/// RFC 2131 §2 field offsets.
+const OFFSET_HTYPE: usize = 1;
+const OFFSET_HLEN: usize = 2;
+const OFFSET_XID: usize = 4;
+const OFFSET_FLAGS: usize = 10;
+const OFFSET_CIADDR: usize = 12;
+const OFFSET_YIADDR: usize = 16;
+const OFFSET_CHADDR: usize = 28;
+/// RFC 2131 §2: chaddr is 16 bytes.
+const CHADDR_LEN: usize = 16;
+
+/// RFC 2132 §3.1: Pad.
+const OPTION_PAD: u8 = 0;
+/// RFC 2132 §3.8: Domain Name Server.
+const OPTION_DNS: u8 = 6;
+/// RFC 2132 §3.17: Domain Name.
+const OPTION_DOMAIN_NAME: u8 = 15;
+/// RFC 2132 §9.6: DHCP Message Type.
+const OPTION_MESSAGE_TYPE: u8 = 53;
+/// RFC 2132 §9.7: Server Identifier.
+const OPTION_SERVER_ID: u8 = 54;
+/// RFC 3442: Classless Static Route.
+const OPTION_CLASSLESS_ROUTES: u8 = 121;
+/// Microsoft's pre-standard code for the RFC 3442 encoding, which Windows RAS clients request.
+const OPTION_MS_CLASSLESS_ROUTES: u8 = 249;
+/// RFC 2132 §3.2: End.
+const OPTION_END: u8 = 255;
+/// RFC 2132 §2: an option's value is at most 255 bytes; RFC 3396 splits longer ones.
+const OPTION_MAX_LEN: usize = 255;
+/// RFC 2132 §9.6: DHCPACK.
+const DHCPACK: u8 = 5;
+/// RFC 2132 §9.6: DHCPINFORM.
+const DHCPINFORM: u8 = 8;
+
+/// Why a packet is not a DHCPINFORM to answer, or a reply cannot be built or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DhcpError {
+    /// Not a well-formed IPv4 header (version, length or header checksum).
+    #[error("not a well-formed IPv4 packet")]
+    NotIpv4,
+    /// A fragment: DHCP messages from a tunnel client are never fragmented.
+    #[error("IPv4 fragment")]
+    Fragment,
+    /// Not UDP to the DHCP port expected.
+    #[error("not UDP to the DHCP port")]
+    NotDhcpPort,
+    /// The UDP length field disagrees with the packet.
+    #[error("bad UDP length")]
+    UdpLength,
+    /// The UDP checksum is set and wrong.
+    #[error("bad UDP checksum")]
+    UdpChecksum,
+    /// Too short for the BOOTP fixed fields and the magic cookie, or the cookie is wrong.
+    #[error("not a DHCP message")]
+    NotDhcp,
+    /// The op field is not what this direction carries.
+    #[error("wrong BOOTP op {0}")]
+    WrongOp(u8),
+    /// An option runs past the end of the message.
+    #[error("truncated DHCP option {0}")]
+    TruncatedOption(u8),
+    /// The message type is absent or not the one expected.
+    #[error("DHCP message type {0:?} is not the one expected")]
+    WrongMessageType(Option<u8>),
+    /// Neither ciaddr nor the IP source give an address to answer.
+    #[error("no client address to answer")]
+    NoClientAddress,
+    /// A classless route with a prefix longer than 32 or cut short.
+    #[error("bad classless static route")]
+    BadRoute,
+    /// The reply would not fit in one IPv4 packet.
+    #[error("reply too large")]
+    TooLarge,
+}
+
+/// One classless static route (RFC 3442): destination network and the router to reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClasslessRoute {
+    destination: Ipv4Addr,
+    prefix_len: u8,
+    router: Ipv4Addr,
+}
+
+impl ClasslessRoute {
+    /// A route to `destination/prefix_len` via `router`; host bits of `destination` are
+    /// cleared. Fails on a prefix longer than 32.
+    pub fn new(destination: Ipv4Addr, prefix_len: u8, router: Ipv4Addr) -> Result<Self, DhcpError> {
+        if prefix_len > 32 {
+            return Err(DhcpError::BadRoute);
+        }
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(prefix_len))
+            .unwrap_or(0);
+        Ok(Self {
+            destination: Ipv4Addr::from(u32::from(destination) & mask),
+            prefix_len,
+            router,
+        })
+    }
+
+    /// The destination network (host bits clear).
+    pub fn destination(&self) -> Ipv4Addr {
+        self.destination
+    }
+
+    /// The prefix length, 0 to 32.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix_len
+    }
+
+    /// The router for the destination.
+    pub fn router(&self) -> Ipv4Addr {
+        self.router
+    }
+
+    /// RFC 3442 §3: significant octets of the destination, ceil(prefix / 8).
+    fn significant_octets(&self) -> usize {
+        usize::from(self.prefix_len).div_ceil(8)
+    }
+}
+
+/// Appends `routes` in RFC 3442 encoding: width, significant destination octets, router.
+pub fn encode_classless_routes(routes: &[ClasslessRoute], out: &mut Vec<u8>) {
+    for route in routes {
+        out.push(route.prefix_len);
+        let octets = route.destination.octets();
+        out.extend(octets.iter().take(route.significant_octets()));
+        out.extend_from_slice(&route.router.octets());
+    }
+}
+
+/// Reads an RFC 3442 route list (the concatenated value of option 121 or 249).
+pub fn decode_classless_routes(mut data: &[u8]) -> Result<Vec<ClasslessRoute>, DhcpError> {
+    let mut routes = Vec::new();
+    while let Some((&prefix_len, rest)) = data.split_first() {
+        if prefix_len > 32 {
+            return Err(DhcpError::BadRoute);
+        }
+        let significant = usize::from(prefix_len).div_ceil(8);
+        let (destination, rest) = rest
+            .split_at_checked(significant)
+            .ok_or(DhcpError::BadRoute)?;
+        let (router, rest) = rest.split_at_checked(4).ok_or(DhcpError::BadRoute)?;
+        let mut octets = [0u8; 4];
+        octets
+            .iter_mut()
+            .zip(destination)
+            .for_each(|(o, d)| *o = *d);
+        routes.push(ClasslessRoute::new(
+            Ipv4Addr::from(octets),
+            prefix_len,
+            ipv4_at(router, 0).ok_or(DhcpError::BadRoute)?,
+        )?);
+        data = rest;
+    }
+    Ok(routes)
+}
+
+/// What the gateway tells clients that ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InformConfig {
+    /// The gateway's tunnel address: server identifier and source of replies.
+    pub server: Ipv4Addr,
+    /// Split-tunnel routes (options 121 and 249); none are sent when empty.
+    pub routes: Vec<ClasslessRoute>,
+    /// The connection-specific DNS suffix (option 15).
+    pub domain: Option<String>,
+    /// DNS servers (option 6); none are sent when empty.
+    pub dns: Vec<Ipv4Addr>,
+}
+
+impl InformConfig {
+    /// Whether there is anything to answer with: without routes or a domain the request is
+    /// left alone.
+    pub fn answers(&self) -> bool {
+        !self.routes.is_empty() || self.domain.is_some()
+    }
+}
+
+/// The fields of a DHCPINFORM that the reply echoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inform {
+    /// The IPv4 source address.
+    pub source: Ipv4Addr,
+    /// The IPv4 destination address (broadcast or the server).
+    pub destination: Ipv4Addr,
+    /// Transaction ID.
+    pub xid: u32,
+    /// The client's own address.
+    pub ciaddr: Ipv4Addr,
+    /// Hardware type, length and address, echoed.
+    pub htype: u8,
+    /// Hardware address length.
+    pub hlen: u8,
+    /// Client hardware address.
+    pub chaddr: [u8; CHADDR_LEN],
+    /// Flags, echoed (RFC 2131 §4.3.1).
+    pub flags: u16,
+}
+
+/// Recognises a DHCPINFORM to UDP port 67 in a whole IPv4 packet.
+pub fn parse_inform(packet: &[u8]) -> Result<Inform, DhcpError> {
+    let datagram = Datagram::parse(packet, DHCP_SERVER_PORT)?;
+    let message = Message::parse(datagram.payload, BOOTREQUEST)?;
+    if message.message_type != Some(DHCPINFORM) {
+        return Err(DhcpError::WrongMessageType(message.message_type));
+    }
+    Ok(Inform {
+        source: datagram.source,
+        destination: datagram.destination,
+        xid: message.xid,
+        ciaddr: message.ciaddr,
+        htype: message.htype,
+        hlen: message.hlen,
+        chaddr: message.chaddr,
+        flags: message.flags,
+    })
+}
+
+/// Writes into `out` (cleared first) the whole IPv4 packet of the DHCPACK that answers
+/// `inform`: sent from the server to the client's address, port 67 to 68.
+pub fn build_ack(
+    inform: &Inform,
+    config: &InformConfig,
+    out: &mut Vec<u8>,
+) -> Result<(), DhcpError> {
+    // RFC 2131 §4.3.5: the ACK goes to ciaddr; a client that left it empty is answered at
+    // the address it sent from.
+    let client = [inform.ciaddr, inform.source]
+        .into_iter()
+        .find(|a| !a.is_unspecified() && !a.is_broadcast())
+        .ok_or(DhcpError::NoClientAddress)?;
+    let mut dhcp = Vec::with_capacity(BOOTP_MIN_MESSAGE_LEN);
+    dhcp.extend_from_slice(&[BOOTREPLY, inform.htype, inform.hlen, 0]);
+    dhcp.extend_from_slice(&inform.xid.to_be_bytes());
+    dhcp.extend_from_slice(&[0, 0]); // secs
+    dhcp.extend_from_slice(&inform.flags.to_be_bytes());
+    dhcp.extend_from_slice(&inform.ciaddr.octets());
+    // RFC 2131 §4.3.5: yiaddr stays empty; siaddr and giaddr are not used here.
+    dhcp.resize(OFFSET_CHADDR, 0);
+    dhcp.extend_from_slice(&inform.chaddr);
+    dhcp.resize(BOOTP_FIXED_LEN, 0); // sname, file
+    dhcp.extend_from_slice(&MAGIC_COOKIE);
+    put_option(&mut dhcp, OPTION_MESSAGE_TYPE, &[DHCPACK]);
+    put_option(&mut dhcp, OPTION_SERVER_ID, &config.server.octets());
+    if !config.dns.is_empty() {
+        let dns: Vec<u8> = config.dns.iter().flat_map(|a| a.octets()).collect();
+        put_option(&mut dhcp, OPTION_DNS, &dns);
+    }
+    if let Some(domain) = config.domain.as_deref().filter(|d| !d.is_empty()) {
+        put_option(&mut dhcp, OPTION_DOMAIN_NAME, domain.as_bytes());
+    }
+    if !config.routes.is_empty() {
+        let mut routes = Vec::new();
+        encode_classless_routes(&config.routes, &mut routes);
+        put_option(&mut dhcp, OPTION_MS_CLASSLESS_ROUTES, &routes);
+        put_option(&mut dhcp, OPTION_CLASSLESS_ROUTES, &routes);
+    }
+    dhcp.push(OPTION_END);
+    if dhcp.len() < BOOTP_MIN_MESSAGE_LEN {
+        dhcp.resize(BOOTP_MIN_MESSAGE_LEN, OPTION_PAD);
+    }
+    write_udp_ipv4(config.server, client, &dhcp, out)
+}
+
+/// RFC 3396: a value longer than one option is split across consecutive options of the
+/// same code, which the receiver concatenates.
+fn put_option(out: &mut Vec<u8>, code: u8, value: &[u8]) {
+    for chunk in value.chunks(OPTION_MAX_LEN) {
+        out.push(code);
+        out.push(u8::try_from(chunk.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// Wraps `payload` in UDP (67 -> 68) and IPv4 headers, both with checksums.
+fn write_udp_ipv4(
+    source: Ipv4Addr,
+    destination: Ipv4Addr,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), DhcpError> {
+    let udp_len = u16::try_from(UDP_HEADER_LEN + payload.len()).map_err(|_| DhcpError::TooLarge)?;
+    let total_len = u16::try_from(IPV4_MIN_HEADER_LEN + usize::from(udp_len))
+        .map_err(|_| DhcpError::TooLarge)?;
+    out.clear();
+    out.push((IPV4_VERSION << 4) | 5);
+    out.push(0); // TOS
+    out.extend_from_slice(&total_len.to_be_bytes());
+    out.extend_from_slice(&[0, 0]); // identification: DF is set, nothing to reassemble
+    out.extend_from_slice(&IPV4_DONT_FRAGMENT.to_be_bytes());
+    out.extend_from_slice(&[IPV4_DEFAULT_TTL, IP_PROTOCOL_UDP, 0, 0]);
+    out.extend_from_slice(&source.octets());
+    out.extend_from_slice(&destination.octets());
+    let header_sum = !fold(sum_words(out));
+    out[10..12].copy_from_slice(&header_sum.to_be_bytes());
+    let udp_start = out.len();
+    out.extend_from_slice(&DHCP_SERVER_PORT.to_be_bytes());
+    out.extend_from_slice(&DHCP_CLIENT_PORT.to_be_bytes());
+    out.extend_from_slice(&udp_len.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(payload);
+    let udp = out.get(udp_start..).unwrap_or_default();
+    let sum = !fold(udp_pseudo_sum(source, destination, udp_len) + sum_words(udp));
+    // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
+    let sum = if sum == 0 { 0xFFFF } else { sum };
+    out[udp_start + 6..udp_start + 8].copy_from_slice(&sum.to_be_bytes());
+    Ok(())
+}
+
+/// What a DHCPACK (as written by [`build_ack`]) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The IPv4 destination address.
+    pub destination: Ipv4Addr,
+    /// Transaction ID.
+    pub xid: u32,
+    /// ciaddr.
+    pub ciaddr: Ipv4Addr,
+    /// yiaddr.
+    pub yiaddr: Ipv4Addr,
+    /// Option 54.
+    pub server_id: Option<Ipv4Addr>,
+    /// Option 6.
+    pub dns: Vec<Ipv4Addr>,
+    /// Option 15.
+    pub domain: Option<Vec<u8>>,
+    /// Option 121, decoded.
+    pub classless_routes: Vec<ClasslessRoute>,
+    /// Option 249, decoded.
+    pub ms_classless_routes: Vec<ClasslessRoute>,
+}
+
+/// Reads a DHCPACK to UDP port 68 in a whole IPv4 packet.
+pub fn parse_ack(packet: &[u8]) -> Result<Ack, DhcpError> {
+    let datagram = Datagram::parse(packet, DHCP_CLIENT_PORT)?;
+    let message = Message::parse(datagram.payload, BOOTREPLY)?;
+    if message.message_type != Some(DHCPACK) {
+        return Err(DhcpError::WrongMessageType(message.message_type));
+    }
+    let value = |code| message.option(code);
+    let server_id = value(OPTION_SERVER_ID).and_then(|v| ipv4_at(&v, 0));
+    let dns = value(OPTION_DNS)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .filter_map(|c| ipv4_at(c, 0))
+        .collect();
+    let routes = |code| decode_classless_routes(&value(code).unwrap_or_default());
+    Ok(Ack {
+        destination: datagram.destination,
+        xid: message.xid,
+        ciaddr: message.ciaddr,
+        yiaddr: message.yiaddr,
+        server_id,
+        dns,
+        domain: value(OPTION_DOMAIN_NAME),
+        classless_routes: routes(OPTION_CLASSLESS_ROUTES)?,
+        ms_classless_routes: routes(OPTION_MS_CLASSLESS_ROUTES)?,
+    })
+}
+
+/// A checked UDP datagram inside an IPv4 packet.
+struct Datagram<'a> {
+    source: Ipv4Addr,
+    destination: Ipv4Addr,
+    payload: &'a [u8],
+}
+
+impl<'a> Datagram<'a> {
+    /// RFC 791 and RFC 768 checks; `port` is the destination port required.
+    fn parse(packet: &'a [u8], port: u16) -> Result<Self, DhcpError> {
+        let first = *packet.first().ok_or(DhcpError::NotIpv4)?;
+        let header_len = usize::from(first & 0x0F) * 4;
+        let total_len = usize::from(u16_at(packet, 2).ok_or(DhcpError::NotIpv4)?);
+        if first >> 4 != IPV4_VERSION
+            || header_len < IPV4_MIN_HEADER_LEN
+            || total_len < header_len
+            || total_len > packet.len()
+        {
+            return Err(DhcpError::NotIpv4);
+        }
+        let header = packet.get(..header_len).ok_or(DhcpError::NotIpv4)?;
+        if fold(sum_words(header)) != 0xFFFF {
+            return Err(DhcpError::NotIpv4);
+        }
+        if u16_at(header, 6).ok_or(DhcpError::NotIpv4)? & IPV4_FRAGMENT_BITS != 0 {
+            return Err(DhcpError::Fragment);
+        }
+        let source = ipv4_at(header, 12).ok_or(DhcpError::NotIpv4)?;
+        let destination = ipv4_at(header, 16).ok_or(DhcpError::NotIpv4)?;
+        let udp = packet
+            .get(header_len..total_len)
+            .ok_or(DhcpError::NotIpv4)?;
+        if header.get(9) != Some(&IP_PROTOCOL_UDP) || u16_at(udp, 2) != Some(port) {
+            return Err(DhcpError::NotDhcpPort);
+        }
+        let udp_len = u16_at(udp, 4).ok_or(DhcpError::UdpLength)?;
+        let udp = udp
+            .get(..usize::from(udp_len))
+            .filter(|u| u.len() >= UDP_HEADER_LEN)
+            .ok_or(DhcpError::UdpLength)?;
+        // RFC 768: zero means the sender computed no checksum.
+        if u16_at(udp, 6) != Some(0)
+            && fold(udp_pseudo_sum(source, destination, udp_len) + sum_words(udp)) != 0xFFFF
+        {
+            return Err(DhcpError::UdpChecksum);
+        }
+        Ok(Self {
+            source,
+            destination,
+            payload: udp.get(UDP_HEADER_LEN..).unwrap_or_default(),
+        })
+    }
+}
+
+/// The BOOTP fields and options of one DHCP message.
+struct Message<'a> {
+    htype: u8,
+    hlen: u8,
+    xid: u32,
+    flags: u16,
+    ciaddr: Ipv4Addr,
+    yiaddr: Ipv4Addr,
+    chaddr: [u8; CHADDR_LEN],
+    message_type: Option<u8>,
+    options: Vec<(u8, &'a [u8])>,
+}
+
+impl<'a> Message<'a> {
+    fn parse(payload: &'a [u8], op: u8) -> Result<Self, DhcpError> {
+        let (fixed, rest) = payload
+            .split_at_checked(BOOTP_FIXED_LEN)
+            .ok_or(DhcpError::NotDhcp)?;
+        let (cookie, mut data) = rest.split_at_checked(4).ok_or(DhcpError::NotDhcp)?;
+        if cookie != MAGIC_COOKIE {
+            return Err(DhcpError::NotDhcp);
+        }
+        let got = fixed.first().copied().unwrap_or_default();
+        if got != op {
+            return Err(DhcpError::WrongOp(got));
+        }
+        let mut options = Vec::new();
+        while let Some((&code, rest)) = data.split_first() {
+            match code {
+                OPTION_PAD => data = rest,
+                OPTION_END => break,
+                _ => {
+                    let (&len, rest) =
+                        rest.split_first().ok_or(DhcpError::TruncatedOption(code))?;
+                    let (value, rest) = rest
+                        .split_at_checked(usize::from(len))
+                        .ok_or(DhcpError::TruncatedOption(code))?;
+                    options.push((code, value));
+                    data = rest;
+                }
+            }
+        }
+        let message_type = options
+            .iter()
+            .find(|(code, _)| *code == OPTION_MESSAGE_TYPE)
+            .and_then(|(_, value)| value.first().copied());
+        let mut chaddr = [0u8; CHADDR_LEN];
+        chaddr.copy_from_slice(
+            fixed
+                .get(OFFSET_CHADDR..OFFSET_CHADDR + CHADDR_LEN)
+                .ok_or(DhcpError::NotDhcp)?,
+        );
+        Ok(Self {
+            htype: fixed.get(OFFSET_HTYPE).copied().unwrap_or_default(),
+            hlen: fixed.get(OFFSET_HLEN).copied().unwrap_or_default(),
+            xid: u32_at(fixed, OFFSET_XID).ok_or(DhcpError::NotDhcp)?,
+            flags: u16_at(fixed, OFFSET_FLAGS).ok_or(DhcpError::NotDhcp)?,
+            ciaddr: ipv4_at(fixed, OFFSET_CIADDR).ok_or(DhcpError::NotDhcp)?,
+            yiaddr: ipv4_at(fixed, OFFSET_YIADDR).ok_or(DhcpError::NotDhcp)?,
+            chaddr,
+            message_type,
+            options,
+        })
+    }
+
+    /// The value of `code`, its instances concatenated (RFC 3396), or `None` if absent.
+    fn option(&self, code: u8) -> Option<Vec<u8>> {
+        let mut found = self.options.iter().filter(|(c, _)| *c == code).peekable();
+        found.peek()?;
+        Some(found.flat_map(|(_, value)| value.iter().copied()).collect())
+    }
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn ipv4_at(bytes: &[u8], at: usize) -> Option<Ipv4Addr> {
+    u32_at(bytes, at).map(Ipv4Addr::from)
+}
+
+/// RFC 1071: the one's complement sum of 16-bit words, not yet folded; an odd last byte is
+/// padded with zero.
+fn sum_words(bytes: &[u8]) -> u32 {
+    bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .fold(0u32, u32::wrapping_add)
+}
+
+/// RFC 768: the pseudo-header sum (addresses, protocol, UDP length).
+fn udp_pseudo_sum(source: Ipv4Addr, destination: Ipv4Addr, udp_len: u16) -> u32 {
+    let mut pseudo = [0u8; 12];
+    pseudo[..4].copy_from_slice(&source.octets());
+    pseudo[4..8].copy_from_slice(&destination.octets());
+    pseudo[9] = IP_PROTOCOL_UDP;
+    pseudo[10..].copy_from_slice(&udp_len.to_be_bytes());
+    sum_words(&pseudo)
+}
+
+/// RFC 1071: folds the carries back into 16 bits.
+fn fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    sum as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+
+    /// A DHCPINFORM shaped like the one Windows RAS sends after IPCP: broadcast, ciaddr set,
+    /// options 53, 61, 12, 60 and 55 asking for 249 and 121.
+    fn windows_inform(udp_checksum: bool) -> Vec<u8> {
+        let mut dhcp = vec![BOOTREQUEST, 1, 6, 0, 0x12, 0x34, 0xAB, 0xCD, 0, 0, 0, 0];
+        dhcp.extend_from_slice(&CLIENT.octets());
+        dhcp.resize(OFFSET_CHADDR, 0);
+        dhcp.extend_from_slice(&[0x02, 0x00, 0x4C, 0x4F, 0x4F, 0x50]);
+        dhcp.resize(BOOTP_FIXED_LEN, 0);
+        dhcp.extend_from_slice(&MAGIC_COOKIE);
+        dhcp.extend_from_slice(&[53, 1, DHCPINFORM]);
+        dhcp.extend_from_slice(&[61, 7, 1, 0x02, 0x00, 0x4C, 0x4F, 0x4F, 0x50]);
+        dhcp.extend_from_slice(&[12, 8]);
+        dhcp.extend_from_slice(b"WIN11-VM");
+        dhcp.extend_from_slice(&[60, 8]);
+        dhcp.extend_from_slice(b"MSFT 5.0");
+        dhcp.extend_from_slice(&[55, 12, 1, 15, 3, 6, 44, 46, 47, 31, 33, 121, 249, 43]);
+        dhcp.push(OPTION_END);
+        let mut packet = Vec::new();
+        write_udp_ipv4(CLIENT, Ipv4Addr::BROADCAST, &dhcp, &mut packet).unwrap();
+        // The helper writes a server-to-client datagram; turn the ports around.
+        packet[20..24].copy_from_slice(&[0, 68, 0, 67]);
+        packet[26..28].copy_from_slice(&[0, 0]);
+        if udp_checksum {
+            let sum = !fold(
+                udp_pseudo_sum(CLIENT, Ipv4Addr::BROADCAST, (packet.len() - 20) as u16)
+                    + sum_words(&packet[20..]),
+            );
+            packet[26..28].copy_from_slice(&sum.to_be_bytes());
+        }
+        packet
+    }
+
+    fn route(a: [u8; 4], len: u8) -> ClasslessRoute {
+        ClasslessRoute::new(Ipv4Addr::from(a), len, SERVER).unwrap()
+    }
+
+    fn config(routes: Vec<ClasslessRoute>) -> InformConfig {
+        InformConfig {
+            server: SERVER,
+            routes,
+            domain: Some("corp.example".to_owned()),
+            dns: vec![Ipv4Addr::new(10, 0, 0, 53)],
+        }
+    }
+
+    fn encoded(routes: &[ClasslessRoute]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_classless_routes(routes, &mut out);
+        out
+    }
+
+    #[test]
+    fn rfc_3442_encodings_carry_only_the_significant_destination_octets() {
+        assert_eq!(encoded(&[route([0, 0, 0, 0], 0)]), [0, 10, 77, 0, 1]);
+        assert_eq!(encoded(&[route([10, 0, 0, 0], 8)]), [8, 10, 10, 77, 0, 1]);
+        assert_eq!(
+            encoded(&[route([10, 17, 0, 0], 16)]),
+            [16, 10, 17, 10, 77, 0, 1]
+        );
+        assert_eq!(
+            encoded(&[route([192, 168, 1, 0], 24)]),
+            [24, 192, 168, 1, 10, 77, 0, 1]
+        );
+        assert_eq!(
+            encoded(&[route([10, 229, 0, 128], 32)]),
+            [32, 10, 229, 0, 128, 10, 77, 0, 1]
+        );
+        // RFC 3442 §3's own example: 10.229.0.128/25 is 25.10.229.0.128.
+        assert_eq!(
+            encoded(&[route([10, 229, 0, 128], 25)]),
+            [25, 10, 229, 0, 128, 10, 77, 0, 1]
+        );
+    }
+
+    #[test]
+    fn host_bits_of_a_destination_are_cleared_and_long_prefixes_refused() {
+        assert_eq!(
+            route([10, 17, 3, 4], 16).destination(),
+            Ipv4Addr::new(10, 17, 0, 0)
+        );
+        assert_eq!(
+            ClasslessRoute::new(Ipv4Addr::UNSPECIFIED, 33, SERVER),
+            Err(DhcpError::BadRoute)
+        );
+    }
+
+    #[test]
+    fn a_route_list_decodes_back_to_the_routes_encoded() {
+        let routes = vec![
+            route([0, 0, 0, 0], 0),
+            route([10, 0, 0, 0], 8),
+            route([10, 17, 0, 0], 16),
+            route([192, 168, 1, 0], 24),
+            route([192, 0, 2, 7], 32),
+        ];
+        assert_eq!(decode_classless_routes(&encoded(&routes)), Ok(routes));
+    }
+
+    #[test]
+    fn truncated_or_overlong_route_lists_are_errors() {
+        assert_eq!(
+            decode_classless_routes(&[24, 192, 168]),
+            Err(DhcpError::BadRoute)
+        );
+        assert_eq!(
+            decode_classless_routes(&[8, 10, 1, 2, 3]),
+            Err(DhcpError::BadRoute)
+        );
+        assert_eq!(
+            decode_classless_routes(&[33, 1, 2, 3, 4, 5, 1, 2, 3, 4]),
+            Err(DhcpError::BadRoute)
+        );
+    }
+
+    #[test]
+    fn a_windows_inform_is_recognised_with_or_without_a_udp_checksum() {
+        for checksum in [true, false] {
+            let inform = parse_inform(&windows_inform(checksum)).unwrap();
+            assert_eq!(inform.xid, 0x1234_ABCD);
+            assert_eq!(inform.ciaddr, CLIENT);
+            assert_eq!(inform.source, CLIENT);
+            assert_eq!(inform.destination, Ipv4Addr::BROADCAST);
+            assert_eq!(&inform.chaddr[..6], &[0x02, 0x00, 0x4C, 0x4F, 0x4F, 0x50]);
+        }
+    }
+
+    #[test]
+    fn a_wrong_udp_checksum_is_refused() {
+        let mut packet = windows_inform(true);
+        packet[27] ^= 1;
+        assert_eq!(parse_inform(&packet), Err(DhcpError::UdpChecksum));
+    }
+
+    #[test]
+    fn a_corrupt_ip_header_or_a_fragment_is_refused() {
+        let mut packet = windows_inform(false);
+        packet[8] = 1; // TTL changed, header checksum now wrong
+        assert_eq!(parse_inform(&packet), Err(DhcpError::NotIpv4));
+        let mut packet = windows_inform(false);
+        packet[6] = 0x20; // More Fragments
+        packet[10..12].copy_from_slice(&[0, 0]);
+        let sum = !fold(sum_words(&packet[..20]));
+        packet[10..12].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(parse_inform(&packet), Err(DhcpError::Fragment));
+    }
+
+    #[test]
+    fn other_dhcp_messages_and_other_udp_are_not_informs() {
+        let mut packet = windows_inform(false);
+        let at = 20 + UDP_HEADER_LEN + BOOTP_FIXED_LEN + 4 + 2;
+        assert_eq!(packet[at], DHCPINFORM);
+        packet[at] = 3; // DHCPREQUEST
+        assert_eq!(
+            parse_inform(&packet),
+            Err(DhcpError::WrongMessageType(Some(3)))
+        );
+        let mut packet = windows_inform(false);
+        packet[23] = 53; // to the DNS port
+        assert_eq!(parse_inform(&packet), Err(DhcpError::NotDhcpPort));
+        let mut packet = windows_inform(false);
+        packet[20 + UDP_HEADER_LEN + BOOTP_FIXED_LEN] = 0;
+        assert_eq!(parse_inform(&packet), Err(DhcpError::NotDhcp));
+    }
+
+    #[test]
+    fn the_ack_carries_exactly_the_configured_options_in_order() {
+        let inform = parse_inform(&windows_inform(true)).unwrap();
+        let routes = vec![route([10, 17, 0, 0], 16), route([192, 168, 1, 0], 24)];
+        let mut packet = Vec::new();
+        build_ack(&inform, &config(routes), &mut packet).unwrap();
+        assert_eq!(&packet[..2], &[0x45, 0]);
+        assert_eq!(&packet[12..20], &[10, 77, 0, 1, 10, 77, 0, 2]);
+        assert_eq!(&packet[20..24], &[0, 67, 0, 68]);
+        let dhcp = &packet[28..];
+        assert_eq!(&dhcp[..8], &[2, 1, 6, 0, 0x12, 0x34, 0xAB, 0xCD]);
+        assert_eq!(
+            &dhcp[12..20],
+            &[10, 77, 0, 2, 0, 0, 0, 0],
+            "ciaddr, yiaddr 0"
+        );
+        assert_eq!(&dhcp[28..34], &[0x02, 0x00, 0x4C, 0x4F, 0x4F, 0x50]);
+        let routes = [16, 10, 17, 10, 77, 0, 1, 24, 192, 168, 1, 10, 77, 0, 1];
+        let mut options = vec![99, 130, 83, 99, 53, 1, 5, 54, 4, 10, 77, 0, 1];
+        options.extend_from_slice(&[6, 4, 10, 0, 0, 53, 15, 12]);
+        options.extend_from_slice(b"corp.example");
+        options.extend_from_slice(&[249, 15]);
+        options.extend_from_slice(&routes);
+        options.extend_from_slice(&[121, 15]);
+        options.extend_from_slice(&routes);
+        options.push(255);
+        // 304 bytes of DHCP: already past the 300-byte BOOTP minimum, so no padding.
+        assert_eq!(&dhcp[236..], options.as_slice());
+    }
+
+    #[test]
+    fn the_ack_parses_back_with_valid_checksums_and_the_same_routes() {
+        let inform = parse_inform(&windows_inform(false)).unwrap();
+        let routes = vec![route([0, 0, 0, 0], 0), route([10, 0, 0, 0], 8)];
+        let mut packet = Vec::new();
+        build_ack(&inform, &config(routes.clone()), &mut packet).unwrap();
+        let ack = parse_ack(&packet).unwrap();
+        assert_eq!(ack.destination, CLIENT);
+        assert_eq!(ack.xid, 0x1234_ABCD);
+        assert_eq!(ack.yiaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(ack.server_id, Some(SERVER));
+        assert_eq!(ack.dns, vec![Ipv4Addr::new(10, 0, 0, 53)]);
+        assert_eq!(ack.domain.as_deref(), Some(&b"corp.example"[..]));
+        assert_eq!(ack.classless_routes, routes);
+        assert_eq!(ack.ms_classless_routes, routes);
+    }
+
+    #[test]
+    fn routes_longer_than_one_option_are_split_and_joined_again() {
+        let inform = parse_inform(&windows_inform(true)).unwrap();
+        // 60 routes of 8 bytes each: 480 bytes, two options of each code.
+        let routes: Vec<_> = (0..60u8).map(|i| route([172, 16, i, 0], 24)).collect();
+        let mut packet = Vec::new();
+        build_ack(&inform, &config(routes.clone()), &mut packet).unwrap();
+        let ack = parse_ack(&packet).unwrap();
+        assert_eq!(ack.ms_classless_routes, routes);
+        assert_eq!(ack.classless_routes, routes);
+    }
+
+    #[test]
+    fn an_inform_without_any_client_address_cannot_be_answered() {
+        let mut inform = parse_inform(&windows_inform(true)).unwrap();
+        inform.ciaddr = Ipv4Addr::UNSPECIFIED;
+        inform.source = Ipv4Addr::UNSPECIFIED;
+        let mut packet = Vec::new();
+        assert_eq!(
+            build_ack(&inform, &config(vec![]), &mut packet),
+            Err(DhcpError::NoClientAddress)
+        );
+    }
+
+    #[test]
+    fn a_short_ack_is_padded_to_the_bootp_minimum() {
+        let inform = parse_inform(&windows_inform(true)).unwrap();
+        let mut config = config(vec![route([10, 0, 0, 0], 8)]);
+        config.domain = None;
+        config.dns.clear();
+        let mut packet = Vec::new();
+        build_ack(&inform, &config, &mut packet).unwrap();
+        assert_eq!(packet.len(), 20 + 8 + BOOTP_MIN_MESSAGE_LEN);
+        assert_eq!(parse_ack(&packet).unwrap().classless_routes.len(), 1);
+    }
+
+    #[test]
+    fn nothing_is_answered_without_routes_or_a_domain() {
+        let mut config = config(vec![]);
+        assert!(config.answers());
+        config.domain = None;
+        assert!(!config.answers());
+    }
+
+    #[test]
+    fn every_truncation_of_an_inform_is_an_error_not_a_panic() {
+        let packet = windows_inform(true);
+        for len in 0..packet.len() {
+            assert!(parse_inform(&packet[..len]).is_err(), "length {len}");
+        }
+    }
+}
