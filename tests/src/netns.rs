@@ -83,17 +83,10 @@ impl NetnsLink {
     }
 
     /// Moves the calling thread into the namespace (sockets it opens afterwards live there).
-    /// Use it on a thread of its own: the thread never comes back to the host namespace.
+    /// Use it on a thread of its own: the thread never comes back to the host namespace, and
+    /// while it lives the namespace (and the veth pair) cannot go away.
     pub fn enter_on_this_thread(&self) -> Result<(), Error> {
-        let path = format!("/run/netns/{}", self.name);
-        let file = File::open(&path).map_err(|source| Error::Io {
-            what: format!("opening {path}"),
-            source,
-        })?;
-        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|errno| Error::Io {
-            what: format!("entering network namespace {}", self.name),
-            source: errno.into(),
-        })
+        enter_named(&self.name)
     }
 
     /// The namespace's name (`ip netns` name).
@@ -129,6 +122,19 @@ impl Drop for NetnsLink {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Moves the calling thread into the named network namespace `/run/netns/<name>`.
+pub(crate) fn enter_named(name: &str) -> Result<(), Error> {
+    let path = format!("/run/netns/{name}");
+    let file = File::open(&path).map_err(|source| Error::Io {
+        what: format!("opening {path}"),
+        source,
+    })?;
+    setns(&file, CloneFlags::CLONE_NEWNET).map_err(|errno| Error::Io {
+        what: format!("entering network namespace {name}"),
+        source: errno.into(),
+    })
 }
 
 /// Runs a command to completion; an error names the command and carries its stderr.

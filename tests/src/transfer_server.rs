@@ -19,7 +19,10 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::{Error, netns::NetnsLink};
+use crate::{
+    Error,
+    netns::{self, NetnsLink},
+};
 
 /// How long a transfer may stall before the server gives up on it.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -60,12 +63,12 @@ impl TransferServer {
         let stop = Arc::new(AtomicBool::new(false));
         let transfers = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let netns = NetnsLinkRef::of(link);
+        let ns_name = link.name().to_owned();
         let thread = {
             let stop = Arc::clone(&stop);
             let transfers = Arc::clone(&transfers);
             std::thread::spawn(move || {
-                let listener = netns.enter().and_then(|()| {
+                let listener = netns::enter_named(&ns_name).and_then(|()| {
                     let listener = TcpListener::bind(addr).map_err(|source| Error::Io {
                         what: format!("binding {addr} in the namespace"),
                         source,
@@ -121,30 +124,6 @@ impl Drop for TransferServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// What the server thread needs of the link: only its name, so the link stays with the test.
-struct NetnsLinkRef {
-    path: String,
-}
-
-impl NetnsLinkRef {
-    fn of(link: &NetnsLink) -> Self {
-        Self {
-            path: format!("/run/netns/{}", link.name()),
-        }
-    }
-
-    fn enter(&self) -> Result<(), Error> {
-        let file = std::fs::File::open(&self.path).map_err(|source| Error::Io {
-            what: format!("opening {}", self.path),
-            source,
-        })?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|errno| Error::Io {
-            what: format!("entering {}", self.path),
-            source: errno.into(),
-        })
     }
 }
 
