@@ -76,6 +76,10 @@ pub(crate) struct StandaloneArgs {
     /// DNS servers offered to clients (at most two).
     #[arg(long, env = "SSTP_GATEWAY_DNS", value_delimiter = ',')]
     pub(crate) dns: Vec<Ipv4Addr>,
+    /// Split-tunnel route for clients (repeat or comma-separate): answered to Windows'
+    /// DHCPINFORM as options 249 and 121.
+    #[arg(long = "route", env = "SSTP_GATEWAY_ROUTE", value_delimiter = ',')]
+    pub(crate) routes: Vec<Ipv4Net>,
     /// Do not masquerade client traffic (route the pool instead).
     #[arg(long, env = "SSTP_GATEWAY_NO_NAT")]
     pub(crate) no_nat: bool,

@@ -110,6 +110,25 @@ fn certificate_files(config: &GatewayConfig) -> anyhow::Result<(CertFiles, Publi
     })
 }
 
+/// What DHCPINFORM is answered with: the configured routes via the gateway's tunnel address,
+/// or `None` when no routes are configured.
+fn dhcp_inform_config(config: &GatewayConfig) -> Option<Arc<sstp_ppp::dhcp_inform::InformConfig>> {
+    use sstp_ppp::dhcp_inform::{ClasslessRoute, InformConfig};
+    let server = config.gateway_address();
+    let routes = config
+        .routes
+        .iter()
+        .filter_map(|net| ClasslessRoute::new(net.network(), net.prefix_len(), server).ok())
+        .collect();
+    let inform = InformConfig {
+        server,
+        routes,
+        domain: None,
+        dns: config.dns.clone(),
+    };
+    inform.answers().then(|| Arc::new(inform))
+}
+
 /// The PPP and SSTP configuration from the gateway configuration.
 fn protocol_config(config: &GatewayConfig) -> sstp_proto::ServerConfig {
     let ppp = sstp_ppp::ServerConfig {
@@ -261,6 +280,7 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         max_sessions_per_user: limits.max_sessions_per_user,
         idle_timeout: limits.idle_timeout(),
         shutdown: shutdown.clone(),
+        dhcp_inform: dhcp_inform_config(&config),
     });
 
     let sstp_listener = bind(config.listen.sstp, "SSTP").await?;

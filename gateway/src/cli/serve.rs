@@ -51,7 +51,7 @@ pub(super) fn standalone_config(args: &StandaloneArgs) -> anyhow::Result<Gateway
         },
         address_pool: args.address_pool,
         dns: args.dns.clone(),
-        routes: Vec::new(),
+        routes: args.routes.clone(),
         nat: !args.no_nat,
         auth: AuthConfig { methods },
         limits: Limits {

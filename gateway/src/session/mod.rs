@@ -14,6 +14,7 @@ use std::{
 
 use bytes::Bytes;
 use sstp_api::UsersDocument;
+use sstp_ppp::dhcp_inform::{self, InformConfig};
 use sstp_proto::{CertHashes, ServerConnection};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -59,6 +60,9 @@ pub struct SessionShared {
     pub idle_timeout: Option<Duration>,
     /// Becomes true when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// What a client's DHCPINFORM is answered with (split-tunnel routes); `None` when there is
+    /// nothing to tell, and the request goes to the TUN device like any packet.
+    pub dhcp_inform: Option<Arc<InformConfig>>,
 }
 
 /// Deadlines of session setup.
@@ -293,10 +297,12 @@ impl Session {
     }
 
     /// Client -> TUN. Only packets from the client's own address pass: a client must not
-    /// spoof another session's address (or anyone else's).
+    /// spoof another session's address (or anyone else's). A DHCPINFORM is answered here
+    /// when there are routes to give (see [`sstp_ppp::dhcp_inform`]).
     fn forward_from_client(&mut self) {
         let mut packets = 0u64;
         let mut bytes = 0u64;
+        let mut replies = Vec::new();
         while let Some(packet) = self.conn.poll_ip() {
             if self
                 .peer
@@ -310,9 +316,17 @@ impl Session {
             }
             packets += 1;
             bytes += packet.len() as u64;
+            if let Some(reply) = answer_dhcp_inform(self.shared.dhcp_inform.as_deref(), packet) {
+                replies.push(reply);
+                continue;
+            }
             // The TUN writer keeps up unless the kernel stalls; dropping then is what a
             // congested link would do.
             let _ = self.shared.to_tun.try_send(Bytes::copy_from_slice(packet));
+        }
+        for reply in replies {
+            // Only fails once the call is ending, when nobody needs the answer.
+            let _ = self.conn.send_ip(&reply);
         }
         if packets > 0 {
             self.last_data = Instant::now();
@@ -346,6 +360,27 @@ impl Session {
             self.shared
                 .metrics
                 .traffic(Direction::ToClient, packets, bytes);
+        }
+    }
+}
+
+/// The DHCPACK for `packet` if it is a DHCPINFORM to this gateway (broadcast or its
+/// tunnel address) and there is something to answer with.
+fn answer_dhcp_inform(config: Option<&InformConfig>, packet: &[u8]) -> Option<Vec<u8>> {
+    let config = config?;
+    let inform = dhcp_inform::parse_inform(packet).ok()?;
+    if !(inform.destination.is_broadcast() || inform.destination == config.server) {
+        return None;
+    }
+    let mut reply = Vec::new();
+    match dhcp_inform::build_ack(&inform, config, &mut reply) {
+        Ok(()) => {
+            debug!(routes = config.routes.len(), "answered DHCPINFORM");
+            Some(reply)
+        }
+        Err(error) => {
+            debug!(%error, "DHCPINFORM not answered");
+            None
         }
     }
 }
