@@ -40,9 +40,15 @@ struct Cli {
     /// Seconds the Lease stays valid without renewal.
     #[arg(long, env = "SSTP_OPERATOR_LEASE_DURATION_SECONDS", default_value_t = DEFAULT_LEASE_DURATION)]
     lease_duration_seconds: u64,
-    /// Watch only this namespace (default: all namespaces; the RBAC can then be a Role).
-    #[arg(long, env = "SSTP_OPERATOR_WATCH_NAMESPACE")]
-    watch_namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (default: all namespaces; the RBAC can then
+    /// be a Role in each).
+    #[arg(
+        long,
+        env = "SSTP_OPERATOR_WATCH_NAMESPACE",
+        value_delimiter = ',',
+        value_name = "NAMESPACE[,NAMESPACE...]"
+    )]
+    watch_namespace: Vec<String>,
     /// Seconds before expiry that the holder renews.
     #[arg(long, env = "SSTP_OPERATOR_LEASE_GRACE_SECONDS", default_value_t = DEFAULT_LEASE_GRACE)]
     lease_grace_seconds: u64,
@@ -92,7 +98,7 @@ fn try_main() -> anyhow::Result<()> {
                 grace_seconds: lease_grace_seconds,
             },
             admin_address: Some(admin_address),
-            watch_namespace,
+            watch_namespaces: watch_namespace,
         };
         sstp_operator::run(client, settings, Metrics::new(), shutdown_signal())
             .await
@@ -113,5 +119,37 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn parse(extra: &[&str]) -> Cli {
+        let base = [
+            "sstp-operator",
+            "--gateway-image=gw:1",
+            "--lease-namespace=ops",
+            "--identity=pod-0",
+        ];
+        match Cli::try_parse_from(base.iter().chain(extra)) {
+            Ok(cli) => cli,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    #[test]
+    fn watch_namespace_takes_a_comma_separated_list() {
+        let cli = parse(&["--watch-namespace=vpn-a,vpn-b"]);
+        assert_eq!(cli.watch_namespace, ["vpn-a", "vpn-b"]);
+    }
+
+    #[test]
+    fn watch_namespace_may_be_repeated() {
+        let cli = parse(&["--watch-namespace", "vpn-a", "--watch-namespace", "vpn-b"]);
+        assert_eq!(cli.watch_namespace, ["vpn-a", "vpn-b"]);
     }
 }

@@ -32,8 +32,8 @@ pub struct Settings {
     pub lease: LeaseSettings,
     /// Where `/metrics`, `/healthz`, `/readyz` are served (`None`: not at all).
     pub admin_address: Option<SocketAddr>,
-    /// Watch only this namespace (`None`: all namespaces).
-    pub watch_namespace: Option<String>,
+    /// Watch only these namespaces (empty: all namespaces).
+    pub watch_namespaces: Vec<String>,
 }
 
 /// Why [`run`] ended with an error.
@@ -112,10 +112,7 @@ pub async fn run(
         .boxed()
         .shared();
         let controllers = run_controllers(
-            Scope {
-                client,
-                namespace: settings.watch_namespace.clone(),
-            },
+            Scope::all_of(&client, &settings.watch_namespaces),
             ctx,
             stop,
         );
@@ -153,6 +150,17 @@ struct Scope {
 }
 
 impl Scope {
+    /// One scope per listed namespace, or one for all namespaces when none is listed.
+    fn all_of(client: &Client, namespaces: &[String]) -> Vec<Self> {
+        scope_namespaces(namespaces)
+            .into_iter()
+            .map(|namespace| Self {
+                client: client.clone(),
+                namespace,
+            })
+            .collect()
+    }
+
     fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
@@ -164,11 +172,47 @@ impl Scope {
     }
 }
 
-/// Both controllers until `stop`.
-async fn run_controllers(scope: Scope, ctx: Arc<Context>, stop: Stop) {
-    let gateways = gateway_controller(scope.clone(), ctx.clone(), stop.clone());
-    let users = user_controller(scope, ctx, stop);
-    futures::join!(gateways, users);
+/// The namespaces to run controllers for: each listed one once (empty names ignored), or `None`
+/// (all namespaces) when none is listed. Watching a namespace twice would reconcile it twice.
+fn scope_namespaces(namespaces: &[String]) -> Vec<Option<String>> {
+    let mut listed: Vec<String> = namespaces
+        .iter()
+        .filter(|namespace| !namespace.is_empty())
+        .cloned()
+        .collect();
+    listed.sort();
+    listed.dedup();
+    if listed.is_empty() {
+        vec![None]
+    } else {
+        listed.into_iter().map(Some).collect()
+    }
+}
+
+/// Both controllers for every scope until `stop`.
+///
+/// Several namespaces run one controller pair per namespace rather than one pair fed by merged
+/// per-namespace watcher streams (`Controller::for_stream` + `owns_stream`/`watches_stream` over
+/// hand-built reflectors): a kube `Api` is one namespace or all, and everything a reconcile
+/// relates (a gateway, its users, their password Secrets, its children) lives in one namespace,
+/// so per-namespace controllers need no cross-namespace store and each watch stays a plain
+/// namespaced `Api` (no cluster-wide list/watch, Secrets included). The merged form would need
+/// a reflector store per resource and namespace plus stream plumbing for the same result.
+/// The Context (client, metrics, recorder), the leader election and the stop signal are shared;
+/// each namespace's queue is independent, so one namespace's backlog never delays another.
+async fn run_controllers(scopes: Vec<Scope>, ctx: Arc<Context>, stop: Stop) {
+    let pairs = scopes.into_iter().map(|scope| {
+        info!(
+            namespace = scope.namespace.as_deref().unwrap_or("*"),
+            "watching"
+        );
+        let gateways = gateway_controller(scope.clone(), ctx.clone(), stop.clone());
+        let users = user_controller(scope, ctx.clone(), stop.clone());
+        async move {
+            futures::join!(gateways, users);
+        }
+    });
+    futures::future::join_all(pairs).await;
 }
 
 async fn gateway_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
@@ -306,3 +350,26 @@ pub const DEFAULT_LEASE_DURATION: u64 = 15;
 pub const DEFAULT_LEASE_GRACE: u64 = 5;
 /// Unused marker so the constant type stays visible in docs.
 const _: Duration = Duration::from_secs(DEFAULT_LEASE_DURATION);
+
+#[cfg(test)]
+mod tests {
+    use super::scope_namespaces;
+
+    fn owned(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn no_listed_namespace_means_one_scope_over_all_namespaces() {
+        assert_eq!(scope_namespaces(&[]), vec![None]);
+        assert_eq!(scope_namespaces(&owned(&[""])), vec![None]);
+    }
+
+    #[test]
+    fn each_listed_namespace_gets_exactly_one_scope() {
+        assert_eq!(
+            scope_namespaces(&owned(&["vpn-b", "vpn-a", "vpn-b", ""])),
+            vec![Some("vpn-a".to_owned()), Some("vpn-b".to_owned())]
+        );
+    }
+}

@@ -369,39 +369,49 @@ fn cluster_wide_rbac_allows_what_the_operator_does_and_nothing_more() -> Result<
 }
 
 #[test]
-fn namespaced_rbac_confines_the_operator_to_the_watched_namespace() -> Result<(), Error> {
+fn namespaced_rbac_confines_the_operator_to_the_watched_namespaces() -> Result<(), Error> {
     let cp = ControlPlane::shared()?;
     let _crds = crd_lock();
     delete_crds(cp)?;
     foreign_crds(cp)?;
     let home = namespace(cp, "chart-ns-home")?;
-    let watched = namespace(cp, "chart-ns-watched")?;
+    let first = namespace(cp, "chart-ns-watched-a")?;
+    let second = namespace(cp, "chart-ns-watched-b")?;
     let other = namespace(cp, "chart-ns-other")?;
-    let (home, watched, other) = (home.name(), watched.name(), other.name());
-    let watch = format!("watchNamespaces={{{watched}}}");
+    let (home, first, second, other) = (home.name(), first.name(), second.name(), other.name());
+    let watch = format!("watchNamespaces={{{first},{second}}}");
     install(cp, "scoped", &chart_dir(), home, &[&watch])?;
     wait_crds(cp)?;
     let deployment =
         get_json(cp, &["deployment", "scoped-sstp-operator", "-n", home])?.unwrap_or_default();
     let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
     assert!(
-        args.contains(&format!("--watch-namespace={watched}")),
+        args.contains(&format!("--watch-namespace={first},{second}")),
         "{args:?}"
     );
     let account = service_account(home, "scoped-sstp-operator");
     let lease = "leases.coordination.k8s.io/scoped-sstp-operator";
-    let checks: Vec<Check<'_>> = vec![
-        ("list", "sstpgateways.sstp.io", n(watched), true),
-        ("watch", "secrets", n(watched), true),
-        ("create", "secrets", n(watched), true),
-        ("create", "deployments.apps", n(watched), true),
-        (
-            "create",
-            "roles.rbac.authorization.k8s.io",
-            n(watched),
-            true,
-        ),
-        ("create", "events.events.k8s.io", n(watched), true),
+    let mut checks: Vec<Check<'_>> = Vec::new();
+    // Everything the operator does, in each watched namespace.
+    for watched in [first, second] {
+        checks.extend([
+            ("list", "sstpgateways.sstp.io", n(watched), true),
+            ("watch", "sstpusers.sstp.io", n(watched), true),
+            ("watch", "secrets", n(watched), true),
+            ("create", "secrets", n(watched), true),
+            ("create", "deployments.apps", n(watched), true),
+            (
+                "create",
+                "roles.rbac.authorization.k8s.io",
+                n(watched),
+                true,
+            ),
+            ("create", "events.events.k8s.io", n(watched), true),
+            ("create", "pods", n(watched), false),
+            ("delete", "secrets", n(watched), false),
+        ]);
+    }
+    checks.extend([
         (
             "get",
             "customresourcedefinitions.apiextensions.k8s.io/certificates.cert-manager.io",
@@ -411,8 +421,11 @@ fn namespaced_rbac_confines_the_operator_to_the_watched_namespace() -> Result<()
         ("patch", lease, n(home), true),
         // Nowhere else: not another namespace, not all of them, not even its own.
         ("get", "secrets", n(other), false),
+        ("watch", "secrets", n(other), false),
         ("list", "sstpgateways.sstp.io", n(other), false),
+        ("watch", "sstpusers.sstp.io", n(other), false),
         ("create", "deployments.apps", n(other), false),
+        ("create", "events.events.k8s.io", n(other), false),
         (
             "list",
             "secrets",
@@ -426,9 +439,19 @@ fn namespaced_rbac_confines_the_operator_to_the_watched_namespace() -> Result<()
             false,
         ),
         ("get", "secrets", n(home), false),
-        ("create", "pods", n(watched), false),
-        ("delete", "secrets", n(watched), false),
-    ];
+    ]);
+    // check_all waits for the first grant (in `first`); the second namespace's Role reaches the
+    // authorizer by the same watch, but wait for it too rather than assume the order.
+    wait_for("the Role in the second namespace to take effect", || {
+        Ok(can_i(
+            cp,
+            &account,
+            "list",
+            "sstpgateways.sstp.io",
+            &["-n", second],
+        )?
+        .then_some(()))
+    })?;
     check_all(cp, &account, &checks)?;
     helm_ok(cp, &["uninstall", "scoped", "--namespace", home])?;
     delete_crds(cp)

@@ -375,44 +375,58 @@ fn the_operator_runs_with_exactly_the_chart_arguments_and_environment_under_the_
 }
 
 #[test]
-fn in_namespaced_mode_the_operator_works_in_its_namespace_under_the_role_alone() -> Result<(), Error>
-{
+fn in_namespaced_mode_the_operator_works_in_both_watched_namespaces_under_their_roles_alone()
+-> Result<(), Error> {
     let cp = ControlPlane::shared()?;
     let _crds = crd_lock();
     delete_crds(cp)?;
     let home = namespace(cp, "chart-run-home")?;
-    let watched = namespace(cp, "chart-run-watched")?;
+    let first = namespace(cp, "chart-run-watched-a")?;
+    let second = namespace(cp, "chart-run-watched-b")?;
     let other = namespace(cp, "chart-run-other")?;
     install(
         cp,
         home.name(),
-        &[&format!("watchNamespaces={{{}}}", watched.name())],
+        &[&format!(
+            "watchNamespaces={{{},{}}}",
+            first.name(),
+            second.name()
+        )],
     )?;
     let mut operator = Operator::start(cp, home.name())?;
     operator.wait_leading(cp, home.name())?;
 
     let files = ["gateway-builtin-ca.yaml", "user-generated-password.yaml"];
     apply_examples(cp, other.name(), &files)?;
-    apply_examples(cp, watched.name(), &files)?;
-    let ns = watched.name();
-    wait_condition(
-        cp,
-        &mut operator,
-        ns,
-        "sstpgateway",
-        "office",
-        "CertificateReady",
-    )?;
-    for (kind, name) in [
-        ("deployment", "office"),
-        ("role", "office"),
-        ("rolebinding", "office"),
-        ("secret", "office-users"),
-        ("secret", "alice-credentials"),
-    ] {
-        wait_exists(cp, &mut operator, ns, kind, name)?;
+    apply_examples(cp, first.name(), &files)?;
+    apply_examples(cp, second.name(), &files)?;
+    for ns in [first.name(), second.name()] {
+        wait_condition(
+            cp,
+            &mut operator,
+            ns,
+            "sstpgateway",
+            "office",
+            "CertificateReady",
+        )?;
+        for (kind, name) in [
+            ("deployment", "office"),
+            ("role", "office"),
+            ("rolebinding", "office"),
+            ("secret", "office-users"),
+            ("secret", "alice-credentials"),
+        ] {
+            wait_exists(cp, &mut operator, ns, kind, name)?;
+        }
+        wait_condition(cp, &mut operator, ns, "sstpuser", "alice", "Ready")?;
+        // The user reached the gateway of its own namespace (its users Secret lists her).
+        let office = wait_for(&format!("office in {ns} to count alice"), || {
+            operator.healthy();
+            Ok(get_json(cp, &["sstpgateway", "office", "-n", ns])?
+                .filter(|gw| gw["status"]["users"] == 1))
+        })?;
+        assert_eq!(office["metadata"]["namespace"], ns, "{office}");
     }
-    wait_condition(cp, &mut operator, ns, "sstpuser", "alice", "Ready")?;
     // The namespace it does not watch (applied first) stays untouched.
     let untouched =
         get_json(cp, &["sstpgateway", "office", "-n", other.name()])?.unwrap_or_default();

@@ -10,9 +10,13 @@ use serde_json::Value;
 use sstp_e2e::{ControlPlane, Error};
 
 /// Every documented mode as `--set` values (README "Modes").
-const MODES: [(&str, &[&str]); 5] = [
+const MODES: [(&str, &[&str]); 6] = [
     ("default", &[]),
     ("namespaced", &["watchNamespaces={vpn}"]),
+    (
+        "namespaced, two namespaces",
+        &["watchNamespaces={vpn-a,vpn-b}"],
+    ),
     ("without CRDs", &["installCRDs=false"]),
     ("with a ServiceMonitor", &["serviceMonitor.enabled=true"]),
     ("with a NetworkPolicy", &["networkPolicy.enabled=true"]),
@@ -139,31 +143,59 @@ fn the_default_values_render_two_restricted_replicas_with_leader_election_and_cl
     Ok(())
 }
 
+/// The documents of `kind` named `name`, by namespace.
+fn by_namespace<'a>(docs: &'a [Value], kind: &str, name: &str) -> Vec<(String, &'a Value)> {
+    let mut found: Vec<(String, &Value)> = docs
+        .iter()
+        .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .map(|d| {
+            (
+                d["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                d,
+            )
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
 #[test]
-fn namespaced_mode_passes_the_namespace_and_grants_rights_only_there() -> Result<(), Error> {
+fn namespaced_mode_passes_the_namespaces_and_grants_rights_only_there() -> Result<(), Error> {
     let cp = ControlPlane::shared()?;
     let docs = render(
         cp,
         &chart_dir(),
         RELEASE,
         NAMESPACE,
-        &["watchNamespaces={vpn}"],
+        &["watchNamespaces={vpn-a,vpn-b}"],
     )?;
     let args = strings(&operator_container(&docs)["args"]);
-    assert!(
-        args.contains(&"--watch-namespace=vpn".to_owned()),
-        "{args:?}"
-    );
-    let role = find(&docs, "Role", FULLNAME);
-    assert_eq!(role["metadata"]["namespace"], "vpn");
-    let namespaced = rules(&docs, "Role", FULLNAME);
-    assert_eq!(
-        verbs(&namespaced, "sstp.io", "sstpusers"),
-        ["get", "list", "watch"]
-    );
-    let binding = find(&docs, "RoleBinding", FULLNAME);
-    assert_eq!(binding["metadata"]["namespace"], "vpn");
-    assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    let watch: Vec<&String> = args
+        .iter()
+        .filter(|a| a.starts_with("--watch-namespace"))
+        .collect();
+    assert_eq!(watch, ["--watch-namespace=vpn-a,vpn-b"], "{args:?}");
+    // One Role and one RoleBinding in each watched namespace, nowhere else.
+    let roles = by_namespace(&docs, "Role", FULLNAME);
+    let namespaces: Vec<&str> = roles.iter().map(|(ns, _)| ns.as_str()).collect();
+    assert_eq!(namespaces, ["vpn-a", "vpn-b"]);
+    for (_, role) in &roles {
+        let namespaced = role["rules"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            verbs(&namespaced, "sstp.io", "sstpusers"),
+            ["get", "list", "watch"]
+        );
+    }
+    let bindings = by_namespace(&docs, "RoleBinding", FULLNAME);
+    let namespaces: Vec<&str> = bindings.iter().map(|(ns, _)| ns.as_str()).collect();
+    assert_eq!(namespaces, ["vpn-a", "vpn-b"]);
+    for (_, binding) in &bindings {
+        assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+        assert_eq!(binding["roleRef"]["name"], FULLNAME);
+    }
     // What stays cluster-wide is one read of two CRDs, by name.
     let cluster = rules(&docs, "ClusterRole", FULLNAME);
     assert_eq!(cluster.len(), 1, "{cluster:?}");
@@ -288,8 +320,10 @@ fn the_values_schema_refuses_typos_and_impossible_values() -> Result<(), Error> 
     assert!(nested.contains("enable"), "{nested}");
     let wrong_type = refused(cp, &["installCRDs=maybe"])?;
     assert!(wrong_type.contains("installCRDs"), "{wrong_type}");
-    let two = refused(cp, &["watchNamespaces={a,b}"])?;
-    assert!(two.contains("watchNamespaces"), "{two}");
+    let twice = refused(cp, &["watchNamespaces={a,a}"])?;
+    assert!(twice.contains("watchNamespaces"), "{twice}");
+    let invalid = refused(cp, &["watchNamespaces={a,B_b}"])?;
+    assert!(invalid.contains("watchNamespaces"), "{invalid}");
     let grace = refused(cp, &["leaderElection.renewGraceSeconds=15"])?;
     assert!(grace.contains("renewGraceSeconds must be less"), "{grace}");
     Ok(())

@@ -52,12 +52,10 @@ app.kubernetes.io/part-of: sstp-operator
 {{- end -}}
 {{- end -}}
 
-{{/* The watched namespace, empty in cluster-wide mode. The operator takes one --watch-namespace;
-     the schema allows at most one entry. */}}
-{{- define "sstp-operator.watchNamespace" -}}
-{{- if .Values.watchNamespaces -}}
-{{- first .Values.watchNamespaces -}}
-{{- end -}}
+{{/* The watched namespaces, comma-separated as --watch-namespace takes them; empty in
+     cluster-wide mode. */}}
+{{- define "sstp-operator.watchNamespaces" -}}
+{{- join "," .Values.watchNamespaces -}}
 {{- end -}}
 
 {{/* Rules on namespaced resources: what the two controllers read, write and watch.

@@ -72,7 +72,7 @@ impl Operator {
                 grace_seconds: 5,
             },
             admin_address: None,
-            watch_namespace: Some(namespace.to_owned()),
+            watch_namespaces: vec![namespace.to_owned()],
         };
         let task = tokio::spawn(sstp_operator::run(
             client.clone(),
