@@ -7,10 +7,14 @@
 //! namespace also destroys the veth pair, because one end lives inside it.
 
 use std::{
+    collections::BTreeSet,
     fs::File,
     net::Ipv4Addr,
     process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
 };
 
 use nix::sched::{CloneFlags, setns};
@@ -19,6 +23,79 @@ use crate::Error;
 
 /// Numbers the namespaces of this process, so parallel tests get distinct names.
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Blocks of [`TestNet`] handed out by this process.
+static TAKEN: Mutex<BTreeSet<u8>> = Mutex::new(BTreeSet::new());
+/// How many blocks there are: block `k` uses 198.18.k.0/30 and 198.19.2k.0/24, 198.19.2k+1.0/24.
+const BLOCKS: u8 = 128;
+
+/// A block of addresses for one test, from the benchmarking ranges (198.18.0.0/15, RFC 2544), that
+/// no interface on this host uses: a veth /30 and two /24 address pools. Test binaries (and other
+/// people's runs of the same test) may run at the same time, so the addresses cannot be fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestNet {
+    block: u8,
+}
+
+impl TestNet {
+    /// Picks a block that no interface uses yet and this process has not handed out, starting
+    /// at one derived from the process id (so two processes scanning at once rarely collide).
+    pub fn pick() -> Result<Self, Error> {
+        let out = Command::new("ip")
+            .args(["-4", "-o", "addr", "show"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::Io {
+                what: "ip -4 -o addr show".into(),
+                source,
+            })?;
+        let addrs = String::from_utf8_lossy(&out.stdout);
+        let used = |prefix: String| addrs.contains(&prefix);
+        let mut taken = TAKEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let start = u8::try_from(std::process::id() % u32::from(BLOCKS)).unwrap_or(0);
+        for offset in 0..BLOCKS {
+            let block = (start + offset) % BLOCKS;
+            let net = Self { block };
+            let busy = taken.contains(&block)
+                || used(format!(" 198.18.{block}."))
+                || used(format!(" 198.19.{}.", net.pool_octet(0)))
+                || used(format!(" 198.19.{}.", net.pool_octet(1)));
+            if !busy {
+                taken.insert(block);
+                return Ok(net);
+            }
+        }
+        Err(Error::Unavailable(
+            "every 198.18/15 test block is in use".into(),
+        ))
+    }
+
+    /// The host end of the veth (`198.18.k.1`, in a /30).
+    pub fn veth_host(&self) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, self.block, 1)
+    }
+
+    /// The namespace end of the veth (`198.18.k.2`).
+    pub fn veth_ns(&self) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, self.block, 2)
+    }
+
+    /// Address pool `n` (0 or 1): `198.19.(2k+n).0/24`.
+    pub fn pool(&self, n: u8) -> String {
+        format!("198.19.{}.0/24", self.pool_octet(n))
+    }
+
+    /// The first client address of pool `n` (`.2`; `.1` is the gateway's own).
+    pub fn first_client(&self, n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 19, self.pool_octet(n), 2)
+    }
+
+    fn pool_octet(&self, n: u8) -> u8 {
+        self.block.saturating_mul(2).saturating_add(n.min(1))
+    }
+}
 
 /// A network namespace with loopback up and one veth link to the host.
 #[derive(Debug)]

@@ -7,11 +7,15 @@
 //!
 //! Layout (all on this machine, as root):
 //! ```text
-//! VM: sstpc+pppd --10.0.2.2:port--> 127.0.0.1:port gateway A (MS-CHAPv2 only, pool 198.19.10.0/24)
-//!                                  127.0.0.1:port gateway B (PAP enabled,    pool 198.19.11.0/24)
-//!     each gateway's TUN <-> host routing <-> veth 198.18.10.1/30 <-> netns 198.18.10.2:5201 (server)
+//! VM: sstpc+pppd --10.0.2.2:port--> 127.0.0.1:port gateway A (MS-CHAPv2 only, pool 198.19.2k.0/24)
+//!                                  127.0.0.1:port gateway B (PAP enabled,    pool 198.19.2k+1.0/24)
+//!     each gateway's TUN <-> host routing <-> veth 198.18.k.1/30 <-> netns 198.18.k.2:5201 (server)
 //! ```
-//! NAT is off: the namespace routes both pools back through the veth.
+//! (`k` is a block no interface uses yet, [`TestNet::pick`], so concurrent runs do not collide.)
+//! NAT is off: the namespace routes both pools back through the veth. Both sides keep their
+//! default TLS settings, so every call runs over TLS 1.3; the guest adds 10 ms of latency to its
+//! NIC's egress, which keeps sstpc 1.0.18 out of a race that only a near-zero round trip
+//! triggers (`guest.sh`; gateway/README.md, Troubleshooting).
 
 use std::{
     collections::HashMap,
@@ -24,20 +28,16 @@ use std::{
 use sstp_e2e::{
     Error,
     gateway_process::{self, GatewayOptions, GatewayProcess},
-    netns::NetnsLink,
+    netns::{NetnsLink, TestNet},
     transfer_server::{Transfer, TransferServer},
     vm::{VmRun, vm_unavailable},
 };
 
 /// The guest half of the scenario.
 const GUEST_SCRIPT: &str = include_str!("gateway_sstpc/guest.sh");
-const POOL_A: &str = "198.19.10.0/24";
-const POOL_B: &str = "198.19.11.0/24";
-/// The first address a client gets from each pool (the pool's first address is the gateway's).
-const FIRST_CLIENT_A: &str = "198.19.10.2";
-const FIRST_CLIENT_B: &str = "198.19.11.2";
-const VETH_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 1);
-const VETH_NS: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 2);
+/// Pool numbers of gateway A and B in the [`TestNet`].
+const POOL_A: u8 = 0;
+const POOL_B: u8 = 1;
 const SERVER_PORT: u16 = 5201;
 /// Bytes the VM downloads from and uploads to the server behind the gateway.
 const GET_BYTES: u64 = 50 * 1024 * 1024;
@@ -48,10 +48,15 @@ const VM_TIMEOUT: Duration = Duration::from_secs(420);
 const USER_REMOVAL_DEADLINE: Duration = Duration::from_secs(2);
 /// How long the gateway may take to exit after SIGTERM.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+/// What rustls logs (at debug, `rustls::server::hs`) when a handshake picks its cipher suite:
+/// TLS 1.3 suites are named `TLS13_*`, TLS 1.2 suites `TLS_*`.
+const SUITE_LOG: &str = "decided upon suite ";
 
 /// What the scenario produced, for the tests to assert on.
 #[derive(Debug)]
 struct Outcome {
+    /// The first client address of pool A and of pool B.
+    first_client: [String; 2],
     /// key=value lines the guest wrote.
     guest: HashMap<String, String>,
     /// Transfers the server behind the gateway saw.
@@ -59,8 +64,9 @@ struct Outcome {
     /// Gateway A's metrics just before SIGTERM, and its log.
     metrics_a: String,
     log_a: String,
-    /// Gateway B's metrics at the end.
+    /// Gateway B's metrics at the end, and its log.
     metrics_b: String,
+    log_b: String,
     /// How long after `user remove` returned gateway A's `sessions_active` reached 0
     /// (`None`: not within [`USER_REMOVAL_DEADLINE`]).
     removal_took: Option<Duration>,
@@ -97,9 +103,10 @@ fn run_scenario() -> Result<Outcome, Error> {
     let bins = gateway_process::binaries()?;
     // Under /var/tmp: the guest sees the host's /var/tmp only through --rwdir.
     let dir = TempDir::new("/var/tmp/sstp-e2e-sstpc")?;
-    let link = NetnsLink::create(VETH_HOST, VETH_NS, 30)?;
-    link.route_to_host(POOL_A)?;
-    link.route_to_host(POOL_B)?;
+    let net = TestNet::pick()?;
+    let link = NetnsLink::create(net.veth_host(), net.veth_ns(), 30)?;
+    link.route_to_host(&net.pool(POOL_A))?;
+    link.route_to_host(&net.pool(POOL_B))?;
     let server = TransferServer::start(&link, SERVER_PORT)?;
 
     let alice = "alice-Pa55word";
@@ -114,11 +121,16 @@ fn run_scenario() -> Result<Outcome, Error> {
     let tun_suffix = std::process::id() % 100_000;
     let mut gw_a = GatewayProcess::start(
         &bins.gateway,
-        &gateway_options(dir_a, POOL_A, format!("sstpa{tun_suffix}"), false),
+        &gateway_options(
+            dir_a,
+            &net.pool(POOL_A),
+            format!("sstpa{tun_suffix}"),
+            false,
+        ),
     )?;
     let mut gw_b = GatewayProcess::start(
         &bins.gateway,
-        &gateway_options(dir_b, POOL_B, format!("sstpb{tun_suffix}"), true),
+        &gateway_options(dir_b, &net.pool(POOL_B), format!("sstpb{tun_suffix}"), true),
     )?;
 
     let out = dir.path().join("out");
@@ -131,7 +143,7 @@ fn run_scenario() -> Result<Outcome, Error> {
         ("GW_B", gw_b.sstp_addr().port().to_string()),
         ("CA_A", gw_a.ca_cert().display().to_string()),
         ("CA_B", gw_b.ca_cert().display().to_string()),
-        ("SERVER_IP", VETH_NS.to_string()),
+        ("SERVER_IP", net.veth_ns().to_string()),
         ("SERVER_PORT", SERVER_PORT.to_string()),
         ("ALICE_PASSWORD", alice.to_owned()),
         ("BOB_PASSWORD", bob.to_owned()),
@@ -180,11 +192,13 @@ fn run_scenario() -> Result<Outcome, Error> {
     // The server must go before the namespace it lives in.
     drop(server);
     Ok(Outcome {
+        first_client: [POOL_A, POOL_B].map(|n| net.first_client(n).to_string()),
         guest,
         transfers,
         metrics_a,
         log_a: gw_a.log(),
         metrics_b,
+        log_b: gw_b.log(),
         removal_took,
         exit_a,
         exit_b,
@@ -241,7 +255,7 @@ fn mschapv2_with_crypto_binding_connects_and_the_client_gets_the_first_pool_addr
     let Some(o) = outcome() else { return };
     assert_eq!(
         o.guest("mschap.addr"),
-        FIRST_CLIENT_A,
+        o.first_client[0],
         "console:\n{}",
         o.console
     );
@@ -253,6 +267,22 @@ fn mschapv2_with_crypto_binding_connects_and_the_client_gets_the_first_pool_addr
         gateway_process::metric_value(&o.metrics_a, r#"sstp_sessions_total{result="established"}"#);
     // alice (MS-CHAPv2), bob, alice again: three tunnels on gateway A.
     assert_eq!(established, Some(3.0), "metrics:\n{}", o.metrics_a);
+}
+
+#[test]
+fn every_call_runs_over_tls_1_3_with_the_default_gateway_and_client_settings() {
+    let Some(o) = outcome() else { return };
+    for (name, log) in [("A", &o.log_a), ("B", &o.log_b)] {
+        let suites: Vec<&str> = log
+            .lines()
+            .filter_map(|line| line.split_once(SUITE_LOG).map(|(_, suite)| suite.trim()))
+            .collect();
+        assert!(!suites.is_empty(), "gateway {name} logged no handshake");
+        assert!(
+            suites.iter().all(|suite| suite.starts_with("TLS13_")),
+            "gateway {name} negotiated something other than TLS 1.3: {suites:?}"
+        );
+    }
 }
 
 #[test]
@@ -309,7 +339,7 @@ fn pap_is_refused_by_default_and_accepted_when_enabled() {
     assert_ne!(o.guest("pap_a.pppd_rc"), "none", "pppd did not run");
     assert_eq!(
         o.guest("pap_b.addr"),
-        FIRST_CLIENT_B,
+        o.first_client[1],
         "console:\n{}",
         o.console
     );

@@ -2,11 +2,10 @@
 //! and its datagrams cross the tunnels both ways. No timing assertions: the numbers are for
 //! `tests/bench/load`, this only proves the tool and its sink work.
 //!
-//! Layout: gateway on 127.0.0.1 (pool 198.19.20.0/24, NAT off) -> TUN -> host routing -> veth
-//! 198.18.20.1/30 -> namespace 198.18.20.2:9000 (`sstp-load sink`).
+//! Layout: gateway on 127.0.0.1 (pool 198.19.2k.0/24, NAT off) -> TUN -> host routing -> veth
+//! 198.18.k.1/30 -> namespace 198.18.k.2:9000 (`sstp-load sink`), `k` from [`TestNet::pick`].
 
 use std::{
-    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
@@ -14,12 +13,9 @@ use std::{
 use sstp_e2e::{
     Error,
     gateway_process::{self, GatewayOptions, GatewayProcess},
-    netns::NetnsLink,
+    netns::{NetnsLink, TestNet},
 };
 
-const POOL: &str = "198.19.20.0/24";
-const VETH_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 1);
-const VETH_NS: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 2);
 const SINK_PORT: u16 = 9000;
 const SESSIONS: u32 = 8;
 
@@ -100,8 +96,9 @@ fn scenario() -> Result<(), Error> {
         move |source| Error::Io { what, source }
     };
     std::fs::create_dir_all(&dir.0).map_err(io("creating the test directory"))?;
-    let link = NetnsLink::create(VETH_HOST, VETH_NS, 30)?;
-    link.route_to_host(POOL)?;
+    let net = TestNet::pick()?;
+    let link = NetnsLink::create(net.veth_host(), net.veth_ns(), 30)?;
+    link.route_to_host(&net.pool(0))?;
 
     let gw_dir = dir.0.join("gw");
     std::fs::create_dir_all(&gw_dir).map_err(io("creating the gateway directory"))?;
@@ -113,14 +110,14 @@ fn scenario() -> Result<(), Error> {
         &bins.gateway,
         &GatewayOptions {
             data_dir: gw_dir,
-            address_pool: POOL.to_owned(),
+            address_pool: net.pool(0),
             tun_name: format!("sstpl{}", std::process::id() % 100_000),
             pap: false,
             nat: false,
             extra_args: ["--max-sessions-per-user", "64"].map(String::from).to_vec(),
         },
     )?;
-    let sink_addr = format!("{VETH_NS}:{SINK_PORT}");
+    let sink_addr = format!("{}:{SINK_PORT}", net.veth_ns());
     let _sink = ChildGuard(
         link.command(&bins.load.display().to_string())
             .args(["sink", "--listen", &sink_addr, "--exit-after", "120s"])
