@@ -14,6 +14,7 @@
 //! | `sstp_certificate_expiry_timestamp_seconds` | gauge | | notAfter of the served certificate |
 //! | `sstp_connections_rejected_total` | counter | `reason` ([`RejectReason`]) | connections refused before SSTP |
 //! | `sstp_tun_packets_dropped_total` | counter | `reason` ([`DropReason`]) | TUN packets no session took |
+//! | `sstp_client_packets_dropped_total` | counter | `reason` ([`ClientDropReason`]) | client packets that never reached TUN |
 //! | `sstp_sessions_closed_total` | counter | `reason` ([`CLOSE_REASONS`]) | SSTP connections by why they ended |
 //!
 //! Label values come from the enums below, never from peer input or user names, so the number of
@@ -56,6 +57,9 @@ pub struct Metrics {
     /// `sstp_tun_packets_dropped_total{reason}`: packets read from the TUN device that no session
     /// took (see [`DropReason`]).
     tun_packets_dropped_total: IntCounterVec,
+    /// `sstp_client_packets_dropped_total{reason}`: IP packets from clients that never reached
+    /// the TUN device (see [`ClientDropReason`]).
+    client_packets_dropped_total: IntCounterVec,
     /// `sstp_sessions_closed_total{reason}`: SSTP connections by why they ended (the
     /// `sstp_proto::CloseReason` label), so protocol errors after setup are counted too.
     sessions_closed_total: IntCounterVec,
@@ -123,6 +127,16 @@ pub enum RejectReason {
     InvalidProxyHeader,
     /// The gateway is shutting down.
     ShuttingDown,
+}
+
+/// Why an IP packet from a client did not reach the TUN device
+/// (`client_packets_dropped_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientDropReason {
+    /// Its source address is not the session's own: a spoofing attempt or a misconfigured client.
+    ForeignSource,
+    /// The TUN writer's queue was full: the kernel side is not keeping up with the tunnels.
+    TunQueueFull,
 }
 
 /// Whether a users document load succeeded (`users_reload_total{result}`).
@@ -199,6 +213,12 @@ impl Metrics {
                 "reason",
                 &DropReason::ALL.map(DropReason::as_label),
             ),
+            client_packets_dropped_total: reg.counters(
+                "client_packets_dropped_total",
+                "IP packets from clients that never reached the TUN device, by reason",
+                "reason",
+                &ClientDropReason::ALL.map(ClientDropReason::as_label),
+            ),
             sessions_closed_total: reg.counters(
                 "sessions_closed_total",
                 "SSTP connections by why they ended",
@@ -274,6 +294,13 @@ impl Metrics {
         self.tun_packets_dropped_total
             .with_label_values(&[reason.as_label()])
             .inc();
+    }
+
+    /// Packets from a client were dropped before the TUN device.
+    pub fn client_packets_dropped(&self, reason: ClientDropReason, packets: u64) {
+        self.client_packets_dropped_total
+            .with_label_values(&[reason.as_label()])
+            .inc_by(packets);
     }
 
     /// Publishes the pool's counts.

@@ -256,3 +256,41 @@ fn without_the_expected_proxy_header_a_connection_is_refused_and_counted() {
         });
     });
 }
+
+#[test]
+fn packets_with_a_spoofed_source_address_are_dropped_and_counted() {
+    with_good_session(
+        "spoofed_source",
+        &[r#"sstp_client_packets_dropped_total{reason="foreign_source"}"#],
+        |h| async move {
+            let (mut attacker, own) = h.connect(USERS[1].0, USERS[1].1).await;
+            // An address of the pool that no session holds: had the packet reached the kernel,
+            // its echo reply would come back to the TUN device and count as `no_route`.
+            let spoofed = std::net::Ipv4Addr::new(10, 77, 0, 200);
+            assert_ne!(spoofed, own);
+            for seq in 1..=3 {
+                attacker
+                    .send_ip(common::echo_request(
+                        spoofed,
+                        h.gateway_ip(),
+                        7,
+                        seq,
+                        b"spoof",
+                    ))
+                    .await
+                    .unwrap();
+            }
+            // The attacker's own session keeps working: dropping the packet is the whole answer.
+            ping(&mut attacker, own, h.gateway_ip(), 8, b"own address").await;
+            let text = h.scrape().await;
+            assert_eq!(
+                metric(
+                    &text,
+                    r#"sstp_tun_packets_dropped_total{reason="no_route"}"#
+                ),
+                0.0,
+                "a spoofed packet reached the kernel"
+            );
+        },
+    );
+}

@@ -2,7 +2,9 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use super::{AuthFailureReason, Direction, RejectReason, ReloadResult, SessionResult};
+use super::{
+    AuthFailureReason, ClientDropReason, Direction, RejectReason, ReloadResult, SessionResult,
+};
 
 impl SessionResult {
     /// Every value, for pre-creating series.
@@ -89,6 +91,19 @@ impl RejectReason {
             Self::PreambleTimeout => "preamble_timeout",
             Self::InvalidProxyHeader => "invalid_proxy_header",
             Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl ClientDropReason {
+    /// Every value, for pre-creating series.
+    pub const ALL: [Self; 2] = [Self::ForeignSource, Self::TunQueueFull];
+
+    /// The `reason` label value.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::ForeignSource => "foreign_source",
+            Self::TunQueueFull => "tun_queue_full",
         }
     }
 }

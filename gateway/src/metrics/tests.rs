@@ -149,3 +149,34 @@ fn pool_users_and_certificate_gauges_show_the_last_value() {
         Some(1.0)
     );
 }
+
+#[test]
+fn client_packet_drops_are_counted_by_reason_from_zero() {
+    let metrics = Metrics::new();
+    let before = metrics.render();
+    for reason in ["foreign_source", "tun_queue_full"] {
+        let series = format!(r#"sstp_client_packets_dropped_total{{reason="{reason}"}}"#);
+        assert_eq!(
+            line_value(&before, &series),
+            Some(0.0),
+            "{series} starts at zero"
+        );
+    }
+    metrics.client_packets_dropped(ClientDropReason::TunQueueFull, 3);
+    metrics.client_packets_dropped(ClientDropReason::ForeignSource, 1);
+    let text = metrics.render();
+    assert_eq!(
+        line_value(
+            &text,
+            r#"sstp_client_packets_dropped_total{reason="tun_queue_full"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        line_value(
+            &text,
+            r#"sstp_client_packets_dropped_total{reason="foreign_source"}"#
+        ),
+        Some(1.0)
+    );
+}

@@ -25,7 +25,7 @@ use tracing::{Instrument, debug, info, info_span, trace};
 use crate::{
     io_buffers::{RxBuffer, TxBuffer},
     ip_pool::IpPool,
-    metrics::{Direction, Metrics, RejectReason, SessionResult},
+    metrics::{ClientDropReason, Direction, Metrics, RejectReason, SessionResult},
     router::{RouteGuard, Router},
     throttle::AuthThrottle,
     users::{PoolAllocator, Registration, SessionLookup, SessionRegistry},
@@ -300,8 +300,8 @@ impl Session {
     /// spoof another session's address (or anyone else's). A DHCPINFORM is answered here
     /// when there are routes to give (see [`sstp_ppp::dhcp_inform`]).
     fn forward_from_client(&mut self) {
-        let mut packets = 0u64;
-        let mut bytes = 0u64;
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        let (mut foreign, mut queue_full) = (0u64, 0u64);
         let mut replies = Vec::new();
         while let Some(packet) = self.conn.poll_ip() {
             if self
@@ -312,6 +312,7 @@ impl Session {
                     len = packet.len(),
                     "packet with a foreign source address dropped"
                 );
+                foreign += 1;
                 continue;
             }
             packets += 1;
@@ -321,18 +322,32 @@ impl Session {
                 continue;
             }
             // The TUN writer keeps up unless the kernel stalls; dropping then is what a
-            // congested link would do.
-            let _ = self.shared.to_tun.try_send(Bytes::copy_from_slice(packet));
+            // congested link would do, and the counter shows it.
+            if self
+                .shared
+                .to_tun
+                .try_send(Bytes::copy_from_slice(packet))
+                .is_err()
+            {
+                queue_full += 1;
+            }
         }
         for reply in replies {
             // Only fails once the call is ending, when nobody needs the answer.
             let _ = self.conn.send_ip(&reply);
         }
+        let metrics = &self.shared.metrics;
         if packets > 0 {
             self.last_data = Instant::now();
-            self.shared
-                .metrics
-                .traffic(Direction::FromClient, packets, bytes);
+            metrics.traffic(Direction::FromClient, packets, bytes);
+        }
+        for (reason, count) in [
+            (ClientDropReason::ForeignSource, foreign),
+            (ClientDropReason::TunQueueFull, queue_full),
+        ] {
+            if count > 0 {
+                metrics.client_packets_dropped(reason, count);
+            }
         }
     }
 
