@@ -131,10 +131,10 @@ fn serve(listener: &TcpListener, stop: &AtomicBool, transfers: &Mutex<Vec<Transf
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Some(transfer) = handle(stream, stop) {
-                    if let Ok(mut list) = transfers.lock() {
-                        list.push(transfer);
-                    }
+                if let Some(transfer) = handle(stream, stop)
+                    && let Ok(mut list) = transfers.lock()
+                {
+                    list.push(transfer);
                 }
             }
             Err(_) => std::thread::sleep(ACCEPT_POLL),

@@ -19,7 +19,6 @@
 
 use std::{
     collections::HashMap,
-    net::Ipv4Addr,
     path::{Path, PathBuf},
     sync::OnceLock,
     time::{Duration, Instant},
