@@ -59,6 +59,8 @@ fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_env("SSTP_OPERATOR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Colour codes only for a person at a terminal; pods and log collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,

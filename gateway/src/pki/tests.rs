@@ -148,12 +148,37 @@ fn no_hostnames_is_an_error() {
     ));
 }
 
-/// A scratch directory under the target dir, emptied first.
-pub(super) fn tempdir(name: &str) -> std::path::PathBuf {
+/// A scratch directory in the system temp dir, emptied first and removed when dropped, so a
+/// test run leaves nothing behind (a failing test's directory goes too; rerun to inspect).
+pub(super) fn tempdir(name: &str) -> ScratchDir {
     let dir = std::env::temp_dir().join(format!("sstp-gateway-pki-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    ScratchDir(dir)
+}
+
+/// See [`tempdir`].
+#[derive(Debug)]
+pub(super) struct ScratchDir(std::path::PathBuf);
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// An independent implementation must accept the chain with CRL checking on, as Windows does.
