@@ -119,17 +119,28 @@ pub async fn run(
         tokio::pin!(controllers);
         tokio::select! {
             () = &mut controllers => {}
-            () = shutdown.clone() => { let _ = stop_tx.send(true); controllers.await; }
+            () = shutdown.clone() => {
+                let _ = stop_tx.send(true);
+                drain(controllers).await;
+            }
             () = election.lost() => {
                 lost = true;
                 warn!("lost the leader lease; stopping the controllers");
                 let _ = stop_tx.send(true);
-                controllers.await;
+                drain(controllers).await;
             }
         }
         metrics.set_leader(false);
     }
-    election.release().await;
+    if tokio::time::timeout(LEASE_RELEASE_LIMIT, election.release())
+        .await
+        .is_err()
+    {
+        warn!(
+            limit = ?LEASE_RELEASE_LIMIT,
+            "the lease was not released in time; it expires on its own"
+        );
+    }
     if let Some(admin) = admin {
         admin.abort();
     }
@@ -141,6 +152,29 @@ pub async fn run(
 }
 
 type Stop = Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// How long in-flight reconciles may run once the controllers are told to stop. Stopping is
+/// bounded so that a reconcile stuck on a slow apiserver call cannot keep this replica from
+/// releasing the Lease within the pod's termination grace period (30 s by default); whatever
+/// was abandoned is picked up again by the next leader, since reconciles are idempotent.
+const CONTROLLER_DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long releasing the Lease may take before this replica leaves it to expire.
+const LEASE_RELEASE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Waits for the stopped controllers to finish their in-flight reconciles, at most
+/// [`CONTROLLER_DRAIN_LIMIT`].
+async fn drain(controllers: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(CONTROLLER_DRAIN_LIMIT, controllers)
+        .await
+        .is_err()
+    {
+        warn!(
+            limit = ?CONTROLLER_DRAIN_LIMIT,
+            "reconciles still running after the stop; abandoning them"
+        );
+    }
+}
 
 /// Where the controllers watch.
 #[derive(Clone)]
