@@ -46,40 +46,10 @@ pub fn binaries() -> Result<Binaries, Error> {
 }
 
 fn build() -> Result<Binaries, Error> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let status = Command::new(&cargo)
-        .args([
-            "build",
-            "--locked",
-            "-p",
-            "sstp-gateway",
-            "--bins",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|source| Error::Io {
-            what: format!("running {cargo} build"),
-            source,
-        })?;
-    if !status.success() {
-        return Err(Error::Unavailable(format!(
-            "cargo build -p sstp-gateway --bins failed: {status}"
-        )));
-    }
-    // The test binary is target/<profile>/deps/<name>; the binaries are in target/<profile>.
-    let exe = std::env::current_exe().map_err(|source| Error::Io {
-        what: "locating the test binary".into(),
-        source,
-    })?;
-    let profile_dir = exe.parent().and_then(Path::parent).ok_or_else(|| {
-        Error::Unavailable(format!("unexpected test binary path {}", exe.display()))
-    })?;
+    let dir = crate::workspace_bins::build("sstp-gateway", &["--bins"])?;
     Ok(Binaries {
-        gateway: profile_dir.join("sstp-gateway"),
-        load: profile_dir.join("sstp-load"),
+        gateway: dir.join("sstp-gateway"),
+        load: dir.join("sstp-load"),
     })
 }
 

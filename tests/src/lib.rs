@@ -24,6 +24,7 @@ pub mod netns;
 pub mod transfer_server;
 pub mod vm;
 mod wait;
+pub mod workspace_bins;
 
 pub use control_plane::ControlPlane;
 pub use error::Error;

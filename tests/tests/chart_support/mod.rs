@@ -402,37 +402,6 @@ pub fn operator_binary() -> Result<PathBuf, Error> {
 }
 
 fn build_operator() -> Result<PathBuf, Error> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let manifest = repo_dir().join("Cargo.toml");
-    let status = Command::new(&cargo)
-        .args([
-            "build",
-            "--locked",
-            "-p",
-            "sstp-operator",
-            "--bin",
-            "sstp-operator",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|source| Error::Io {
-            what: format!("running {cargo} build"),
-            source,
-        })?;
-    if !status.success() {
-        return Err(Error::Unavailable(format!(
-            "cargo build -p sstp-operator --bin sstp-operator failed: {status}"
-        )));
-    }
-    // The test binary is target/<profile>/deps/<name>; the binaries are in target/<profile>.
-    let exe = std::env::current_exe().map_err(|source| Error::Io {
-        what: "locating the test binary".into(),
-        source,
-    })?;
-    exe.parent()
-        .and_then(Path::parent)
+    sstp_e2e::workspace_bins::build("sstp-operator", &["--bin", "sstp-operator"])
         .map(|dir| dir.join("sstp-operator"))
-        .ok_or_else(|| Error::Unavailable(format!("unexpected test binary path {}", exe.display())))
 }
