@@ -183,28 +183,10 @@ fn sigterm_disconnects_clients_removes_the_tun_device_and_nft_table_and_exits_ze
             .await;
             assert!(common::run(&["nft", "list", "tables"]).contains("sstp_gateway_sstp0"));
 
-            common::run(&["kill", "-TERM", &pid.to_string()]);
-            let reason = tokio::time::timeout(Duration::from_secs(10), client.closed())
-                .await
-                .expect("the client was disconnected");
-            // The gateway ends PPP with LCP Terminate, then sends CALL_DISCONNECT; the client's
-            // own PPP is still in its RFC 1661 Stopping wait (restart timer) when that arrives,
-            // so the call ends by the peer's CALL_DISCONNECT, not a dropped transport.
-            assert_eq!(reason, CloseReason::PeerDisconnected);
+            sigterm_disconnects(pid, client).await;
         });
         let mut child = reaper.0.take().unwrap();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "still running after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        assert!(status.success(), "exit status {status}");
+        exits_zero(&mut child);
         let mut stdout = String::new();
         std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
         assert!(
@@ -280,25 +262,38 @@ fn run_with_a_config_file_serves_and_stops_on_sigterm() {
             )
             .await;
             assert!(common::run(&["nft", "list", "tables"]).contains("sstp_gateway_gw_test"));
-            common::run(&["kill", "-TERM", &pid.to_string()]);
-            let reason = tokio::time::timeout(Duration::from_secs(10), client.closed())
-                .await
-                .expect("the client was disconnected");
-            assert_eq!(reason, CloseReason::PeerDisconnected);
+            sigterm_disconnects(pid, client).await;
         });
         let mut child = reaper.0.take().unwrap();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "still running after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        assert!(status.success(), "exit status {status}");
+        exits_zero(&mut child);
         assert!(!common::run(&["nft", "list", "tables"]).contains("sstp_gateway_gw_test"));
     });
+}
+
+/// Sends SIGTERM to the gateway and waits for `client` to be told. The gateway ends PPP with LCP
+/// Terminate, then sends CALL_DISCONNECT; the client's own PPP is still in its RFC 1661 Stopping
+/// wait (restart timer) when that arrives, so the call ends by the peer's CALL_DISCONNECT, not a
+/// dropped transport.
+async fn sigterm_disconnects(pid: u32, mut client: Client) {
+    common::run(&["kill", "-TERM", &pid.to_string()]);
+    let reason = tokio::time::timeout(Duration::from_secs(10), client.closed())
+        .await
+        .expect("the client was disconnected");
+    assert_eq!(reason, CloseReason::PeerDisconnected);
+}
+
+/// Waits (at most 15 s) for the gateway to exit after SIGTERM, and checks it exited 0.
+fn exits_zero(child: &mut std::process::Child) {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "exit status {status}");
 }
