@@ -95,16 +95,31 @@ pub(crate) struct StandaloneArgs {
     /// Also offer PAP (the password crosses the TLS tunnel in clear).
     #[arg(long, env = "SSTP_GATEWAY_PAP")]
     pub(crate) pap: bool,
-    /// Expect a PROXY protocol v1/v2 header before TLS.
-    #[arg(long, env = "SSTP_GATEWAY_PROXY_PROTOCOL")]
+    /// Expect a PROXY protocol v1/v2 header before TLS from the --trusted-proxy ranges.
+    #[arg(long, env = "SSTP_GATEWAY_PROXY_PROTOCOL", requires = "trusted_proxies")]
     pub(crate) proxy_protocol: bool,
-    /// Concurrent connections.
+    /// A load balancer (CIDR) whose PROXY headers are believed; repeat or comma-separate.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SSTP_GATEWAY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        requires = "proxy_protocol"
+    )]
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// Concurrent authenticated sessions (then HTTP 503).
     #[arg(long, env = "SSTP_GATEWAY_MAX_SESSIONS", default_value_t = 1024)]
     pub(crate) max_sessions: u32,
+    /// Connections not logged in yet; when full the oldest of the biggest source is dropped.
+    #[arg(
+        long,
+        env = "SSTP_GATEWAY_MAX_PENDING_CONNECTIONS",
+        default_value_t = 256
+    )]
+    pub(crate) max_pending_connections: u32,
     /// Concurrent sessions per user (a user's maxSessions overrides it).
     #[arg(long, env = "SSTP_GATEWAY_MAX_SESSIONS_PER_USER", default_value_t = 4)]
     pub(crate) max_sessions_per_user: u32,
-    /// Concurrent connections per client address.
+    /// Connections not logged in yet per client address (IPv6: per /64).
     #[arg(
         long,
         env = "SSTP_GATEWAY_MAX_CONNECTIONS_PER_SOURCE",
@@ -124,6 +139,9 @@ pub(crate) struct StandaloneArgs {
     /// Deadline from the preamble to a working tunnel, seconds.
     #[arg(long, env = "SSTP_GATEWAY_NEGOTIATION_TIMEOUT", default_value_t = 30)]
     pub(crate) negotiation_timeout: u64,
+    /// Drop a client that has read none of our output for this long, seconds.
+    #[arg(long, env = "SSTP_GATEWAY_WRITE_STALL_TIMEOUT", default_value_t = 30)]
+    pub(crate) write_stall_timeout: u64,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
 }

@@ -35,8 +35,12 @@ impl TxBuffer {
         self.pending() > 0 || self.flush_owed
     }
 
-    /// One cancel-safe step: write some pending bytes, or flush once all are written.
-    pub(crate) async fn step<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+    /// One cancel-safe step: write some pending bytes, or flush once all are written. Returns
+    /// how many bytes were written (0 for a flush).
+    pub(crate) async fn step<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<usize> {
         if self.pending() > 0 {
             let n = w.write(&self.bytes[self.written..]).await?;
             if n == 0 {
@@ -52,11 +56,14 @@ impl TxBuffer {
                 self.written = 0;
                 self.flush_owed = true;
             }
-        } else if self.flush_owed {
-            w.flush().await?;
-            self.flush_owed = false;
+            Ok(n)
+        } else {
+            if self.flush_owed {
+                w.flush().await?;
+                self.flush_owed = false;
+            }
+            Ok(0)
         }
-        Ok(())
     }
 
     /// Writes and flushes everything, for the last bytes before closing (bounded by the

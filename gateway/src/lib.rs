@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod client;
 pub mod dataplane;
 pub mod ip_pool;
@@ -33,6 +34,7 @@ pub mod k8s_source;
 pub mod listener;
 pub mod metrics;
 pub mod nat;
+pub mod pending;
 pub mod pki;
 pub use sstp_proto::proxy_protocol;
 pub mod router;

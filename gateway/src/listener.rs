@@ -1,88 +1,94 @@
-//! The SSTP port: TCP accept loop, connection limits, optional PROXY protocol header, the TLS
-//! handshake under a deadline, then one [`crate::session`] task per connection.
+//! The SSTP port: TCP accept loop, the pre-login budget, the PROXY protocol header from trusted
+//! proxies, the TLS handshake under a deadline, then one [`crate::session`] task per connection.
 //!
-//! Limits are checked before any expensive work: the session cap (a semaphore whose permits the
-//! connection tasks hold, which also lets shutdown wait for every task) at accept, the
-//! per-source cap once the client's address is known (after the PROXY header, if any).
+//! Nothing a client that has not logged in can hold is unbounded: each accepted connection
+//! takes a place in [`PendingConnections`] (a fixed total and a per-source share; when full, the
+//! biggest source's oldest connection is evicted rather than the newcomer refused), keeps it
+//! through TLS and authentication, and gives it up when its user is admitted into one of the
+//! `maxSessions` places ([`crate::admission`]). Established sessions are never evicted.
+//!
+//! A PROXY header is read only from a peer inside `trustedProxies`, and the client address it
+//! names is what the per-source share and the auth throttle then count. Any other peer is
+//! served as a direct client at its own address; one that sends a PROXY header anyway is
+//! refused and counted.
 
 use std::{
-    collections::HashMap,
     io,
     net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
+use ipnet::IpNet;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
 };
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, trace};
 
 use crate::{
     metrics::RejectReason,
+    pending::{PendingConnections, PendingTicket},
     proxy_protocol,
     session::{self, SessionShared},
     tls::TlsStore,
 };
 
-/// Limits of the SSTP port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Settings of the SSTP port.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSettings {
-    /// Expect a PROXY protocol v1/v2 header before TLS.
-    pub proxy_protocol: bool,
-    /// Concurrent connections (sessions in any state).
-    pub max_sessions: u32,
-    /// Concurrent connections per client address.
-    pub max_per_source: u32,
+    /// Which peers' PROXY protocol headers are honoured.
+    pub proxy: ProxyPolicy,
     /// From accept to the end of the TLS handshake (PROXY header included).
     pub handshake_timeout: Duration,
 }
 
-/// Connection slots; shutdown waits until every slot is back.
-#[derive(Debug, Clone)]
-pub struct Slots {
-    semaphore: Arc<Semaphore>,
-    total: u32,
+/// PROXY protocol v1/v2 on the SSTP port.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProxyPolicy {
+    /// Peers whose header is required and honoured; empty turns the PROXY protocol off.
+    pub trusted: Vec<IpNet>,
 }
 
-impl Slots {
-    /// `total` connection slots.
-    pub fn new(total: u32) -> Self {
-        Self {
-            semaphore: Arc::new(Semaphore::new(total as usize)),
-            total,
-        }
+impl ProxyPolicy {
+    /// Whether `peer` is a trusted proxy (and so must send a header).
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = canonical(peer);
+        self.trusted.iter().any(|net| net.contains(&peer))
     }
 
-    /// Connections in progress.
-    pub fn in_use(&self) -> usize {
-        self.total as usize - self.semaphore.available_permits()
-    }
-
-    /// Waits until every connection task has ended.
-    pub async fn wait_idle(&self) {
-        let _all = self.semaphore.acquire_many(self.total).await;
+    fn enabled(&self) -> bool {
+        !self.trusted.is_empty()
     }
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// An IPv4-mapped IPv6 address as IPv4, so that ranges match on a dual-stack socket.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// Accepts connections until `shutdown` turns true. Every connection task is spawned on
+/// `tasks`, so shutdown can wait for them.
 pub async fn serve(
     listener: TcpListener,
     settings: ListenerSettings,
     tls: Arc<TlsStore>,
     shared: Arc<SessionShared>,
-    slots: Slots,
+    pending: Arc<PendingConnections>,
+    tasks: TaskTracker,
 ) {
-    let per_source = Arc::new(PerSource::default());
     let next_id = AtomicU64::new(1);
+    let settings = Arc::new(settings);
     let mut shutdown = shared.shutdown.clone();
     loop {
         if *shutdown.borrow() {
@@ -100,72 +106,136 @@ pub async fn serve(
             },
         };
         let accepted = Instant::now();
-        let Ok(slot) = Arc::clone(&slots.semaphore).try_acquire_owned() else {
-            trace!(%peer, "session limit reached; closing");
-            shared
-                .metrics
-                .connection_rejected(RejectReason::MaxSessions);
-            continue;
-        };
         let _ = tcp.set_nodelay(true);
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let (tls, shared, per_source) = (
-            Arc::clone(&tls),
-            Arc::clone(&shared),
-            Arc::clone(&per_source),
-        );
-        tokio::spawn(async move {
-            let _slot = slot;
-            let deadline = accepted + settings.handshake_timeout;
-            let (stream, source) = if settings.proxy_protocol {
-                match tokio::time::timeout_at(deadline.into(), read_proxy_header(tcp, peer)).await {
-                    Ok(Ok(found)) => found,
-                    Ok(Err(err)) => {
-                        debug!(%peer, error = %err, "bad PROXY protocol header");
-                        shared
-                            .metrics
-                            .connection_rejected(RejectReason::InvalidProxyHeader);
-                        return;
-                    }
-                    Err(_) => {
-                        shared
-                            .metrics
-                            .connection_rejected(RejectReason::InvalidProxyHeader);
-                        return;
-                    }
+        let connection = Connection {
+            tls: Arc::clone(&tls),
+            shared: Arc::clone(&shared),
+            settings: Arc::clone(&settings),
+            accepted,
+            id,
+        };
+        if settings.proxy.trusts(peer.ip()) {
+            // The client's address is in the header; its place is taken once it is known.
+            let pending = Arc::clone(&pending);
+            tasks.spawn(async move { connection.via_proxy(tcp, peer, pending).await });
+            continue;
+        }
+        // Taken here, before any task exists, so a flood cannot pile up tasks either.
+        let Ok(ticket) = pending.enter(peer.ip()) else {
+            trace!(%peer, "per-source pending limit reached; closing");
+            continue;
+        };
+        tasks.spawn(async move { connection.direct(tcp, peer, ticket).await });
+    }
+}
+
+/// One accepted connection on its way to a session.
+struct Connection {
+    tls: Arc<TlsStore>,
+    shared: Arc<SessionShared>,
+    settings: Arc<ListenerSettings>,
+    accepted: Instant,
+    id: u64,
+}
+
+impl Connection {
+    fn deadline(&self) -> tokio::time::Instant {
+        (self.accepted + self.settings.handshake_timeout).into()
+    }
+
+    fn reject(&self, reason: RejectReason) {
+        self.shared.metrics.connection_rejected(reason);
+    }
+
+    /// A peer outside the trusted proxies: a client at its own address.
+    async fn direct(self, tcp: TcpStream, peer: SocketAddr, ticket: PendingTicket) {
+        if self.settings.proxy.enabled() {
+            // TLS starts with 0x16; PROXY v1 with "PROXY", v2 with "\r\n\r\n\0\r\nQUIT\n".
+            let mut first = [0u8; 1];
+            let peeked = tokio::select! {
+                peeked = tokio::time::timeout_at(self.deadline(), tcp.peek(&mut first)) => peeked,
+                () = ticket.evicted() => return self.reject_evicted(peer),
+            };
+            match peeked {
+                Ok(Ok(1)) if matches!(first[0], b'P' | b'\r') => {
+                    debug!(%peer, "PROXY header from a peer outside trustedProxies; closing");
+                    return self.reject(RejectReason::UntrustedProxyHeader);
                 }
-            } else {
-                (Prefixed::new(tcp, Vec::new()), peer)
+                Ok(Ok(1)) => {}
+                Ok(_) => return,
+                Err(_) => return self.reject(RejectReason::TlsHandshakeTimeout),
+            }
+        }
+        self.tls_then_session(Prefixed::new(tcp, Vec::new()), peer, ticket)
+            .await;
+    }
+
+    /// A trusted proxy: the header names the client, whose place is taken then.
+    async fn via_proxy(self, tcp: TcpStream, peer: SocketAddr, pending: Arc<PendingConnections>) {
+        let (stream, source) =
+            match tokio::time::timeout_at(self.deadline(), read_proxy_header(tcp, peer)).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(err)) => {
+                    debug!(%peer, error = %err, "bad PROXY protocol header");
+                    return self.reject(RejectReason::InvalidProxyHeader);
+                }
+                Err(_) => return self.reject(RejectReason::InvalidProxyHeader),
             };
-            let Some(_source_slot) = per_source.enter(source.ip(), settings.max_per_source) else {
-                trace!(%source, "per-source connection limit reached; closing");
-                shared
-                    .metrics
-                    .connection_rejected(RejectReason::PerSourceLimit);
-                return;
-            };
-            let snapshot = tls.snapshot();
+        let Ok(ticket) = pending.enter(source.ip()) else {
+            trace!(%source, "per-source pending limit reached; closing");
+            return;
+        };
+        self.tls_then_session(stream, source, ticket).await;
+    }
+
+    /// The TLS handshake, then the session; an eviction ends either while the user is not
+    /// admitted yet (once admitted, the ticket is gone and nothing evicts it).
+    async fn tls_then_session(
+        self,
+        stream: Prefixed<TcpStream>,
+        source: SocketAddr,
+        ticket: PendingTicket,
+    ) {
+        let evicted = ticket.evicted();
+        let work = async {
+            let snapshot = self.tls.snapshot();
             let acceptor = TlsAcceptor::from(Arc::clone(&snapshot.config));
-            match tokio::time::timeout_at(deadline.into(), acceptor.accept(stream)).await {
+            match tokio::time::timeout_at(self.deadline(), acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     let hashes = snapshot.hashes.clone();
                     drop(snapshot);
-                    session::run(shared, stream, hashes, source, accepted, id).await;
+                    let shared = Arc::clone(&self.shared);
+                    session::run(
+                        shared,
+                        stream,
+                        hashes,
+                        source,
+                        self.accepted,
+                        self.id,
+                        Some(ticket),
+                    )
+                    .await;
                 }
                 Ok(Err(err)) => {
                     trace!(%source, error = %err, "TLS handshake failed");
-                    shared
-                        .metrics
-                        .connection_rejected(RejectReason::TlsHandshakeFailed);
+                    self.reject(RejectReason::TlsHandshakeFailed);
                 }
                 Err(_) => {
                     trace!(%source, "TLS handshake deadline passed");
-                    shared
-                        .metrics
-                        .connection_rejected(RejectReason::TlsHandshakeTimeout);
+                    self.reject(RejectReason::TlsHandshakeTimeout);
                 }
             }
-        });
+        };
+        tokio::select! {
+            () = work => {}
+            () = evicted => self.reject_evicted(source),
+        }
+    }
+
+    fn reject_evicted(&self, source: SocketAddr) {
+        // Counted by the table when it chose this connection.
+        trace!(%source, "evicted while not logged in");
     }
 }
 
@@ -249,46 +319,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Connections per client address.
-#[derive(Debug, Default)]
-struct PerSource {
-    counts: Mutex<HashMap<IpAddr, u32>>,
-}
-
-/// One counted connection; dropping it gives the count back.
-#[derive(Debug)]
-struct SourceSlot {
-    table: Arc<PerSource>,
-    ip: IpAddr,
-}
-
-impl PerSource {
-    fn enter(self: &Arc<Self>, ip: IpAddr, limit: u32) -> Option<SourceSlot> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(ip).or_default();
-        if *count >= limit {
-            return None;
-        }
-        *count += 1;
-        Some(SourceSlot {
-            table: Arc::clone(self),
-            ip,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut counts = self.table.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
     }
 }
 

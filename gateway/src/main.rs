@@ -10,6 +10,7 @@ mod cli;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     init_tracing(&args.log);
+    raise_open_file_limit();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -29,4 +30,20 @@ fn init_tracing(filter: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// Every connection is a socket: the usual soft limit of 1024 descriptors is below
+/// `maxSessions` + `maxPendingConnections` with the defaults, so take what the hard limit
+/// allows (as nginx and HAProxy do).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %err, soft, "cannot raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot read the open-file limit"),
+    }
 }

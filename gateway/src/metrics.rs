@@ -13,6 +13,8 @@
 //! | `sstp_users_reload_total` | counter | `result` ([`ReloadResult`]) | users document loads |
 //! | `sstp_certificate_expiry_timestamp_seconds` | gauge | | notAfter of the served certificate |
 //! | `sstp_connections_rejected_total` | counter | `reason` ([`RejectReason`]) | connections refused before SSTP |
+//! | `sstp_connections_pending` | gauge | | connections accepted whose user is not admitted yet |
+//! | `sstp_certificate_reload_total` | counter | `result` ([`ReloadResult`]) | certificate file loads after start-up |
 //! | `sstp_tun_packets_dropped_total` | counter | `reason` ([`DropReason`]) | TUN packets no session took |
 //! | `sstp_client_packets_dropped_total` | counter | `reason` ([`ClientDropReason`]) | client packets that never reached TUN |
 //! | `sstp_sessions_closed_total` | counter | `reason` ([`CLOSE_REASONS`]) | SSTP connections by why they ended |
@@ -54,6 +56,10 @@ pub struct Metrics {
     /// `sstp_connections_rejected_total{reason}`: connections closed before an SSTP session
     /// existed (limits, TLS or preamble failures, PROXY header errors, shutdown).
     connections_rejected_total: IntCounterVec,
+    /// `sstp_connections_pending`: connections whose user is not admitted yet.
+    connections_pending: IntGauge,
+    /// `sstp_certificate_reload_total{result}`: certificate reloads after start-up.
+    certificate_reload_total: IntCounterVec,
     /// `sstp_tun_packets_dropped_total{reason}`: packets read from the TUN device that no session
     /// took (see [`DropReason`]).
     tun_packets_dropped_total: IntCounterVec,
@@ -93,6 +99,10 @@ pub enum AuthFailureReason {
     Expired,
     /// The user already has their maximum number of sessions.
     SessionLimit,
+    /// Right credentials, but no client address was free.
+    AddressExhausted,
+    /// Right credentials, but the gateway had `maxSessions` sessions.
+    GatewayFull,
     /// The source or user name is blocked by the failure throttle.
     Throttled,
     /// The client insisted on a method that is not enabled (e.g. PAP).
@@ -111,10 +121,14 @@ pub enum Direction {
 /// Why a connection was refused before it became a session (`connections_rejected_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
-    /// `limits.maxSessions` reached.
+    /// `limits.maxSessions` reached: the HTTP request was answered 503.
     MaxSessions,
-    /// `limits.maxConnectionsPerSource` reached.
+    /// `limits.maxConnectionsPerSource` pending connections from this source already.
     PerSourceLimit,
+    /// Evicted while pending, to make room for a newer connection (`limits.maxPendingConnections`).
+    PendingEvicted,
+    /// A PROXY protocol header from a peer outside `trustedProxies`.
+    UntrustedProxyHeader,
     /// The TLS handshake failed.
     TlsHandshakeFailed,
     /// The TLS handshake missed its deadline.
@@ -206,6 +220,16 @@ impl Metrics {
                 "Connections refused before they became SSTP sessions, by reason",
                 "reason",
                 &RejectReason::ALL.map(RejectReason::as_label),
+            ),
+            connections_pending: reg.gauge(
+                "connections_pending",
+                "Connections accepted whose user is not admitted yet",
+            ),
+            certificate_reload_total: reg.counters(
+                "certificate_reload_total",
+                "Certificate file loads after start-up by result",
+                "result",
+                &ReloadResult::ALL.map(ReloadResult::as_label),
             ),
             tun_packets_dropped_total: reg.counters(
                 "tun_packets_dropped_total",
@@ -328,6 +352,19 @@ impl Metrics {
         }
     }
 
+    /// Connections pending right now.
+    pub fn set_pending(&self, pending: usize) {
+        self.connections_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    /// A certificate reload finished.
+    pub fn certificate_reloaded(&self, result: ReloadResult) {
+        self.certificate_reload_total
+            .with_label_values(&[result.as_label()])
+            .inc();
+    }
+
     /// The served certificate expires at this Unix timestamp.
     pub fn set_certificate_expiry(&self, unix_seconds: i64) {
         self.certificate_expiry_timestamp_seconds.set(unix_seconds);
@@ -346,7 +383,7 @@ use labels::Registrar;
 /// Every metric name starts with `sstp_`.
 const PREFIX: &str = "sstp";
 /// `sessions_closed_total{reason}` values: every `sstp_proto::CloseReason::as_str`.
-pub const CLOSE_REASONS: [&str; 16] = [
+pub const CLOSE_REASONS: [&str; 17] = [
     "http_rejected",
     "http_response",
     "framing",
@@ -363,6 +400,8 @@ pub const CLOSE_REASONS: [&str; 16] = [
     "local_disconnect",
     "hello_timeout",
     "transport_closed",
+    // Not a `CloseReason`: the session loop drops a client that reads nothing (backpressure).
+    "write_stalled",
 ];
 /// `address_pool_addresses{state}` values, in [`PoolCounts`] field order.
 const POOL_STATES: [&str; 3] = ["free", "allocated", "reserved"];

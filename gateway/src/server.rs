@@ -19,6 +19,7 @@ use sstp_api::{
     gateway_config::{AuthMethod, TlsConfig, UsersSource},
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::{
@@ -26,9 +27,11 @@ use crate::{
     dataplane::Dataplane,
     ip_pool::IpPool,
     k8s_source,
-    listener::{self, ListenerSettings, Slots},
+    admission::{AdmissionShared, SessionSlots},
+    listener::{self, ListenerSettings, ProxyPolicy},
     metrics::Metrics,
     nat::{self, NatSettings, NatTable},
+    pending::PendingConnections,
     pki,
     router::Router,
     session::{Deadlines, SessionShared},
@@ -149,30 +152,24 @@ fn protocol_config(config: &GatewayConfig) -> sstp_proto::ServerConfig {
     sstp
 }
 
-/// Starts the users source named by the configuration, feeding `publisher`.
-fn start_users_source(
+/// Starts the users source named by the configuration, feeding `publisher`. A file is read
+/// once before this returns, so the first client is not refused while the poller has not run.
+async fn start_users_source(
     source: &UsersSource,
     publisher: UsersPublisher,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     match source {
         UsersSource::File { path } => {
-            // Load once before serving, so the first client is not refused while the poller
-            // has not run yet. A missing or broken file is logged; the poller keeps trying.
-            match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    let _ = publisher.offer(&path.display().to_string(), &text);
-                }
-                Err(err) => {
-                    warn!(path = %path.display(), error = %err, "cannot read the users file yet");
-                }
-            }
-            tokio::spawn(users_file::watch_file(
+            // A missing or broken file is logged and counted; the poller keeps trying.
+            let poller = users_file::load_then_watch(
                 path.clone(),
                 publisher,
                 users_file::DEFAULT_POLL_INTERVAL,
                 until(shutdown.clone()),
-            ));
+            )
+            .await;
+            tokio::spawn(poller);
             Ok(())
         }
         // The operator's pods watch their users Secret through the API: a disabled or deleted
@@ -223,7 +220,7 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
     ));
 
     let (publisher, users_rx) = UsersPublisher::new(metrics.clone());
-    start_users_source(&config.users, publisher, &shutdown)?;
+    start_users_source(&config.users, publisher, &shutdown).await?;
 
     let pool = IpPool::new(config.address_pool).context("invalid address pool")?;
     let tun_settings = TunSettings {
@@ -264,20 +261,27 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         window: Duration::from_secs(limits.auth_failures.window_seconds),
         block: Duration::from_secs(limits.auth_failures.block_seconds),
     });
+    let slots = SessionSlots::new(limits.max_sessions);
     let shared = Arc::new(SessionShared {
         sstp: Arc::new(protocol_config(&config)),
+        admission: AdmissionShared {
+            pool: Arc::clone(&pool),
+            users: users_rx.clone(),
+            registry: Arc::clone(&registry),
+            slots,
+            max_sessions_per_user: limits.max_sessions_per_user,
+            metrics: metrics.clone(),
+        },
         users: users_rx,
         throttle: Arc::new(throttle),
-        registry: Arc::clone(&registry),
-        pool: Arc::clone(&pool),
         router,
         to_tun: dataplane.sender(),
         metrics: metrics.clone(),
         deadlines: Deadlines {
             preamble: limits.preamble_timeout(),
             negotiation: limits.negotiation_timeout(),
+            write_stall: limits.write_stall_timeout(),
         },
-        max_sessions_per_user: limits.max_sessions_per_user,
         idle_timeout: limits.idle_timeout(),
         shutdown: shutdown.clone(),
         dhcp_inform: dhcp_inform_config(&config),
@@ -305,18 +309,28 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         Site::Public(public_files),
         until(shutdown.clone()),
     ));
-    let slots = Slots::new(limits.max_sessions);
+    let pending = PendingConnections::new(
+        limits.max_pending_connections,
+        limits.max_connections_per_source,
+        metrics.clone(),
+    );
+    let tasks = TaskTracker::new();
     let accept = tokio::spawn(listener::serve(
         sstp_listener,
         ListenerSettings {
-            proxy_protocol: config.proxy_protocol,
-            max_sessions: limits.max_sessions,
-            max_per_source: limits.max_connections_per_source,
+            proxy: ProxyPolicy {
+                trusted: if config.proxy_protocol {
+                    config.trusted_proxies.clone()
+                } else {
+                    Vec::new()
+                },
+            },
             handshake_timeout: limits.handshake_timeout(),
         },
         tls_store,
         shared,
-        slots.clone(),
+        pending,
+        tasks.clone(),
     ));
     readiness.set(true);
     info!(%sstp_addr, %http_addr, %admin_addr, pool = %config.address_pool, nat = config.nat, "gateway serving");
@@ -325,16 +339,17 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         until(shutdown).await;
         readiness.set(false);
         info!(
-            sessions = slots.in_use(),
+            connections = tasks.len(),
             "shutting down: disconnecting every session"
         );
         let _ = accept.await;
-        if tokio::time::timeout(SHUTDOWN_GRACE, slots.wait_idle())
+        tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
             .await
             .is_err()
         {
             warn!(
-                sessions = slots.in_use(),
+                connections = tasks.len(),
                 "sessions still open after the grace period; closing anyway"
             );
         }

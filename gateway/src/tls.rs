@@ -25,7 +25,10 @@ use sha2::{Digest, Sha256};
 use sstp_proto::CertHashes;
 use tracing::{info, warn};
 
-use crate::{metrics::Metrics, pki::CertInfo};
+use crate::{
+    metrics::{Metrics, ReloadResult},
+    pki::CertInfo,
+};
 
 /// One certificate generation: what a connection is served and the hashes it binds to.
 #[derive(Debug)]
@@ -199,6 +202,9 @@ pub async fn watch_files(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut last = initial_digest;
+    // What failed last (files unreadable, or contents that do not load), so that a failure
+    // is logged and counted once per change of the files, not at every poll.
+    let mut last_failure: Option<Failure> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -207,26 +213,51 @@ pub async fn watch_files(
             () = &mut shutdown => return,
             _ = ticker.tick() => {}
         }
-        let (Ok(cert), Ok(key)) = (read(&files.cert), read(&files.key)) else {
-            continue;
+        let (cert, key) = match (read(&files.cert), read(&files.key)) {
+            (Ok(cert), Ok(key)) => (cert, key),
+            (Err(err), _) | (_, Err(err)) => {
+                if last_failure != Some(Failure::Unreadable) {
+                    last_failure = Some(Failure::Unreadable);
+                    store.metrics.certificate_reloaded(ReloadResult::Error);
+                    warn!(error = %err, "TLS certificate files cannot be read; keeping the current certificate");
+                }
+                continue;
+            }
         };
         let digest = content_digest(&cert, &key);
         if digest == last {
+            last_failure = None;
+            continue;
+        }
+        if last_failure == Some(Failure::Invalid(digest)) {
             continue;
         }
         match TlsSnapshot::from_pem(&cert, &key, &files) {
             Ok(snapshot) => {
                 last = digest;
+                last_failure = None;
+                store.metrics.certificate_reloaded(ReloadResult::Success);
                 info!(cert = %files.cert.display(), hashes = ?snapshot.hashes, "TLS certificate reloaded; new connections get it");
                 store.replace(snapshot);
             }
-            // A Secret update may show the new cert before the new key: wait for a pair
-            // that matches, without remembering the digest, so the next poll retries.
+            // A Secret update may show the new cert before the new key: this pair is not
+            // retried, but the next change of either file is.
             Err(err) => {
-                warn!(error = %err, "new TLS certificate files do not load; keeping the current one")
+                last_failure = Some(Failure::Invalid(digest));
+                store.metrics.certificate_reloaded(ReloadResult::Error);
+                warn!(error = %err, "new TLS certificate files do not load; keeping the current one");
             }
         }
     }
+}
+
+/// Why the last reload attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// A file could not be read (missing, permissions).
+    Unreadable,
+    /// The files with this content digest do not make a certificate and key.
+    Invalid([u8; 32]),
 }
 
 /// A rustls configuration serving exactly `certified`.

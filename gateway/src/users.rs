@@ -8,14 +8,14 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use jiff::Timestamp;
 use sstp_api::{UserEntry, UsersDocument};
-use sstp_ppp::{AddressAllocator, Lookup, NtHash, UserLookup};
+use sstp_ppp::{Lookup, NtHash, UserLookup};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
@@ -63,55 +63,6 @@ impl UserLookup for SessionLookup {
                 None => Lookup::Unknown,
             },
         }
-    }
-}
-
-/// Hands out pool addresses, a user's static address when the document gives one.
-#[derive(Debug)]
-pub struct PoolAllocator {
-    pool: Arc<Mutex<IpPool>>,
-    users: UsersReceiver,
-    metrics: Metrics,
-}
-
-impl PoolAllocator {
-    /// An allocator over the shared pool.
-    pub fn new(pool: Arc<Mutex<IpPool>>, users: UsersReceiver, metrics: Metrics) -> Self {
-        Self {
-            pool,
-            users,
-            metrics,
-        }
-    }
-}
-
-impl AddressAllocator for PoolAllocator {
-    fn allocate(&mut self, username: &str) -> Option<Ipv4Addr> {
-        let wanted = self
-            .users
-            .borrow()
-            .users
-            .get(username)
-            .and_then(|entry| entry.static_address);
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let result = match wanted {
-            Some(addr) => pool.allocate_static(addr),
-            None => pool.allocate(),
-        };
-        self.metrics.set_pool(pool.counts());
-        match result {
-            Ok(addr) => Some(addr),
-            Err(err) => {
-                warn!(error = %err, "no address for a session");
-                None
-            }
-        }
-    }
-
-    fn release(&mut self, addr: Ipv4Addr) {
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        pool.release(addr);
-        self.metrics.set_pool(pool.counts());
     }
 }
 

@@ -96,7 +96,30 @@ pub async fn watch_file(
     interval: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
+    keep_watching(FileState::default(), path, publisher, interval, shutdown).await;
+}
+
+/// Reads `path` now, so the gateway serves with its users from the first connection, then
+/// returns the poller that goes on watching it (whose first poll sees nothing new: the file is
+/// loaded and counted once at start-up).
+pub async fn load_then_watch(
+    path: PathBuf,
+    publisher: UsersPublisher,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> impl Future<Output = ()> {
     let mut state = FileState::default();
+    state.poll(&path, &publisher).await;
+    keep_watching(state, path, publisher, interval, shutdown)
+}
+
+async fn keep_watching(
+    mut state: FileState,
+    path: PathBuf,
+    publisher: UsersPublisher,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);

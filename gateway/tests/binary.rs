@@ -8,11 +8,11 @@ mod common;
 use std::{
     io::Write,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{TestDir, client_options, http_get, in_netns, ping, runtime};
+use common::{Reaper, TestDir, client_options, http_get, in_netns, ping, runtime};
 use sstp_api::UsersDocument;
 use sstp_gateway::client::Client;
 use sstp_proto::CloseReason;
@@ -108,18 +108,6 @@ fn the_user_commands_edit_the_file_keep_other_fields_and_never_store_the_passwor
         .output()
         .unwrap();
     assert!(!failed.status.success());
-}
-
-/// Kills the child on drop so a failing test leaves no process behind.
-struct Reaper(Option<Child>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[test]

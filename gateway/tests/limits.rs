@@ -118,8 +118,25 @@ fn an_idle_session_is_ended_after_the_idle_timeout() {
     });
 }
 
+/// Holds a TCP connection that never starts TLS (a pending connection) from `source`.
+async fn idle_connection(to: std::net::SocketAddr, source: std::net::IpAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Whether the gateway closes `stream` within 2 s (EOF or reset).
+async fn closed_by_gateway(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), stream.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
 #[test]
-fn connection_caps_refuse_extra_connections_and_count_them() {
+fn the_session_cap_answers_503_and_the_per_source_share_counts_only_pending_connections() {
     in_netns("caps", || {
         runtime().block_on(async {
             let h = start("caps", |c| {
@@ -130,67 +147,143 @@ fn connection_caps_refuse_extra_connections_and_count_them() {
             let local = "127.0.0.1".parse().unwrap();
             let other = "127.0.0.2".parse().unwrap();
             let opts = |source| common::from_source(h.options(USERS[2].0, USERS[2].1), source);
-            let (_a, _) = {
+            // Established sessions do not count against the per-source share of 2.
+            let mut sessions = Vec::new();
+            for _ in 0..3 {
                 let mut c = Client::connect(opts(local)).await.unwrap();
-                let addr = c.wait_up().await.unwrap();
-                (c, addr)
-            };
-            let mut b = Client::connect(opts(local)).await.unwrap();
-            b.wait_up().await.unwrap();
-            refused(opts(local)).await;
-            let mut c = Client::connect(opts(other)).await.unwrap();
-            c.wait_up().await.unwrap();
-            refused(opts(other)).await;
+                c.wait_up().await.unwrap();
+                sessions.push(c);
+            }
+            // maxSessions reached: the HTTP request is answered 503.
+            let mut full = Client::connect(opts(other)).await.unwrap();
+            let err = full.wait_up().await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "the call ended: http_response",
+                "{err:?}"
+            );
+            assert!(format!("{err:?}").contains("Status(503)"), "{err:?}");
+            // Two connections that never log in fill 127.0.0.2's share; a third is closed.
+            let _a = idle_connection(h.gateway.sstp_addr, other).await;
+            let _b = idle_connection(h.gateway.sstp_addr, other).await;
+            let mut third = idle_connection(h.gateway.sstp_addr, other).await;
+            assert!(closed_by_gateway(&mut third).await);
             let text = h.scrape().await;
             assert_eq!(
-                metric(
-                    &text,
-                    r#"sstp_connections_rejected_total{reason="per_source_limit"}"#
-                ),
+                metric(&text, r#"sstp_connections_rejected_total{reason="per_source_limit"}"#),
                 1.0
             );
             assert_eq!(
-                metric(
-                    &text,
-                    r#"sstp_connections_rejected_total{reason="max_sessions"}"#
-                ),
+                metric(&text, r#"sstp_connections_rejected_total{reason="max_sessions"}"#),
                 1.0
             );
+            assert_eq!(metric(&text, "sstp_connections_pending"), 2.0);
+            // A session ends: there is room again.
+            drop(sessions.pop());
+            let mut again = None;
+            for _ in 0..50 {
+                let mut c = Client::connect(opts(local)).await.unwrap();
+                if c.wait_up().await.is_ok() {
+                    again = Some(c);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(again.is_some(), "a freed place is taken again");
         });
     });
 }
 
+/// A PROXY v1 header naming `client` as the source.
+fn v1_header(client: &str) -> Vec<u8> {
+    format!("PROXY TCP4 {client} 10.0.0.1 40000 443\r\n").into_bytes()
+}
+
 #[test]
-fn with_proxy_protocol_the_header_source_is_the_client_address() {
+fn proxy_headers_are_honoured_only_from_trusted_proxies_and_key_the_limits_and_the_throttle() {
     in_netns("proxy", || {
         runtime().block_on(async {
             let h = start("proxy", |c| {
                 c.proxy_protocol = true;
+                c.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
                 c.limits.max_connections_per_source = 1;
+                c.limits.auth_failures.max_failures = 3;
             })
             .await;
-            let with_header = |header: &[u8]| {
-                let mut options = h.options(USERS[2].0, USERS[2].1);
-                options.proxy_header = Some(header.to_vec());
+            let balancer = "127.0.0.2".parse().unwrap();
+            let stranger = "127.0.0.1".parse().unwrap();
+            let via = |source, header: Option<Vec<u8>>, password: &str| {
+                let mut options =
+                    common::from_source(h.options(USERS[2].0, password), source);
+                options.proxy_header = header;
                 options
             };
-            let v1 = b"PROXY TCP4 192.0.2.1 10.0.0.1 40000 443\r\n";
+            // From the trusted balancer: v1 and v2 headers are honoured.
+            let mut first = Client::connect(via(balancer, Some(v1_header("192.0.2.1")), USERS[2].1))
+                .await
+                .unwrap();
+            let addr = first.wait_up().await.unwrap();
             let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
             v2.extend_from_slice(&[192, 0, 2, 2, 10, 0, 0, 1, 0x9c, 0x40, 0x01, 0xbb]);
-            let mut first = Client::connect(with_header(v1)).await.unwrap();
-            let addr = first.wait_up().await.unwrap();
-            let mut second = Client::connect(with_header(&v2)).await.unwrap();
+            let mut second = Client::connect(via(balancer, Some(v2), USERS[2].1)).await.unwrap();
             second.wait_up().await.unwrap();
-            // Same client address as the first (per the header), over the cap of 1.
-            refused(with_header(v1)).await;
+            ping(&mut first, addr, h.gateway_ip(), 4, b"behind a balancer").await;
+
+            // The per-source share is the header's client: one pending connection from
+            // 192.0.2.9 (header sent, no TLS) fills it; the next one claiming it is closed.
+            let pending = tokio::net::TcpSocket::new_v4().unwrap();
+            pending.bind(std::net::SocketAddr::new(balancer, 0)).unwrap();
+            let mut pending = pending.connect(h.gateway.sstp_addr).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut pending, &v1_header("192.0.2.9"))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            refused(via(balancer, Some(v1_header("192.0.2.9")), USERS[2].1)).await;
             assert_eq!(
-                metric(
-                    &h.scrape().await,
-                    r#"sstp_connections_rejected_total{reason="per_source_limit"}"#
-                ),
+                metric(&h.scrape().await, r#"sstp_connections_rejected_total{reason="per_source_limit"}"#),
                 1.0
             );
-            ping(&mut first, addr, h.gateway_ip(), 4, b"behind a balancer").await;
+            drop(pending);
+            // With a share of one, each attempt waits until the last one's connection is gone.
+            let settled = || common::wait_for_metric(&h, "sstp_connections_pending", 0.0);
+            settled().await;
+
+            // The throttle is keyed on the header's client: three wrong passwords from
+            // 192.0.2.3 block it, the right password from there is refused, another client is not.
+            for _ in 0..3 {
+                refused(via(balancer, Some(v1_header("192.0.2.3")), "wrong")).await;
+                settled().await;
+            }
+            refused(via(balancer, Some(v1_header("192.0.2.3")), USERS[2].1)).await;
+            settled().await;
+            let mut other = Client::connect(via(balancer, Some(v1_header("192.0.2.4")), USERS[2].1))
+                .await
+                .unwrap();
+            other.wait_up().await.unwrap();
+            let text = h.scrape().await;
+            assert_eq!(metric(&text, r#"sstp_auth_failures_total{reason="throttled"}"#), 1.0);
+
+            // A peer outside trustedProxies that sends headers is refused, whatever it claims,
+            // so cycling claimed addresses gets no guess past the throttle of its real address.
+            for n in 10..20 {
+                refused(via(stranger, Some(v1_header(&format!("192.0.2.{n}"))), "wrong")).await;
+                settled().await;
+            }
+            assert_eq!(
+                metric(&h.scrape().await, r#"sstp_connections_rejected_total{reason="untrusted_proxy_header"}"#),
+                10.0
+            );
+            // The same peer without a header is a direct client at its own address: its wrong
+            // passwords are throttled there.
+            for _ in 0..3 {
+                refused(via(stranger, None, "wrong")).await;
+                settled().await;
+            }
+            refused(via(stranger, None, USERS[2].1)).await;
+            assert_eq!(
+                metric(&h.scrape().await, r#"sstp_auth_failures_total{reason="throttled"}"#),
+                2.0
+            );
         });
     });
 }

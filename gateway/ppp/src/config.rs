@@ -37,13 +37,42 @@ pub trait UserLookup: Send + Sync {
     fn lookup(&self, username: &str) -> Lookup;
 }
 
-/// Hands out peer IPv4 addresses. Every address returned by `allocate` is given back exactly
-/// once through `release`, when the session ends or the [`crate::Server`] is dropped.
+/// Admits authenticated peers and hands out their IPv4 addresses. Every address returned by
+/// `allocate` is given back exactly once through `release`, when the session ends or the
+/// [`crate::Server`] is dropped.
 pub trait AddressAllocator: Send {
-    /// An address for `username`'s session, or `None` when the pool is exhausted.
-    fn allocate(&mut self, username: &str) -> Option<Ipv4Addr>;
+    /// Called once the peer's credentials are verified and before Success is sent: an address
+    /// for `username`'s session, or why the session is refused. This is the last moment a
+    /// refusal can still reach the peer as an authentication Failure with a reason, so the
+    /// caller checks its session limits here too.
+    fn allocate(&mut self, username: &str) -> Result<Ipv4Addr, Refusal>;
     /// Returns an address obtained from `allocate`.
     fn release(&mut self, addr: Ipv4Addr);
+}
+
+/// Why a peer whose credentials were right is still not admitted. Unlike a credential failure
+/// the peer is told which (MS-CHAPv2 E=649 with a message, RFC 2759 §6): it proved who it is,
+/// so nothing is revealed to a guesser, and "try later" differs from "wrong password".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user already has as many sessions as allowed.
+    SessionLimit,
+    /// The address pool has no address left (or the user's static address is taken).
+    AddressExhausted,
+    /// The gateway serves as many sessions as it may.
+    GatewayFull,
+}
+
+impl Refusal {
+    /// The text sent to the peer (the `M=` of an MS-CHAPv2 Failure, the PAP Nak message).
+    #[must_use]
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::SessionLimit => "Too many sessions for this user",
+            Self::AddressExhausted => "No client address is free on this gateway",
+            Self::GatewayFull => "The gateway is full; try again later",
+        }
+    }
 }
 
 /// Which authentication protocols may be used.

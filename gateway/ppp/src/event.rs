@@ -106,8 +106,6 @@ pub enum DownReason {
     AuthFailed(AuthFailure),
     /// The server refused our credentials (client side).
     AuthRejected,
-    /// No address was left in the pool.
-    AddressExhausted,
     /// The link appears looped back: our magic number came back to us.
     LoopbackDetected,
     /// The peer restarted LCP negotiation on an open link, which we do not support.
@@ -127,7 +125,6 @@ impl DownReason {
             Self::PeerRejected { .. } => "peer_rejected",
             Self::AuthFailed(_) => "auth_failed",
             Self::AuthRejected => "auth_rejected",
-            Self::AddressExhausted => "address_exhausted",
             Self::LoopbackDetected => "loopback_detected",
             Self::Renegotiation => "renegotiation",
         }

@@ -130,6 +130,8 @@ pub(crate) struct Fsm<P> {
     /// other direction; without this a peer that Naks forever would keep us negotiating forever.
     naks_received: u32,
     failure: Option<Failure>,
+    /// The data of our Terminate-Requests (RFC 1661 §5.5: uninterpreted, usually a reason).
+    terminate_text: &'static [u8],
     pub(crate) policy: P,
 }
 
@@ -147,8 +149,14 @@ impl<P: OptionPolicy> Fsm<P> {
             naks_sent: 0,
             naks_received: 0,
             failure: None,
+            terminate_text: &[],
             policy,
         }
+    }
+
+    /// What our Terminate-Requests carry from now on.
+    pub(crate) fn set_terminate_text(&mut self, text: &'static [u8]) {
+        self.terminate_text = text;
     }
 
     pub(crate) fn state(&self) -> State {
@@ -584,7 +592,8 @@ impl<P: OptionPolicy> Fsm<P> {
 
     fn str(&mut self, cx: &mut Ctx<'_>) {
         let id = self.take_id();
-        cx.out.push(self.protocol, Code::TERMINATE_REQUEST, id, &[]);
+        cx.out
+            .push(self.protocol, Code::TERMINATE_REQUEST, id, self.terminate_text);
         self.restart_count = self.restart_count.saturating_sub(1);
         self.deadline = Some(cx.now + self.timers.restart);
     }

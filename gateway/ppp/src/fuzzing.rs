@@ -213,8 +213,10 @@ impl UserLookup for OneUser {
 struct OneAddress(bool);
 
 impl AddressAllocator for OneAddress {
-    fn allocate(&mut self, _username: &str) -> Option<Ipv4Addr> {
-        std::mem::take(&mut self.0).then_some(Ipv4Addr::new(10, 0, 0, 2))
+    fn allocate(&mut self, _username: &str) -> Result<Ipv4Addr, crate::Refusal> {
+        std::mem::take(&mut self.0)
+            .then_some(Ipv4Addr::new(10, 0, 0, 2))
+            .ok_or(crate::Refusal::AddressExhausted)
     }
 
     fn release(&mut self, _addr: Ipv4Addr) {

@@ -57,7 +57,7 @@ mod tests;
 pub use auth::{AuthFailure, AuthMethod, Hlak, NtHash};
 pub use client::Client;
 pub use config::{
-    AddressAllocator, AuthPolicy, ClientConfig, Lookup, ServerConfig, Timers, UserLookup,
+    AddressAllocator, AuthPolicy, ClientConfig, Lookup, Refusal, ServerConfig, Timers, UserLookup,
 };
 pub use error::NtHashError;
 pub use event::{ClientEvent, DownReason, ServerEvent};

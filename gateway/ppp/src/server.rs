@@ -327,12 +327,18 @@ impl Server {
 
     fn on_auth_frame(&mut self, now: Instant, protocol: Protocol, information: &[u8]) {
         let outcome = match (&mut self.auth, protocol) {
-            (Some(Authenticator::Chap(chap)), Protocol::CHAP) => {
-                chap.handle(&mut cx!(self, now), information, &*self.users)
-            }
-            (Some(Authenticator::Pap(pap)), Protocol::PAP) => {
-                pap.handle(&mut cx!(self, now), information, &*self.users)
-            }
+            (Some(Authenticator::Chap(chap)), Protocol::CHAP) => chap.handle(
+                &mut cx!(self, now),
+                information,
+                &*self.users,
+                &mut *self.allocator,
+            ),
+            (Some(Authenticator::Pap(pap)), Protocol::PAP) => pap.handle(
+                &mut cx!(self, now),
+                information,
+                &*self.users,
+                &mut *self.allocator,
+            ),
             _ => {
                 tracing::trace!(%protocol, "authentication frame for a method not in use dropped");
                 None
@@ -353,18 +359,17 @@ impl Server {
                 username,
                 method,
                 hlak,
+                address,
             } => {
                 tracing::debug!(%username, ?method, "peer authenticated");
-                let address = self.allocator.allocate(&username);
+                // Owed back from here on, whatever happens next.
+                self.address = Some(address);
                 self.events.push_back(ServerEvent::Authenticated {
                     username,
                     method,
                     hlak,
                 });
-                match address {
-                    Some(address) => self.start_network(now, address),
-                    None => self.terminate(now, DownReason::AddressExhausted),
-                }
+                self.start_network(now, address);
             }
             AuthOutcome::Failure { username, reason } => {
                 tracing::debug!(?username, %reason, "authentication failed");
@@ -377,7 +382,6 @@ impl Server {
 
     fn start_network(&mut self, now: Instant, address: Ipv4Addr) {
         self.phase = Phase::Network;
-        self.address = Some(address);
         let config = &self.config;
         let policy = IpcpServerPolicy::new(config.local_ipv4, address, config.dns);
         let mut ipcp = Fsm::new(Protocol::IPCP, config.timers, policy);
@@ -436,6 +440,9 @@ impl Server {
         self.auth = None;
         self.ipcp = None;
         self.ipv6cp = None;
+        // RFC 1661 §5.5: the Terminate-Request's data is ours to fill; pppd logs it as
+        // "LCP terminated by peer (<text>)", so a refused user sees why.
+        self.lcp.fsm.set_terminate_text(reason_text(self.closing.as_ref()));
         let event = self.lcp.fsm.close(&mut cx!(self, now));
         if event == Some(LayerEvent::Finished) {
             let reason = self.lcp_failure_reason();
@@ -462,6 +469,28 @@ impl Server {
             self.allocator.release(address);
         }
     }
+}
+
+/// What our LCP Terminate-Request says for `reason`.
+fn reason_text(reason: Option<&DownReason>) -> &'static [u8] {
+    let text = match reason {
+        Some(DownReason::AuthFailed(failure)) => match failure {
+            AuthFailure::SessionLimit => crate::Refusal::SessionLimit.message(),
+            AuthFailure::AddressExhausted => crate::Refusal::AddressExhausted.message(),
+            AuthFailure::GatewayFull => crate::Refusal::GatewayFull.message(),
+            AuthFailure::MethodNotAllowed => "No acceptable authentication method",
+            AuthFailure::Timeout => "Authentication timed out",
+            _ => "Authentication failed",
+        },
+        Some(DownReason::LocalClose { .. }) => "Gateway closed the session",
+        Some(DownReason::LoopbackDetected) => "Loopback detected",
+        Some(DownReason::Renegotiation) => "LCP renegotiation is not supported",
+        Some(DownReason::NotConverging { .. } | DownReason::PeerRejected { .. }) => {
+            "Negotiation failed"
+        }
+        _ => "",
+    };
+    text.as_bytes()
 }
 
 impl Drop for Server {

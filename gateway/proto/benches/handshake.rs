@@ -24,8 +24,8 @@ impl UserLookup for OneUser {
 struct OneAddress;
 
 impl AddressAllocator for OneAddress {
-    fn allocate(&mut self, _username: &str) -> Option<Ipv4Addr> {
-        Some(Ipv4Addr::new(10, 8, 0, 10))
+    fn allocate(&mut self, _username: &str) -> Result<Ipv4Addr, sstp_ppp::Refusal> {
+        Ok(Ipv4Addr::new(10, 8, 0, 10))
     }
 
     fn release(&mut self, _addr: Ipv4Addr) {}

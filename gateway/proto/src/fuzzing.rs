@@ -130,8 +130,8 @@ pub(crate) mod session {
     struct OneAddress;
 
     impl AddressAllocator for OneAddress {
-        fn allocate(&mut self, _username: &str) -> Option<Ipv4Addr> {
-            Some(Ipv4Addr::new(10, 0, 0, 2))
+        fn allocate(&mut self, _username: &str) -> Result<Ipv4Addr, sstp_ppp::Refusal> {
+            Ok(Ipv4Addr::new(10, 0, 0, 2))
         }
 
         fn release(&mut self, _addr: Ipv4Addr) {}

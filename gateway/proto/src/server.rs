@@ -56,6 +56,8 @@ pub struct ServerConnection {
     ppp_down: bool,
     ipv4_up: bool,
     ipv6_up: bool,
+    /// Answer a complete HTTP request with 503 instead of 200 (the caller has no room).
+    busy: bool,
     events: VecDeque<ServerEvent>,
 }
 
@@ -88,8 +90,17 @@ impl ServerConnection {
             ppp_down: false,
             ipv4_up: false,
             ipv6_up: false,
+            busy: false,
             events: VecDeque::new(),
         }
+    }
+
+    /// Whether the caller has room for another session. While it has none, a complete HTTP
+    /// request is answered `503 Service Unavailable` with `Retry-After` and the connection
+    /// closes (`CloseReason::HttpRejected(Rejection::Busy)`): the cheapest clear refusal, before
+    /// any PPP state exists. Has no effect once the request was accepted.
+    pub fn set_busy(&mut self, busy: bool) {
+        self.busy = busy;
     }
 
     /// Feeds bytes decrypted from the TLS stream.
@@ -100,6 +111,12 @@ impl ServerConnection {
         if let State::ExpectHttpRequest(parser) = &mut self.state {
             match parser.feed(bytes) {
                 Ok(None) => {}
+                Ok(Some(_)) if self.busy => {
+                    let rejection = crate::http::Rejection::Busy;
+                    tracing::debug!(%rejection, "HTTP request refused");
+                    rejection.write_response(&mut self.core.tx);
+                    self.core.close_now(CloseReason::HttpRejected(rejection));
+                }
                 Ok(Some(request)) => {
                     write_ok_response(&mut self.core.tx);
                     self.events.push_back(ServerEvent::HttpAccepted {

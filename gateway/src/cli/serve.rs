@@ -56,12 +56,14 @@ pub(super) fn standalone_config(args: &StandaloneArgs) -> anyhow::Result<Gateway
         auth: AuthConfig { methods },
         limits: Limits {
             max_sessions: args.max_sessions,
+            max_pending_connections: args.max_pending_connections,
             max_sessions_per_user: args.max_sessions_per_user,
             idle_timeout_seconds: None,
             handshake_timeout_seconds: args.handshake_timeout,
             preamble_timeout_seconds: args.preamble_timeout,
             negotiation_timeout_seconds: args.negotiation_timeout,
             max_connections_per_source: args.max_connections_per_source,
+            write_stall_timeout_seconds: args.write_stall_timeout,
             auth_failures: AuthFailureThrottle {
                 max_failures: args.max_auth_failures,
                 window_seconds: 60,
@@ -69,6 +71,7 @@ pub(super) fn standalone_config(args: &StandaloneArgs) -> anyhow::Result<Gateway
             },
         },
         proxy_protocol: args.proxy_protocol,
+        trusted_proxies: args.trusted_proxies.clone(),
         users: UsersSource::File { path: users_file },
         tun: TunConfig {
             name: args.tun_name.clone(),

@@ -121,8 +121,10 @@ fn drain(
             ClientEvent::Closed { reason } => {
                 state.send_replace(CallState::Closed(reason));
             }
-            ClientEvent::AuthFailed { .. }
-            | ClientEvent::HttpAccepted
+            ClientEvent::AuthFailed { message } => {
+                state.send_replace(CallState::AuthFailed(message));
+            }
+            ClientEvent::HttpAccepted
             | ClientEvent::Authenticated
             | ClientEvent::Ipv6Up { .. } => {}
         }

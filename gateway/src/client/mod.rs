@@ -127,6 +127,10 @@ pub enum ClientError {
     /// The server presented no certificate (cannot happen with a verifying configuration).
     #[error("the server presented no certificate")]
     NoCertificate,
+    /// The server refused our login; its message as sent (MS-CHAPv2 `E=<code> R=.. C=.. V=3
+    /// M=<text>`, or PAP's Nak text), which is what a client shows its user.
+    #[error("the server refused the login: {0}")]
+    AuthFailed(String),
     /// The call ended before (or while) the operation could complete.
     #[error("the call ended: {}", .0.as_str())]
     Closed(CloseReason),
@@ -146,6 +150,8 @@ pub enum CallState {
         /// The crypto binding algorithm the call used.
         hash_protocol: Option<HashProtocol>,
     },
+    /// The server refused our login with this message; the call is ending.
+    AuthFailed(String),
     /// The call is over.
     Closed(CloseReason),
 }
@@ -213,6 +219,7 @@ impl Client {
             .map_err(|_| ClientError::Closed(CloseReason::TransportClosed))?;
         match &*state {
             CallState::Up { local, .. } => Ok(*local),
+            CallState::AuthFailed(message) => Err(ClientError::AuthFailed(message.clone())),
             CallState::Closed(reason) => Err(ClientError::Closed(reason.clone())),
             CallState::Negotiating => unreachable!("wait_for returned a negotiating state"),
         }

@@ -30,12 +30,14 @@ impl SessionResult {
 
 impl AuthFailureReason {
     /// Every value, for pre-creating series.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::UnknownUser,
         Self::BadCredentials,
         Self::Disabled,
         Self::Expired,
         Self::SessionLimit,
+        Self::AddressExhausted,
+        Self::GatewayFull,
         Self::Throttled,
         Self::MethodRefused,
     ];
@@ -48,6 +50,8 @@ impl AuthFailureReason {
             Self::Disabled => "disabled",
             Self::Expired => "expired",
             Self::SessionLimit => "session_limit",
+            Self::AddressExhausted => "address_exhausted",
+            Self::GatewayFull => "gateway_full",
             Self::Throttled => "throttled",
             Self::MethodRefused => "method_refused",
         }
@@ -69,9 +73,11 @@ impl Direction {
 
 impl RejectReason {
     /// Every value, for pre-creating series.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::MaxSessions,
         Self::PerSourceLimit,
+        Self::PendingEvicted,
+        Self::UntrustedProxyHeader,
         Self::TlsHandshakeFailed,
         Self::TlsHandshakeTimeout,
         Self::InvalidPreamble,
@@ -85,6 +91,8 @@ impl RejectReason {
         match self {
             Self::MaxSessions => "max_sessions",
             Self::PerSourceLimit => "per_source_limit",
+            Self::PendingEvicted => "pending_evicted",
+            Self::UntrustedProxyHeader => "untrusted_proxy_header",
             Self::TlsHandshakeFailed => "tls_handshake_failed",
             Self::TlsHandshakeTimeout => "tls_handshake_timeout",
             Self::InvalidPreamble => "invalid_preamble",

@@ -1,18 +1,18 @@
 //! The session's reactions to `ServerEvent`s: setup phases, user registration and limits,
 //! throttle bookkeeping, routing, and the metrics that say how each connection ended.
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use sstp_ppp::AuthFailure;
-use sstp_proto::{CloseReason, ServerEvent};
+use sstp_proto::{CloseReason, ServerEvent, http::Rejection};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{Phase, ROUTE_QUEUE, Session};
-use crate::{
-    metrics::{AuthFailureReason, RejectReason, SessionResult},
-    users::session_limit,
-};
+use crate::metrics::{AuthFailureReason, RejectReason, SessionResult};
+
+/// The `sessions_closed_total` reason of a client dropped for reading nothing.
+const WRITE_STALLED: &str = "write_stalled";
 
 impl Session {
     pub(super) fn drain_events(&mut self) {
@@ -59,29 +59,8 @@ impl Session {
     }
 
     fn on_authenticated(&mut self, username: &str) {
+        // Limits were applied by the admission before Success went out.
         self.shared.throttle.record_success(username, self.source);
-        let limit = {
-            let document = self.shared.users.borrow();
-            session_limit(
-                document.users.get(username),
-                self.shared.max_sessions_per_user,
-            )
-        };
-        match self
-            .shared
-            .registry
-            .register(username, self.id, Arc::clone(&self.kick), limit)
-        {
-            Ok(registration) => self.registration = Some(registration),
-            Err(err) => {
-                debug!(error = %err, "session limit reached");
-                self.shared
-                    .metrics
-                    .auth_failure(AuthFailureReason::SessionLimit);
-                self.setup_result = Some(SessionResult::AuthFailed);
-                self.conn.disconnect(Instant::now());
-            }
-        }
     }
 
     fn on_auth_failed(&mut self, username: Option<&str>, reason: AuthFailure) {
@@ -94,6 +73,9 @@ impl Session {
             AuthFailure::Expired => Some(AuthFailureReason::Expired),
             AuthFailure::Throttled => Some(AuthFailureReason::Throttled),
             AuthFailure::MethodNotAllowed => Some(AuthFailureReason::MethodRefused),
+            AuthFailure::SessionLimit => Some(AuthFailureReason::SessionLimit),
+            AuthFailure::AddressExhausted => Some(AuthFailureReason::AddressExhausted),
+            AuthFailure::GatewayFull => Some(AuthFailureReason::GatewayFull),
             // Counted as a setup timeout when the connection closes; future reasons as a
             // negotiation failure.
             _ => None,
@@ -125,13 +107,21 @@ impl Session {
     }
 
     fn on_closed(&mut self, reason: &CloseReason) {
-        debug!(reason = reason.as_str(), "connection closed");
+        let label = if self.stalled {
+            WRITE_STALLED
+        } else {
+            reason.as_str()
+        };
+        debug!(reason = label, "connection closed");
         let metrics = &self.shared.metrics;
-        metrics.session_ended(reason.as_str());
+        metrics.session_ended(label);
         if self.phase == Phase::Established || self.counted {
             return;
         }
         match (self.phase, reason) {
+            (Phase::Preamble(_), CloseReason::HttpRejected(Rejection::Busy)) => {
+                metrics.connection_rejected(RejectReason::MaxSessions);
+            }
             (Phase::Preamble(_), CloseReason::HttpRejected(_)) => {
                 metrics.connection_rejected(RejectReason::InvalidPreamble);
             }

@@ -8,7 +8,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -23,12 +23,13 @@ use tokio::{
 use tracing::{Instrument, debug, info, info_span, trace};
 
 use crate::{
+    admission::{Admission, AdmissionShared},
     io_buffers::{RxBuffer, TxBuffer},
-    ip_pool::IpPool,
     metrics::{ClientDropReason, Direction, Metrics, RejectReason, SessionResult},
+    pending::PendingTicket,
     router::{RouteGuard, Router},
     throttle::AuthThrottle,
-    users::{PoolAllocator, Registration, SessionLookup, SessionRegistry},
+    users::SessionLookup,
 };
 
 mod events;
@@ -42,10 +43,8 @@ pub struct SessionShared {
     pub users: watch::Receiver<Arc<UsersDocument>>,
     /// Auth-failure throttle.
     pub throttle: Arc<AuthThrottle>,
-    /// Authenticated sessions by user.
-    pub registry: Arc<SessionRegistry>,
-    /// The address pool.
-    pub pool: Arc<Mutex<IpPool>>,
+    /// Session limits and the address pool, applied when a user is admitted.
+    pub admission: AdmissionShared,
     /// Destination address -> session.
     pub router: Arc<Router>,
     /// Packets from clients, to the TUN writer.
@@ -54,8 +53,6 @@ pub struct SessionShared {
     pub metrics: Metrics,
     /// Setup deadlines.
     pub deadlines: Deadlines,
-    /// Sessions per user unless the user's entry says otherwise.
-    pub max_sessions_per_user: u32,
     /// End an established session after this long without IP packets either way.
     pub idle_timeout: Option<Duration>,
     /// Becomes true when the gateway shuts down.
@@ -72,6 +69,10 @@ pub struct Deadlines {
     pub preamble: Duration,
     /// From the preamble to a tunnel that carries IP.
     pub negotiation: Duration,
+    /// How long output may wait unwritten, the client reading nothing, before the connection
+    /// is dropped (a client that sends but never reads is held back by backpressure, and this
+    /// ends it).
+    pub write_stall: Duration,
 }
 
 /// Where setup stands.
@@ -91,12 +92,20 @@ enum Phase {
 const ROUTE_QUEUE: usize = 256;
 /// Stop taking packets for the client while this much output is unwritten.
 const TX_HIGH_WATER: usize = 256 * 1024;
+/// Stop reading the client while this much output is unwritten: whatever it sends (echo
+/// requests, frames we must reject), our answers then wait in the client's own socket, not in
+/// our memory. Above [`TX_HIGH_WATER`] once established, so a busy download never stalls the
+/// client's uploads and ACKs; small before, when no packet for the client exists.
+const READ_PAUSE_ESTABLISHED: usize = TX_HIGH_WATER + 256 * 1024;
+/// The same before the tunnel is up: setup needs a few hundred bytes at a time.
+const READ_PAUSE_SETUP: usize = 32 * 1024;
 /// Packets taken from the route queue per loop turn.
 const TO_CLIENT_BATCH: usize = 64;
 /// Bound on writing the last bytes after the call ended.
 const FINAL_WRITE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Runs one session over an accepted TLS stream until it ends.
+/// Runs one session over an accepted TLS stream until it ends. `pending` is the connection's
+/// pre-login place, given up when its user is admitted.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<SessionShared>,
     stream: S,
@@ -104,9 +113,10 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     source: SocketAddr,
     accepted: Instant,
     id: u64,
+    pending: Option<PendingTicket>,
 ) {
     let span = info_span!("session", id);
-    Session::new(shared, hashes, source, accepted, id)
+    Session::new(shared, hashes, source, accepted, id, pending)
         .drive(stream)
         .instrument(span)
         .await;
@@ -117,12 +127,10 @@ struct Session {
     conn: ServerConnection,
     source: IpAddr,
     accepted: Instant,
-    id: u64,
     phase: Phase,
     connected: bool,
     peer: Option<Ipv4Addr>,
     route: Option<(RouteGuard, mpsc::Receiver<Bytes>)>,
-    registration: Option<Registration>,
     kick: Arc<Notify>,
     /// Set when we know better than the close reason how setup failed.
     setup_result: Option<SessionResult>,
@@ -132,6 +140,8 @@ struct Session {
     last_data: Instant,
     /// The idle timeout fired (the disconnect is under way).
     idle_expired: bool,
+    /// Dropped for reading nothing while output waited (closes as `write_stalled`).
+    stalled: bool,
 }
 
 impl Session {
@@ -141,22 +151,20 @@ impl Session {
         source: SocketAddr,
         accepted: Instant,
         id: u64,
+        pending: Option<PendingTicket>,
     ) -> Self {
         let lookup = SessionLookup::new(
             shared.users.clone(),
             Arc::clone(&shared.throttle),
             source.ip(),
         );
-        let allocator = PoolAllocator::new(
-            Arc::clone(&shared.pool),
-            shared.users.clone(),
-            shared.metrics.clone(),
-        );
+        let kick = Arc::new(Notify::new());
+        let admission = Admission::new(shared.admission.clone(), id, Arc::clone(&kick), pending);
         let conn = ServerConnection::new(
             Arc::clone(&shared.sstp),
             hashes,
             Arc::new(lookup),
-            Box::new(allocator),
+            Box::new(admission),
             Box::new(rand::make_rng::<rand::rngs::StdRng>()),
             accepted,
         );
@@ -166,17 +174,16 @@ impl Session {
             conn,
             source: source.ip(),
             accepted,
-            id,
             phase: Phase::Preamble(preamble),
             connected: false,
             peer: None,
             route: None,
-            registration: None,
-            kick: Arc::new(Notify::new()),
+            kick,
             setup_result: None,
             counted: false,
             last_data: accepted,
             idle_expired: false,
+            stalled: false,
         }
     }
 
@@ -190,6 +197,8 @@ impl Session {
         if shutting_down {
             self.conn.disconnect(Instant::now());
         }
+        // When unwritten output last made progress (or there was none).
+        let mut tx_progress = Instant::now();
         loop {
             self.drain_events();
             self.forward_from_client();
@@ -197,7 +206,11 @@ impl Session {
             if self.conn.is_closed() {
                 break;
             }
-            let deadline = [self.conn.poll_timeout(), self.setup_deadline()]
+            if tx.pending() == 0 {
+                tx_progress = Instant::now();
+            }
+            let stall = (tx.pending() > 0).then(|| tx_progress + self.shared.deadlines.write_stall);
+            let deadline = [self.conn.poll_timeout(), self.setup_deadline(), stall]
                 .into_iter()
                 .flatten()
                 .min();
@@ -208,6 +221,16 @@ impl Session {
                 }
             };
             let take_packets = tx.pending() < TX_HIGH_WATER;
+            let read_pause = if self.phase == Phase::Established {
+                READ_PAUSE_ESTABLISHED
+            } else {
+                READ_PAUSE_SETUP
+            };
+            let take_input = tx.pending() < read_pause;
+            if matches!(self.phase, Phase::Preamble(_)) {
+                // Checked at each read: a place may free up while the request is on its way.
+                self.conn.set_busy(self.shared.admission.slots.is_full());
+            }
             let to_client = async {
                 match &mut self.route {
                     Some((_, rx)) if take_packets => rx.recv().await,
@@ -215,17 +238,29 @@ impl Session {
                 }
             };
             tokio::select! {
-                read = reader.read(rx.space()) => match read {
+                read = reader.read(rx.space()), if take_input => match read {
                     Ok(0) | Err(_) => self.conn.transport_closed(),
                     Ok(n) => self.conn.handle_input(Instant::now(), rx.filled(n)),
                 },
-                written = tx.step(&mut writer), if tx.has_work() => {
-                    if written.is_err() {
+                written = tx.step(&mut writer), if tx.has_work() => match written {
+                    Ok(n) if n > 0 => tx_progress = Instant::now(),
+                    Ok(_) => {}
+                    Err(_) => self.conn.transport_closed(),
+                },
+                Some(packet) = to_client => self.forward_to_client(packet),
+                () = sleep => {
+                    let now = Instant::now();
+                    if stall.is_some_and(|at| now >= at) {
+                        info!(
+                            unwritten = tx.pending(),
+                            "the client has read nothing for too long; dropping it"
+                        );
+                        self.stalled = true;
                         self.conn.transport_closed();
+                    } else {
+                        self.on_timer(now);
                     }
                 }
-                Some(packet) = to_client => self.forward_to_client(packet),
-                () = sleep => self.on_timer(Instant::now()),
                 () = self.kick.notified() => {
                     info!("user no longer admitted; disconnecting");
                     self.conn.disconnect(Instant::now());

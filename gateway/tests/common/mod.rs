@@ -119,6 +119,18 @@ pub fn replace_file(path: &Path, contents: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Kills the child on drop so a failing test leaves no process behind.
+pub struct Reaper(pub Option<std::process::Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A started in-process gateway.
 #[derive(Debug)]
 pub struct Harness {

@@ -57,6 +57,8 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.proxyProtocol) || !self.proxyProtocol || (has(self.trustedProxies) && size(self.trustedProxies) > 0)").message("proxyProtocol needs trustedProxies: the load balancers' CIDRs (a PROXY header from anyone else would let a client claim any address)"))]
+#[x_kube(validation = Rule::new("!has(self.trustedProxies) || size(self.trustedProxies) == 0 || (has(self.proxyProtocol) && self.proxyProtocol)").message("trustedProxies has no effect without proxyProtocol: true"))]
 pub struct SstpGatewaySpec {
     /// Gateway pods. Rolling updates add one before removing one, so this many stay serving.
     #[serde(default = "default_replicas")]
@@ -102,9 +104,18 @@ pub struct SstpGatewaySpec {
     /// Limits that protect the gateway.
     #[serde(default)]
     pub limits: GatewayLimits,
-    /// Expect a PROXY protocol v1/v2 header on the SSTP port (behind a proxying load balancer).
+    /// Expect a PROXY protocol v1/v2 header on the SSTP port from `trustedProxies` (behind a
+    /// proxying load balancer). Other peers are served as direct clients, and a PROXY header
+    /// from one of them is refused.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// CIDRs of the load balancers whose PROXY headers are believed; required with
+    /// `proxyProtocol`. The client address such a header names is what per-source limits and
+    /// the authentication throttle count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(r, isCIDR(r))").message("trustedProxies must be CIDRs, e.g. 10.0.0.0/8"))]
+    #[schemars(length(max = 64), inner(length(max = 43)))]
+    pub trusted_proxies: Vec<String>,
     /// Pod knobs: image, resources, scheduling.
     #[serde(default)]
     pub pod: GatewayPod,
@@ -286,6 +297,15 @@ pub struct GatewayLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("limits.maxSessions must be at least 1"))]
     pub max_sessions: Option<i32>,
+    /// Connections that have not logged in yet, per pod (default 256). They never count
+    /// against `maxSessions`; when full, the oldest of the source holding the most is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("limits.maxPendingConnections must be at least 1"))]
+    pub max_pending_connections: Option<i32>,
+    /// Connections not logged in yet from one client address, per pod (default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("limits.maxConnectionsPerSource must be at least 1"))]
+    pub max_connections_per_source: Option<i32>,
     /// Concurrent sessions per user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("limits.maxSessionsPerUser must be at least 1"))]

@@ -48,9 +48,15 @@ pub struct GatewayConfig {
     /// Limits and deadlines that protect the gateway from clients.
     #[serde(default)]
     pub limits: Limits,
-    /// Expect a PROXY protocol (v1 or v2) header on every connection to the SSTP port.
+    /// Expect a PROXY protocol (v1 or v2) header on connections to the SSTP port from
+    /// `trustedProxies` (required when this is on). Other peers are served as direct clients;
+    /// a PROXY header from one of them is refused.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// The load balancers (CIDRs) whose PROXY headers are believed. The client address in such
+    /// a header is what per-source limits and the authentication throttle count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where the users document comes from.
     #[serde(default)]
     pub users: UsersSource,
@@ -127,8 +133,13 @@ pub enum AuthMethod {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Limits {
-    /// Concurrent sessions per gateway pod.
+    /// Concurrent authenticated sessions per gateway pod. When all are taken, new clients get
+    /// HTTP 503 (or an MS-CHAPv2 Failure, E=649, if the last one went while they logged in).
     pub max_sessions: u32,
+    /// Connections that have not logged in yet, kept apart from `maxSessions` so that they can
+    /// never keep a user out: when full, the oldest pending connection of the source holding
+    /// the most is dropped to make room.
+    pub max_pending_connections: u32,
     /// Concurrent sessions per user, unless the user's entry says otherwise.
     pub max_sessions_per_user: u32,
     /// End a session after this long without data packets (echo keepalives do not count).
@@ -140,9 +151,12 @@ pub struct Limits {
     pub preamble_timeout_seconds: u64,
     /// Deadline from the preamble until the tunnel carries IP (SSTP + PPP negotiation).
     pub negotiation_timeout_seconds: u64,
-    /// Concurrent connections from one source address (before authentication). Behind a load
-    /// balancer that hides client addresses, raise this or turn on `proxyProtocol`.
+    /// Connections from one source address (an IPv6 /64) that have not logged in yet. Behind a
+    /// load balancer that hides client addresses, raise this or turn on `proxyProtocol`.
     pub max_connections_per_source: u32,
+    /// Drop a client that has read none of our output for this long (it sends but never
+    /// reads; backpressure has already stopped reading from it).
+    pub write_stall_timeout_seconds: u64,
     /// Slow down guessing: failures per client address and per user name.
     pub auth_failures: AuthFailureThrottle,
 }
@@ -251,6 +265,11 @@ impl Limits {
         Duration::from_secs(self.preamble_timeout_seconds)
     }
 
+    /// How long output may wait for a client that reads nothing.
+    pub fn write_stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_stall_timeout_seconds)
+    }
+
     /// SSTP + PPP negotiation deadline.
     pub fn negotiation_timeout(&self) -> Duration {
         Duration::from_secs(self.negotiation_timeout_seconds)
@@ -292,12 +311,14 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_sessions: 1024,
+            max_pending_connections: 256,
             max_sessions_per_user: 4,
             idle_timeout_seconds: None,
             handshake_timeout_seconds: 10,
             preamble_timeout_seconds: 10,
             negotiation_timeout_seconds: 30,
             max_connections_per_source: 32,
+            write_stall_timeout_seconds: 30,
             auth_failures: AuthFailureThrottle::default(),
         }
     }

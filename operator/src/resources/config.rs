@@ -87,6 +87,7 @@ pub fn gateway_config(
         },
         limits: limits(gateway),
         proxy_protocol: spec.proxy_protocol,
+        trusted_proxies: parse_all(&spec.trusted_proxies, "trustedProxies").map_err(invalid)?,
         users: UsersSource::KubernetesSecret {
             name: owner.names.users.clone(),
             namespace: Some(owner.namespace.clone()),
@@ -114,6 +115,12 @@ fn limits(gateway: &SstpGateway) -> Limits {
     let positive_u64 = |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok());
     if let Some(max) = positive_u32(spec.max_sessions) {
         limits.max_sessions = max;
+    }
+    if let Some(max) = positive_u32(spec.max_pending_connections) {
+        limits.max_pending_connections = max;
+    }
+    if let Some(max) = positive_u32(spec.max_connections_per_source) {
+        limits.max_connections_per_source = max;
     }
     if let Some(max) = positive_u32(spec.max_sessions_per_user) {
         limits.max_sessions_per_user = max;

@@ -9,7 +9,7 @@ use super::{
     mschapv2::{self, KeySide},
 };
 use crate::{
-    Lookup, Protocol, UserLookup,
+    AddressAllocator, Lookup, Protocol, Refusal, UserLookup,
     config::Timers,
     fsm::Ctx,
     packet::{Code, Packet},
@@ -67,12 +67,14 @@ impl ChapServer {
         None
     }
 
-    /// Handles a CHAP packet from the peer.
+    /// Handles a CHAP packet from the peer. Verified credentials are then admitted by
+    /// `admission`, before Success goes out, so a refusal still reaches the peer as a Failure.
     pub(crate) fn handle(
         &mut self,
         cx: &mut Ctx<'_>,
         information: &[u8],
         users: &dyn UserLookup,
+        admission: &mut dyn AddressAllocator,
     ) -> Option<AuthOutcome> {
         let packet = Packet::parse(information).ok()?;
         if packet.code != CHAP_RESPONSE || packet.id != self.id {
@@ -85,7 +87,16 @@ impl ChapServer {
         }
         self.deadline = None;
         let (outcome, message) = match self.verify(&packet, users) {
-            Ok((outcome, proof)) => (outcome, format!("{proof} M={SUCCESS_TEXT}")),
+            Ok((verified, proof)) => match admission.allocate(&verified.username) {
+                Ok(address) => (
+                    verified.admitted(address),
+                    format!("{proof} M={SUCCESS_TEXT}"),
+                ),
+                Err(refusal) => (
+                    failure(verified.username, refusal.into()),
+                    refusal_message(cx, refusal),
+                ),
+            },
             Err(outcome) => (outcome, self.failure_message(cx)),
         };
         let code = match outcome {
@@ -103,7 +114,7 @@ impl ChapServer {
         &self,
         packet: &Packet<'_>,
         users: &dyn UserLookup,
-    ) -> Result<(AuthOutcome, String), AuthOutcome> {
+    ) -> Result<(Verified, String), AuthOutcome> {
         let Some(response) = Response::parse(packet.data) else {
             return Err(AuthOutcome::Failure {
                 username: None,
@@ -132,23 +143,18 @@ impl ChapServer {
             &username,
         );
         let hlak = mschapv2::hlak(&hash, &response.nt_response, KeySide::Server);
-        let outcome = AuthOutcome::Success {
+        let verified = Verified {
             username,
             method: AuthMethod::MsChapV2,
             hlak,
         };
-        Ok((outcome, mschapv2::format_authenticator_response(&proof)))
+        Ok((verified, mschapv2::format_authenticator_response(&proof)))
     }
 
     /// "E=691 R=0 C=<new challenge> V=3 M=<text>" (RFC 2759 §6): no retry is offered, and
-    /// every failure looks the same to the peer.
+    /// every credential failure looks the same to the peer.
     fn failure_message(&self, cx: &mut Ctx<'_>) -> String {
-        let mut next_challenge = [0u8; 16];
-        cx.rng.fill_bytes(&mut next_challenge);
-        format!(
-            "E={ERROR_AUTHENTICATION_FAILURE} R=0 C={} V=3 M={FAILURE_TEXT}",
-            hex::encode_upper(next_challenge)
-        )
+        failure_text(cx, ERROR_AUTHENTICATION_FAILURE, FAILURE_TEXT)
     }
 
     fn send_challenge(&mut self, cx: &mut Ctx<'_>) {
@@ -160,6 +166,41 @@ impl ChapServer {
         self.retries_left = self.retries_left.saturating_sub(1);
         self.deadline = Some(cx.now + self.timers.restart);
     }
+}
+
+/// Credentials that checked out, not yet admitted.
+pub(crate) struct Verified {
+    pub(crate) username: String,
+    pub(crate) method: AuthMethod,
+    pub(crate) hlak: super::Hlak,
+}
+
+impl Verified {
+    pub(crate) fn admitted(self, address: std::net::Ipv4Addr) -> AuthOutcome {
+        AuthOutcome::Success {
+            username: self.username,
+            method: self.method,
+            hlak: self.hlak,
+            address,
+        }
+    }
+}
+
+/// The Failure for a peer whose credentials were right but who is refused anyway:
+/// ERROR_NO_DIALIN_PERMISSION, which Windows shows as "the account does not have permission
+/// to dial in", plus our reason in `M=` (pppd and sstpc log it).
+fn refusal_message(cx: &mut Ctx<'_>, refusal: Refusal) -> String {
+    failure_text(cx, ERROR_NO_DIALIN_PERMISSION, refusal.message())
+}
+
+/// "E=<code> R=0 C=<new challenge> V=3 M=<text>" (RFC 2759 §6).
+fn failure_text(cx: &mut Ctx<'_>, code: u16, text: &str) -> String {
+    let mut next_challenge = [0u8; 16];
+    cx.rng.fill_bytes(&mut next_challenge);
+    format!(
+        "E={code} R=0 C={} V=3 M={text}",
+        hex::encode_upper(next_challenge)
+    )
 }
 
 fn failure(username: String, reason: AuthFailure) -> AuthOutcome {
@@ -342,5 +383,7 @@ const CHALLENGE_VALUE_SIZE: u8 = 16;
 const RESPONSE_VALUE_SIZE: u8 = 49;
 /// ERROR_AUTHENTICATION_FAILURE (RFC 2759 §6).
 const ERROR_AUTHENTICATION_FAILURE: u16 = 691;
+/// ERROR_NO_DIALIN_PERMISSION (RFC 2759 §6).
+const ERROR_NO_DIALIN_PERMISSION: u16 = 649;
 const SUCCESS_TEXT: &str = "Access granted";
 const FAILURE_TEXT: &str = "Authentication failed";

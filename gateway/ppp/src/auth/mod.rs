@@ -4,7 +4,7 @@ pub(crate) mod chap;
 pub mod mschapv2;
 pub(crate) mod pap;
 
-use std::fmt;
+use std::{fmt, net::Ipv4Addr};
 
 use subtle::ConstantTimeEq;
 
@@ -81,9 +81,10 @@ pub enum AuthMethod {
     Pap,
 }
 
-/// Why authentication failed. Every variant answers the peer identically (MS-CHAPv2 E=691 or
-/// a PAP Nak) so a client cannot tell unknown users from wrong passwords; the distinction is
-/// for logs and metrics only.
+/// Why authentication failed. Every credential failure answers the peer identically
+/// (MS-CHAPv2 E=691 or a PAP Nak) so a client cannot tell unknown users from wrong passwords;
+/// the distinction is for logs and metrics only. The three refusals after verified credentials
+/// ([`crate::Refusal`]) are told to the peer (E=649 with a message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthFailure {
@@ -103,6 +104,22 @@ pub enum AuthFailure {
     Malformed,
     /// The peer never completed authentication.
     Timeout,
+    /// Credentials right, but the user is at their session limit.
+    SessionLimit,
+    /// Credentials right, but no client address is free.
+    AddressExhausted,
+    /// Credentials right, but the gateway is at its session limit.
+    GatewayFull,
+}
+
+impl From<crate::Refusal> for AuthFailure {
+    fn from(refusal: crate::Refusal) -> Self {
+        match refusal {
+            crate::Refusal::SessionLimit => Self::SessionLimit,
+            crate::Refusal::AddressExhausted => Self::AddressExhausted,
+            crate::Refusal::GatewayFull => Self::GatewayFull,
+        }
+    }
 }
 
 impl AuthFailure {
@@ -118,6 +135,9 @@ impl AuthFailure {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Malformed => "malformed",
             Self::Timeout => "timeout",
+            Self::SessionLimit => "session_limit",
+            Self::AddressExhausted => "address_exhausted",
+            Self::GatewayFull => "gateway_full",
         }
     }
 }
@@ -135,6 +155,8 @@ pub(crate) enum AuthOutcome {
         username: String,
         method: AuthMethod,
         hlak: Hlak,
+        /// What the admission gave the peer.
+        address: Ipv4Addr,
     },
     Failure {
         username: Option<String>,

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use super::{AuthFailure, AuthMethod, AuthOutcome, ClientAuthOutcome, Hlak, NtHash};
 use crate::{
-    Lookup, Protocol, UserLookup,
-    auth::chap::lookup_failure,
+    AddressAllocator, Lookup, Protocol, UserLookup,
+    auth::chap::{Verified, lookup_failure},
     config::Timers,
     fsm::Ctx,
     packet::{Code, Packet},
@@ -17,8 +17,8 @@ use crate::{
 #[derive(Debug)]
 pub(crate) struct PapServer {
     deadline: Option<Instant>,
-    /// The answer we sent and its identifier, repeated if the peer retransmits.
-    result: Option<(u8, Code)>,
+    /// The answer we sent, its identifier and message, repeated if the peer retransmits.
+    result: Option<(u8, Code, &'static str)>,
 }
 
 impl PapServer {
@@ -54,54 +54,67 @@ impl PapServer {
         cx: &mut Ctx<'_>,
         information: &[u8],
         users: &dyn UserLookup,
+        admission: &mut dyn AddressAllocator,
     ) -> Option<AuthOutcome> {
         let packet = Packet::parse(information).ok()?;
         if packet.code != PAP_AUTHENTICATE_REQUEST {
             return None;
         }
-        if let Some((id, code)) = self.result {
+        if let Some((id, code, text)) = self.result {
             if id == packet.id {
-                send_answer(cx, code, id);
+                send_answer(cx, code, id, text);
             }
             return None;
         }
         self.deadline = None;
-        let outcome = verify(packet.data, users);
+        let (outcome, text) = match verify(packet.data, users) {
+            Ok(verified) => match admission.allocate(&verified.username) {
+                Ok(address) => (verified.admitted(address), SUCCESS_TEXT),
+                Err(refusal) => (
+                    AuthOutcome::Failure {
+                        username: Some(verified.username),
+                        reason: refusal.into(),
+                    },
+                    refusal.message(),
+                ),
+            },
+            Err(outcome) => (outcome, FAILURE_TEXT),
+        };
         let code = match outcome {
             AuthOutcome::Success { .. } => PAP_AUTHENTICATE_ACK,
             AuthOutcome::Failure { .. } => PAP_AUTHENTICATE_NAK,
         };
-        send_answer(cx, code, packet.id);
-        self.result = Some((packet.id, code));
+        send_answer(cx, code, packet.id, text);
+        self.result = Some((packet.id, code, text));
         Some(outcome)
     }
 }
 
-fn verify(data: &[u8], users: &dyn UserLookup) -> AuthOutcome {
+fn verify(data: &[u8], users: &dyn UserLookup) -> Result<Verified, AuthOutcome> {
     let Some((peer_id, password)) = parse_request(data) else {
-        return AuthOutcome::Failure {
+        return Err(AuthOutcome::Failure {
             username: None,
             reason: AuthFailure::Malformed,
-        };
+        });
     };
     let username = peer_id.to_owned();
     let reason = match users.lookup(peer_id) {
         Lookup::Found(stored) => {
             if NtHash::from_password(password).ct_eq(&stored) {
-                return AuthOutcome::Success {
+                return Ok(Verified {
                     username,
                     method: AuthMethod::Pap,
                     hlak: Hlak::ZERO,
-                };
+                });
             }
             AuthFailure::BadPassword
         }
         other => lookup_failure(&other),
     };
-    AuthOutcome::Failure {
+    Err(AuthOutcome::Failure {
         username: Some(username),
         reason,
-    }
+    })
 }
 
 /// Peer-ID and Password of an Authenticate-Request (RFC 1334 §2.2.1).
@@ -116,12 +129,7 @@ fn parse_request(data: &[u8]) -> Option<(&str, &str)> {
     ))
 }
 
-fn send_answer(cx: &mut Ctx<'_>, code: Code, id: u8) {
-    let text = if code == PAP_AUTHENTICATE_ACK {
-        SUCCESS_TEXT
-    } else {
-        FAILURE_TEXT
-    };
+fn send_answer(cx: &mut Ctx<'_>, code: Code, id: u8, text: &str) {
     let mut data = Vec::with_capacity(1 + text.len());
     data.push(u8::try_from(text.len()).unwrap_or(0));
     data.extend_from_slice(text.as_bytes());

@@ -85,12 +85,12 @@ impl Pool {
 }
 
 impl AddressAllocator for Pool {
-    fn allocate(&mut self, _username: &str) -> Option<Ipv4Addr> {
+    fn allocate(&mut self, _username: &str) -> Result<Ipv4Addr, crate::Refusal> {
         let mut state = self.0.lock().unwrap();
-        let addr = state.free.pop()?;
+        let addr = state.free.pop().ok_or(crate::Refusal::AddressExhausted)?;
         state.in_use.push(addr);
         state.allocations += 1;
-        Some(addr)
+        Ok(addr)
     }
 
     fn release(&mut self, addr: Ipv4Addr) {

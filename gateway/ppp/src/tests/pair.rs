@@ -447,7 +447,7 @@ fn lower_down_releases_the_address_once_and_reports_down_once() {
 }
 
 #[test]
-fn exhausted_pool_ends_the_session_after_authentication() {
+fn exhausted_pool_is_refused_at_authentication_with_a_reason() {
     let pool = Pool::new(&[]);
     let pair = pair_with(
         server_config(),
@@ -455,15 +455,39 @@ fn exhausted_pool_ends_the_session_after_authentication() {
         client_config("alice", "correct horse"),
         &pool,
     );
-    assert!(matches!(
+    // Decided before Success: the client sees a Failure that says why, never a Success
+    // followed by a silent teardown.
+    assert_eq!(
         pair.server_events[0],
-        ServerEvent::Authenticated { .. }
-    ));
+        ServerEvent::AuthFailed {
+            username: Some("alice".into()),
+            reason: AuthFailure::AddressExhausted,
+        }
+    );
+    assert!(
+        !pair
+            .server_events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Authenticated { .. }))
+    );
     assert_eq!(
         pair.server_events.last(),
         Some(&ServerEvent::Down {
-            reason: DownReason::AddressExhausted
+            reason: DownReason::AuthFailed(AuthFailure::AddressExhausted)
         })
+    );
+    let message = pair
+        .client_events
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::AuthFailed { message } => Some(message.clone()),
+            _ => None,
+        })
+        .expect("the client saw a Failure");
+    assert!(message.starts_with("E=649 R=0 C="), "{message}");
+    assert!(
+        message.ends_with("V=3 M=No client address is free on this gateway"),
+        "{message}"
     );
 }
 

@@ -40,6 +40,9 @@ pub enum Rejection {
     /// No blank line within [`MAX_HEAD_LEN`] bytes.
     #[error("request head larger than 8 KiB")]
     HeaderTooLarge,
+    /// A valid request, but the server has no room for another session right now.
+    #[error("the server is full")]
+    Busy,
 }
 
 impl Rejection {
@@ -52,6 +55,7 @@ impl Rejection {
             Self::MethodNotAllowed => 405,
             Self::HeaderTooLarge => 431,
             Self::VersionNotSupported => 505,
+            Self::Busy => 503,
         }
     }
 
@@ -62,6 +66,7 @@ impl Rejection {
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::HeaderTooLarge => "Request Header Fields Too Large",
             Self::VersionNotSupported => "HTTP Version Not Supported",
+            Self::Busy => "Service Unavailable",
         }
     }
 
@@ -77,9 +82,16 @@ impl Rejection {
             // RFC 9110 §15.5.6: a 405 names the allowed methods.
             out.extend_from_slice(format!("Allow: {METHOD}\r\n").as_bytes());
         }
+        if self == Self::Busy {
+            // RFC 9110 §10.2.3: when to try again (sessions end at human pace).
+            out.extend_from_slice(format!("Retry-After: {BUSY_RETRY_AFTER_SECONDS}\r\n").as_bytes());
+        }
         out.extend_from_slice(b"Content-Length: 0\r\nConnection: close\r\n\r\n");
     }
 }
+
+/// The `Retry-After` of a 503.
+const BUSY_RETRY_AFTER_SECONDS: u32 = 30;
 
 /// Appends the `200 OK` that opens the SSTP stream (§4.1).
 pub fn write_ok_response(out: &mut Vec<u8>) {
@@ -306,6 +318,17 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).expect("ascii"),
             "HTTP/1.1 405 Method Not Allowed\r\nAllow: SSTP_DUPLEX_POST\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_busy_refusal_is_a_503_with_retry_after() {
+        let mut out = Vec::new();
+        Rejection::Busy.write_response(&mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\n\
              Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
     }

@@ -48,9 +48,9 @@ impl Pool {
 }
 
 impl AddressAllocator for Pool {
-    fn allocate(&mut self, _username: &str) -> Option<Ipv4Addr> {
+    fn allocate(&mut self, _username: &str) -> Result<Ipv4Addr, sstp_ppp::Refusal> {
         self.0.lock().unwrap().push(POOL_FIRST);
-        Some(POOL_FIRST)
+        Ok(POOL_FIRST)
     }
 
     fn release(&mut self, addr: Ipv4Addr) {

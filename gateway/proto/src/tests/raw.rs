@@ -429,6 +429,39 @@ fn http_with_another_method_path_or_an_endless_header_gets_an_http_error() {
 }
 
 #[test]
+fn a_busy_server_answers_a_valid_request_with_503_and_nothing_else() {
+    let mut raw = RawClient::new();
+    raw.server.set_busy(true);
+    let mut request = Vec::new();
+    http::write_request(&mut request, "vpn.example.com", None);
+    // A pipelined CALL_CONNECT_REQUEST must not start SSTP on a refused connection.
+    request.extend_from_slice(&CONNECT_REQUEST);
+    raw.send(&request);
+    assert!(raw.server.is_closed());
+    assert_eq!(
+        raw.closed_reason(),
+        Some(&CloseReason::HttpRejected(http::Rejection::Busy))
+    );
+    let (head, messages) = raw.written();
+    assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
+    assert!(head.contains("Retry-After: 30\r\n"), "{head}");
+    assert!(messages.is_empty());
+    assert!(
+        !raw.events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::HttpAccepted { .. }))
+    );
+
+    // Room again before the request completes: served as usual.
+    let mut raw = RawClient::new();
+    raw.server.set_busy(true);
+    raw.server.set_busy(false);
+    raw.send(&request);
+    assert!(!raw.server.is_closed());
+    assert!(raw.written().0.starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+#[test]
 fn data_packets_before_connect_request_are_dropped_silently() {
     let mut raw = RawClient::after_http();
     raw.send(&[0x10, 0x00, 0x00, 0x08, 0xff, 0x03, 0xc0, 0x21]);

@@ -55,7 +55,7 @@ fn a_full_file_round_trips() {
         "dns": ["1.1.1.1", "9.9.9.9"], "routes": ["192.168.0.0/16"], "nat": false,
         "auth": {"methods": ["mschapv2", "pap"]},
         "limits": {"maxSessions": 10, "idleTimeoutSeconds": 600, "authFailures": {"maxFailures": 3}},
-        "proxyProtocol": true,
+        "proxyProtocol": true, "trustedProxies": ["10.0.0.0/8", "2001:db8::/32"],
         "users": {"kubernetesSecret": {"name": "gw-users"}},
         "tun": {"name": "tun7", "mtu": 1380}"#,
     );
@@ -132,6 +132,18 @@ fn bad_values_name_their_field() {
         (
             r#""hostnames": ["a.example"], "addressPool": "10.8.0.7/24""#,
             "addressPool",
+        ),
+        (
+            r#""hostnames": ["a.example"], "addressPool": "10.8.0.0/24", "proxyProtocol": true"#,
+            "trustedProxies",
+        ),
+        (
+            r#""hostnames": ["a.example"], "addressPool": "10.8.0.0/24", "trustedProxies": ["10.0.0.0/8"]"#,
+            "trustedProxies",
+        ),
+        (
+            r#""hostnames": ["a.example"], "addressPool": "10.8.0.0/24", "limits": {"maxPendingConnections": 0}"#,
+            "limits.maxPendingConnections",
         ),
     ];
     for (body, field) in cases {

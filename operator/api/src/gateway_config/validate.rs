@@ -11,6 +11,7 @@ impl GatewayConfig {
         self.check_hostnames()?;
         self.check_network()?;
         check_limits(&self.limits)?;
+        self.check_proxy()?;
         self.check_sources()?;
         self.check_tun()
     }
@@ -65,6 +66,20 @@ impl GatewayConfig {
         ensure(!self.auth.methods.is_empty(), "auth.methods", || {
             "at least one method is needed".into()
         })
+    }
+
+    fn check_proxy(&self) -> Result<(), ConfigError> {
+        if self.proxy_protocol {
+            ensure(!self.trusted_proxies.is_empty(), "trustedProxies", || {
+                "proxyProtocol needs the load balancers' CIDRs: a PROXY header from anyone else \
+                 would let a client claim any address"
+                    .into()
+            })
+        } else {
+            ensure(self.trusted_proxies.is_empty(), "trustedProxies", || {
+                "trustedProxies has no effect without proxyProtocol".into()
+            })
+        }
     }
 
     fn check_sources(&self) -> Result<(), ConfigError> {
@@ -134,6 +149,14 @@ impl GatewayConfig {
 fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
     let positive = [
         ("limits.maxSessions", u64::from(limits.max_sessions)),
+        (
+            "limits.maxPendingConnections",
+            u64::from(limits.max_pending_connections),
+        ),
+        (
+            "limits.writeStallTimeoutSeconds",
+            limits.write_stall_timeout_seconds,
+        ),
         (
             "limits.maxSessionsPerUser",
             u64::from(limits.max_sessions_per_user),
