@@ -238,6 +238,7 @@ async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
         request_dns: false,
         ipv6: false,
         timers: sstp_ppp::Timers::default(),
+        link: sstp_ppp::LinkProfile::Minimal,
     };
     let template = Arc::new(ClientOptions::new(
         common.target,
