@@ -392,6 +392,30 @@ fn windows11_profile_against_the_gateway_gets_every_answer_windows_needs() {
     });
 }
 
+/// OGI says Windows may offer ALPN `http/1.1` (windows-client.md §1.1, no trace confirms it):
+/// the gateway, which configures no ALPN, must complete the handshake either way.
+#[test]
+fn a_windows_client_offering_alpn_http11_is_served() {
+    in_netns("windows_alpn", || {
+        runtime().block_on(async {
+            let h = rsa_gateway("winalpn").await;
+            for profile in [ClientProfile::Windows10, ClientProfile::Windows11] {
+                let mut options = windows_options(&h, h.gateway.sstp_addr, profile);
+                let mut tls = (*options.tls).clone();
+                tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+                options.tls = Arc::new(tls);
+                let mut client = Client::connect(options).await.unwrap();
+                let local = tokio::time::timeout(Duration::from_secs(15), client.wait_up())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                ping(&mut client, local, h.gateway_ip(), 9, b"alpn").await;
+                assert_eq!(client.disconnect().await, CloseReason::LocalDisconnect);
+            }
+        });
+    });
+}
+
 /// Where the reference cannot say what Windows does with PFC/ACFC once acked, the gateway
 /// must take both: the Windows 11 profile with uncompressed frames still works end to end.
 #[test]

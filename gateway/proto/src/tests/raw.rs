@@ -567,3 +567,16 @@ fn query_strings_on_the_sstp_path_are_ignored() {
         assert!(messages.first().is_some_and(is_connect_ack), "{query}");
     }
 }
+
+/// Trap #12 (sorz/sstp-server ceb22845, 0a9d3c26): an ECHO_REQUEST that arrives while the call
+/// is being torn down is ignored, neither answered nor fatal.
+#[test]
+fn an_echo_during_a_disconnect_is_ignored() {
+    let mut raw = RawClient::after_connect_request();
+    raw.send(&control(MessageType::CALL_DISCONNECT, &[], 0));
+    let before = raw.control_written().len();
+    raw.send(&control(MessageType::ECHO_REQUEST, &[], 0));
+    assert_eq!(raw.control_written().len(), before, "no answer");
+    raw.run_until_closed();
+    assert_eq!(raw.closed_reason(), Some(&CloseReason::PeerDisconnected));
+}
