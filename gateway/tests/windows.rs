@@ -219,6 +219,8 @@ async fn windows_call(test: &str, profile: ClientProfile, multilink: bool) {
             assert_eq!(tls.suite, Some(CipherSuite::TLS13_AES_256_GCM_SHA384));
         }
     }
+    // Trap #16 (accel-ppp 6b8e7d04): the whole chain is sent, leaf then CA.
+    assert_eq!(tls.chain_len, 2);
     let hello = hellos.lock().unwrap()[0].clone();
     assert_eq!(hello.0.as_deref(), Some(DIALLED), "SNI is the dialled name");
     assert_eq!(
@@ -302,6 +304,30 @@ async fn windows_call(test: &str, profile: ClientProfile, multilink: bool) {
         ppp(&recorded, true, 0xC021, 3).is_empty(),
         "no Configure-Nak at all"
     );
+
+    // IPCP (§1.8): Windows asks for IP-Address, Primary-DNS and Secondary-DNS, all 0.0.0.0; the
+    // gateway Naks the address (and the DNS it has), rejects the secondary DNS it has not, and
+    // acks the corrected request.
+    let ipcp = ppp(&recorded, false, 0x8021, 1);
+    assert_eq!(kinds(&ipcp[0]), [3, 129, 131]);
+    assert_eq!(
+        ipcp[0][4..],
+        [3, 6, 0, 0, 0, 0, 129, 6, 0, 0, 0, 0, 131, 6, 0, 0, 0, 0]
+    );
+    let ipcp_rejects = ppp(&recorded, true, 0x8021, 4);
+    let ipcp_naks = ppp(&recorded, true, 0x8021, 3);
+    let ipcp_acks = ppp(&recorded, true, 0x8021, 2);
+    assert_eq!(
+        ipcp_rejects.iter().map(|r| kinds(r)).collect::<Vec<_>>(),
+        [vec![131]]
+    );
+    assert_eq!(ipcp_naks.len(), 1);
+    let mut nak = vec![3, 6];
+    nak.extend_from_slice(&local.octets());
+    nak.extend_from_slice(&[129, 6, 10, 77, 0, 53]);
+    assert_eq!(ipcp_naks[0][4..], nak);
+    assert_eq!(ipcp_acks.len(), 1);
+    assert_eq!(ipcp_acks[0][4..], nak, "the request as Nak'd, acked");
 
     // CCP (§1.8, trap #9) and IPv6CP: the gateway runs IPv4 only and Protocol-Rejects both,
     // each once, returning the packet; neither is retransmitted afterwards.

@@ -203,6 +203,8 @@ pub struct TlsSession {
     pub version: Option<ProtocolVersion>,
     /// The cipher suite.
     pub suite: Option<CipherSuite>,
+    /// How many certificates the server sent (leaf first, then intermediates).
+    pub chain_len: usize,
 }
 
 /// The client's transcript ([`ClientConfig::record`]), readable after the call is over.
@@ -319,6 +321,7 @@ impl Client {
         let tls_session = TlsSession {
             version: session.protocol_version(),
             suite: session.negotiated_cipher_suite().map(|s| s.suite()),
+            chain_len: session.peer_certificates().map_or(0, <[_]>::len),
         };
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let (received_tx, received_rx) = mpsc::channel(options.rx_queue.max(1));
