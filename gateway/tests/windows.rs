@@ -468,3 +468,42 @@ fn windows_profile_sending_uncompressed_frames_works_too() {
         });
     });
 }
+
+/// Windows always puts a Status Info in CALL_ABORT (SPEC <3>, trap #21). A client that can use
+/// none of the offered hash algorithms aborts with one; the gateway answers with its own
+/// CALL_ABORT and the call ends cleanly.
+#[test]
+fn a_windows_call_abort_with_status_info_is_answered_with_an_abort() {
+    in_netns("windows_abort", || {
+        runtime().block_on(async {
+            let h = rsa_gateway("winabort").await;
+            let mut options = windows_options(&h, h.gateway.sstp_addr, ClientProfile::Windows10);
+            options.sstp.hash_protocols = HashProtocolSet(0);
+            let mut client = Client::connect(options).await.unwrap();
+            let transcript = client.transcript();
+            let result = tokio::time::timeout(Duration::from_secs(15), client.wait_up())
+                .await
+                .unwrap();
+            assert!(
+                matches!(
+                    result,
+                    Err(sstp_gateway::client::ClientError::Closed(
+                        CloseReason::NoCommonHashProtocol
+                    ))
+                ),
+                "{result:?}"
+            );
+            let _ = client.closed().await;
+            let recorded = transcript.snapshot();
+            let abort_at = control_at(&recorded, false, |m| {
+                matches!(m, ControlMessage::CallAbort(Some(info))
+                    if info.attribute == sstp_proto::AttributeId::CRYPTO_BINDING_REQ)
+            });
+            let answer_at = control_at(&recorded, true, |m| {
+                matches!(m, ControlMessage::CallAbort(_))
+            });
+            assert!(abort_at < answer_at);
+            common::wait_for_metric(&h, "sstp_sessions_active", 0.0).await;
+        });
+    });
+}
