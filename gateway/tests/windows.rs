@@ -507,3 +507,38 @@ fn a_windows_call_abort_with_status_info_is_answered_with_an_abort() {
         });
     });
 }
+
+/// The gateway's default certificate is ECDSA P-256 (design brief); Windows takes ECDSA too
+/// (windows-client.md §1.2). Windows 10 then settles on ECDHE-ECDSA-AES256-GCM-SHA384, the
+/// first suite of its list, and the call works.
+#[test]
+fn windows10_against_the_default_ecdsa_certificate_uses_ecdhe_ecdsa_aes256_gcm() {
+    in_netns("windows10_ecdsa", || {
+        runtime().block_on(async {
+            let h = start("win10ecdsa", |_| {}).await;
+            let mut base =
+                common::client_options(h.gateway.sstp_addr, &h.ca_pem, USERS[0].0, USERS[0].1).sstp;
+            base.correlation_id = None;
+            let options = ClientOptions::for_profile(
+                ClientProfile::Windows10,
+                h.gateway.sstp_addr,
+                ServerName::try_from("localhost").unwrap(),
+                roots_from_pem(&h.ca_pem).unwrap(),
+                base,
+            );
+            let mut client = Client::connect(options).await.unwrap();
+            let local = tokio::time::timeout(Duration::from_secs(15), client.wait_up())
+                .await
+                .unwrap()
+                .unwrap();
+            let tls = client.tls_session();
+            assert_eq!(tls.version, Some(ProtocolVersion::TLSv1_2));
+            assert_eq!(
+                tls.suite,
+                Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)
+            );
+            ping(&mut client, local, h.gateway_ip(), 10, b"ecdsa").await;
+            assert_eq!(client.disconnect().await, CloseReason::LocalDisconnect);
+        });
+    });
+}
