@@ -83,9 +83,10 @@ async fn hello_recording_proxy(upstream: SocketAddr) -> (SocketAddr, Hellos) {
 /// A gateway serving an RSA-2048 certificate for [`DIALLED`] (Windows 10 met RSA servers in
 /// the traces, windows-client.md §1.1), with split-tunnel routes and a DNS server so that the
 /// DHCPINFORM is answered.
-async fn rsa_gateway(test: &str) -> Harness {
-    let dir = std::env::temp_dir().join(format!("sstp-gw-{test}-rsa-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// The certificate files live in the returned directory, removed when it is dropped.
+async fn rsa_gateway(test: &str) -> (Harness, common::TestDir) {
+    let certs = common::TestDir::new(&format!("{test}-rsa"));
+    let dir = certs.0.clone();
     let now = time::OffsetDateTime::now_utc();
     let algorithm = KeyAlgorithm::Rsa(RsaBits::Rsa2048);
     let ca =
@@ -108,7 +109,7 @@ async fn rsa_gateway(test: &str) -> Harness {
     std::fs::write(&files.cert_file, &issued.chain_pem).unwrap();
     std::fs::write(&files.key_file, &issued.key_pem).unwrap();
     std::fs::write(files.ca_file.as_ref().unwrap(), ca.cert_pem()).unwrap();
-    start(test, move |config| {
+    let harness = start(test, move |config| {
         config.tls = TlsConfig::Files(files);
         config.routes = ["10.17.0.0/16", "192.168.1.0/24"]
             .iter()
@@ -116,7 +117,8 @@ async fn rsa_gateway(test: &str) -> Harness {
             .collect();
         config.dns = vec![Ipv4Addr::new(10, 77, 0, 53)];
     })
-    .await
+    .await;
+    (harness, certs)
 }
 
 /// Options playing `profile` against `server` (the proxy), dialling [`DIALLED`].
@@ -191,7 +193,7 @@ fn ppp_at(recorded: &[Recorded], from_server: bool, protocol: u16, code: u8) -> 
 
 /// One whole Windows call against the gateway, asserting every answer.
 async fn windows_call(test: &str, profile: ClientProfile, multilink: bool) {
-    let h = rsa_gateway(test).await;
+    let (h, _certs) = rsa_gateway(test).await;
     let (proxy, hellos) = hello_recording_proxy(h.gateway.sstp_addr).await;
     let mut options = windows_options(&h, proxy, profile);
     if multilink {
@@ -424,7 +426,7 @@ fn windows11_profile_against_the_gateway_gets_every_answer_windows_needs() {
 fn a_windows_client_offering_alpn_http11_is_served() {
     in_netns("windows_alpn", || {
         runtime().block_on(async {
-            let h = rsa_gateway("winalpn").await;
+            let (h, _certs) = rsa_gateway("winalpn").await;
             for profile in [ClientProfile::Windows10, ClientProfile::Windows11] {
                 let mut options = windows_options(&h, h.gateway.sstp_addr, profile);
                 let mut tls = (*options.tls).clone();
@@ -448,7 +450,7 @@ fn a_windows_client_offering_alpn_http11_is_served() {
 fn windows_profile_sending_uncompressed_frames_works_too() {
     in_netns("windows_uncompressed", || {
         runtime().block_on(async {
-            let h = rsa_gateway("winplain").await;
+            let (h, _certs) = rsa_gateway("winplain").await;
             let mut options = windows_options(&h, h.gateway.sstp_addr, ClientProfile::Windows11);
             options.sstp.compress_frames = false;
             let mut client = Client::connect(options).await.unwrap();
@@ -476,7 +478,7 @@ fn windows_profile_sending_uncompressed_frames_works_too() {
 fn a_windows_call_abort_with_status_info_is_answered_with_an_abort() {
     in_netns("windows_abort", || {
         runtime().block_on(async {
-            let h = rsa_gateway("winabort").await;
+            let (h, _certs) = rsa_gateway("winabort").await;
             let mut options = windows_options(&h, h.gateway.sstp_addr, ClientProfile::Windows10);
             options.sstp.hash_protocols = HashProtocolSet(0);
             let mut client = Client::connect(options).await.unwrap();
