@@ -150,3 +150,69 @@ impl AddressAllocator for Admission {
         self.shared.metrics.set_pool(pool.counts());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use sstp_api::{UserEntry, UsersDocument, users::NtHashHex};
+    use tokio::sync::{Notify, watch};
+
+    use super::*;
+    use crate::{ip_pool::IpPool, pending::PendingConnections};
+
+    fn shared(max_sessions: u32, per_user: u32) -> AdmissionShared {
+        let mut doc = UsersDocument::new();
+        doc.users
+            .insert("alice".into(), UserEntry::new(NtHashHex::from_bytes([1; 16])));
+        let (_tx, users) = watch::channel(Arc::new(doc));
+        AdmissionShared {
+            pool: Arc::new(Mutex::new(
+                IpPool::new("10.9.0.0/29".parse().unwrap()).unwrap(),
+            )),
+            users,
+            registry: SessionRegistry::new(),
+            slots: SessionSlots::new(max_sessions),
+            max_sessions_per_user: per_user,
+            metrics: Metrics::new(),
+        }
+    }
+
+    fn admission(shared: &AdmissionShared, id: u64) -> Admission {
+        Admission::new(shared.clone(), id, Arc::new(Notify::new()), None)
+    }
+
+    #[test]
+    fn each_limit_refuses_with_its_own_reason_and_an_ended_session_gives_its_place_back() {
+        let shared = shared(2, 1);
+        let mut first = admission(&shared, 1);
+        let address = first.allocate("alice").unwrap();
+        assert_eq!(
+            admission(&shared, 2).allocate("alice"),
+            Err(Refusal::SessionLimit)
+        );
+        let mut bob = admission(&shared, 3);
+        bob.allocate("bob").unwrap();
+        assert!(shared.slots.is_full());
+        assert_eq!(
+            admission(&shared, 4).allocate("carol"),
+            Err(Refusal::GatewayFull)
+        );
+        first.release(address);
+        drop(first);
+        assert!(!shared.slots.is_full());
+        assert_eq!(shared.registry.len(), 1, "bob only");
+        admission(&shared, 5).allocate("alice").unwrap();
+    }
+
+    #[test]
+    fn a_connection_evicted_while_it_logged_in_is_refused() {
+        let shared = shared(10, 10);
+        let pending = PendingConnections::new(1, 1, Metrics::new());
+        let ticket = pending.enter("192.0.2.1".parse().unwrap()).unwrap();
+        let mut evicted = Admission::new(shared.clone(), 1, Arc::new(Notify::new()), Some(ticket));
+        let _newer = pending.enter("192.0.2.2".parse().unwrap()).unwrap();
+        assert_eq!(evicted.allocate("alice"), Err(Refusal::GatewayFull));
+        assert_eq!(shared.registry.len(), 0, "nothing stays held");
+    }
+}

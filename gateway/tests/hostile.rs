@@ -242,6 +242,7 @@ async fn logged_in(ca: &[u8]) -> (TlsStream<TcpStream>, ClientConnection, Ipv4Ad
         request_dns: false,
         ipv6: false,
         timers: sstp_ppp::Timers::default(),
+        link: sstp_ppp::LinkProfile::default(),
     };
     let mut conn = ClientConnection::new(
         sstp_proto::ClientConfig::new(ppp, "localhost"),

@@ -35,13 +35,57 @@ fn a_users_max_sessions_refuses_the_extra_session_and_counts_it() {
             replace_file(&h.users_file, doc.to_json_pretty().as_bytes());
             common::wait_for_metric_at_least(&h, reloads, before + 1.0).await;
             let (mut first, addr) = h.connect(USERS[0].0, USERS[0].1).await;
-            refused(h.options(USERS[0].0, USERS[0].1)).await;
+            // Told at authentication, not after a Success: what Windows shows as error 649.
+            let message = auth_refusal(h.options(USERS[0].0, USERS[0].1)).await;
+            assert_refusal(&message, "Too many sessions for this user");
             let text = h.scrape().await;
             assert_eq!(
                 metric(&text, r#"sstp_auth_failures_total{reason="session_limit"}"#),
                 1.0
             );
             ping(&mut first, addr, h.gateway_ip(), 1, b"first session").await;
+        });
+    });
+}
+
+/// Logs in and returns the server's authentication Failure message.
+async fn auth_refusal(options: sstp_gateway::client::ClientOptions) -> String {
+    let mut client = Client::connect(options).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), client.wait_up())
+        .await
+        .expect("refusal in time")
+    {
+        Err(sstp_gateway::client::ClientError::AuthFailed(message)) => message,
+        other => panic!("expected an authentication Failure, got {other:?}"),
+    }
+}
+
+/// An MS-CHAPv2 Failure (RFC 2759 §6) with ERROR_NO_DIALIN_PERMISSION and `text`.
+fn assert_refusal(message: &str, text: &str) {
+    assert!(message.starts_with("E=649 R=0 C="), "{message}");
+    assert!(message.ends_with(&format!(" V=3 M={text}")), "{message}");
+}
+
+#[test]
+fn an_exhausted_pool_is_refused_at_authentication_with_its_reason_and_counted() {
+    in_netns("pool_refusal", || {
+        runtime().block_on(async {
+            // A /30: the gateway's address and one client address.
+            let h = start("poolrefusal", |c| {
+                c.address_pool = "10.77.0.0/30".parse().unwrap();
+            })
+            .await;
+            let (mut first, addr) = h.connect(USERS[0].0, USERS[0].1).await;
+            let message = auth_refusal(h.options(USERS[1].0, USERS[1].1)).await;
+            assert_refusal(&message, "No client address is free on this gateway");
+            let text = h.scrape().await;
+            assert_eq!(
+                metric(&text, r#"sstp_auth_failures_total{reason="address_exhausted"}"#),
+                1.0
+            );
+            // No Success went out, so nothing was established for the refused user.
+            assert_eq!(metric(&text, r#"sstp_sessions_total{result="established"}"#), 1.0);
+            ping(&mut first, addr, h.gateway_ip(), 3, b"still served").await;
         });
     });
 }

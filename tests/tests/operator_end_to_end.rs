@@ -385,6 +385,7 @@ impl Rendered {
             request_dns: false,
             ipv6: false,
             timers: sstp_ppp::Timers::default(),
+            link: sstp_ppp::LinkProfile::Minimal,
         };
         let options = ClientOptions::new(
             SocketAddr::from((self.sandbox.guest, 443)),

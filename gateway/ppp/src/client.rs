@@ -6,13 +6,14 @@ use std::{collections::VecDeque, fmt, time::Instant};
 use rand_core::Rng;
 
 use crate::{
-    ClientConfig, ClientEvent, DownReason, Hlak, Protocol,
+    ClientConfig, ClientEvent, DownReason, FrameCompression, Hlak, LinkProfile, Protocol,
     auth::{ClientAuthOutcome, chap::ChapClient, pap::PapClient},
+    ccp::WindowsCcpPolicy,
     config::DEFAULT_MRU,
     fsm::{Ctx, Fsm, LayerEvent},
     ipcp::IpcpClientPolicy,
     ipv6cp::Ipv6cpPolicy,
-    lcp::{AuthProtocol, Lcp, LcpOutcome, Role},
+    lcp::{AuthProtocol, Lcp, LcpOutcome, Role, WindowsLcp},
     packet::Outbox,
 };
 
@@ -53,6 +54,8 @@ pub struct Client {
     auth: Option<Authenticatee>,
     ipcp: Option<Fsm<IpcpClientPolicy>>,
     ipv6cp: Option<Fsm<Ipv6cpPolicy>>,
+    /// Windows only: the CCP request it sends after authentication.
+    ccp: Option<Fsm<WindowsCcpPolicy>>,
     closing: Option<DownReason>,
 }
 
@@ -60,7 +63,15 @@ impl Client {
     /// Creates a client. `rng` supplies the peer challenge, magic numbers and interface
     /// identifiers; any `rand_core` 0.10 [`Rng`] that is `Send` fits.
     pub fn new(config: ClientConfig, rng: Box<dyn Rng + Send>) -> Self {
-        let lcp = Lcp::new(Role::Peer, config.auth, DEFAULT_MRU, config.timers);
+        let lcp = match config.link {
+            LinkProfile::Minimal => Lcp::new(Role::Peer, config.auth, DEFAULT_MRU, config.timers),
+            LinkProfile::Windows { multilink } => {
+                // MRU 4091 = 4095 less the SSTP header (windows-client.md §1.5, SPEC §3.1.5.2).
+                let mut lcp = Lcp::new(Role::Peer, config.auth, WINDOWS_MRU, config.timers);
+                lcp.fsm.policy.windows = Some(WindowsLcp::new(multilink));
+                lcp
+            }
+        };
         Self {
             config,
             rng,
@@ -71,7 +82,23 @@ impl Client {
             auth: None,
             ipcp: None,
             ipv6cp: None,
+            ccp: None,
             closing: None,
+        }
+    }
+
+    /// The header compression the server acknowledged in LCP, for the frames we send. The
+    /// frames [`Client::poll_transmit`] yields are always uncompressed; a caller reproducing a
+    /// client that compresses applies this to its non-LCP frames.
+    #[must_use]
+    pub fn frame_compression(&self) -> FrameCompression {
+        let acked = match &self.lcp.fsm.policy.windows {
+            Some(windows) if self.lcp.fsm.is_opened() => windows.acked,
+            _ => (false, false),
+        };
+        FrameCompression {
+            protocol_field: acked.0,
+            address_control: acked.1,
         }
     }
 
@@ -113,6 +140,11 @@ impl Client {
                     self.on_ipv6cp(event);
                 }
             }
+            Protocol::CCP if self.ccp.is_some() && self.phase == Phase::Network => {
+                if let Some(ccp) = &mut self.ccp {
+                    let _ = ccp.handle_packet_raw(&mut cx!(self, now), information);
+                }
+            }
             Protocol::IPCP | Protocol::IPV4 => {}
             Protocol::IPV6CP | Protocol::IPV6 if self.config.ipv6 => {}
             _ => self
@@ -141,6 +173,11 @@ impl Client {
             let event = ipv6cp.handle_timeout(&mut cx!(self, now));
             self.on_ipv6cp(event);
         }
+        if let Some(ccp) = &mut self.ccp
+            && ccp.handle_timeout(&mut cx!(self, now)) == Some(LayerEvent::Finished)
+        {
+            tracing::debug!("CCP got no answer; the link goes on without it");
+        }
     }
 
     /// The next instant [`Client::handle_timeout`] must be called at, if any.
@@ -158,6 +195,7 @@ impl Client {
             auth,
             self.ipcp.as_ref().and_then(Fsm::poll_timeout),
             self.ipv6cp.as_ref().and_then(Fsm::poll_timeout),
+            self.ccp.as_ref().and_then(Fsm::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -203,6 +241,7 @@ impl Client {
                 self.auth = None;
                 self.ipcp = None;
                 self.ipv6cp = None;
+                self.ccp = None;
                 if self.closing.is_none() && self.lcp.fsm.failure().is_none() {
                     self.terminate(now, DownReason::Renegotiation);
                 }
@@ -220,6 +259,12 @@ impl Client {
                 if let Some(ipv6cp) = &mut self.ipv6cp {
                     let event = ipv6cp.rxj(&mut cx!(self, now), false);
                     self.on_ipv6cp(event);
+                }
+            }
+            LcpOutcome::ProtocolRejected(Protocol::CCP) => {
+                if let Some(ccp) = &mut self.ccp {
+                    // RXJ-: CCP stops quietly; the link carries IP without it.
+                    let _ = ccp.rxj(&mut cx!(self, now), false);
                 }
             }
             LcpOutcome::ProtocolRejected(Protocol::IPCP) => {
@@ -294,7 +339,16 @@ impl Client {
         let mut ipv6cp = config
             .ipv6
             .then(|| Fsm::new(Protocol::IPV6CP, config.timers, Ipv6cpPolicy::default()));
+        // Windows sends a CCP Configure-Request proposing MPPE once authenticated, even over
+        // SSTP (windows-client.md §1.8, OGI `ppp/driver.rs`). Its order relative to IPCP is not
+        // in any public trace; it goes first here, as pppd orders its NCPs.
+        let mut ccp = matches!(config.link, LinkProfile::Windows { .. })
+            .then(|| Fsm::new(Protocol::CCP, config.timers, WindowsCcpPolicy::default()));
         let mut cx = cx!(self, now);
+        if let Some(ccp) = &mut ccp {
+            let _ = ccp.open(&mut cx);
+            let _ = ccp.up(&mut cx);
+        }
         let _ = ipcp.open(&mut cx);
         let _ = ipcp.up(&mut cx);
         if let Some(ipv6cp) = &mut ipv6cp {
@@ -303,6 +357,7 @@ impl Client {
         }
         self.ipcp = Some(ipcp);
         self.ipv6cp = ipv6cp;
+        self.ccp = ccp;
     }
 
     fn on_ipcp(&mut self, now: Instant, event: Option<LayerEvent>) {
@@ -342,6 +397,7 @@ impl Client {
         self.auth = None;
         self.ipcp = None;
         self.ipv6cp = None;
+        self.ccp = None;
         if self.lcp.fsm.close(&mut cx!(self, now)) == Some(LayerEvent::Finished) {
             let reason = self.closing.take().unwrap_or(DownReason::LowerDown);
             self.finish(reason);
@@ -356,9 +412,13 @@ impl Client {
         self.auth = None;
         self.ipcp = None;
         self.ipv6cp = None;
+        self.ccp = None;
         self.events.push_back(ClientEvent::Down { reason });
     }
 }
+
+/// The MRU the Windows client asks for over SSTP (windows-client.md §1.5).
+const WINDOWS_MRU: u16 = 4091;
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -154,6 +154,24 @@ pub struct ClientConfig {
     pub ipv6: bool,
     /// Timers and counters.
     pub timers: Timers,
+    /// Which real client's link behaviour to reproduce.
+    pub link: LinkProfile,
+}
+
+/// How the client's link layer behaves beyond what it needs: the options and protocols a real
+/// client offers that the server has to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkProfile {
+    /// Only what is needed: LCP asks for a magic number, then authentication and IPCP (the
+    /// shape of pppd as run by sstpc with the usual options).
+    #[default]
+    Minimal,
+    /// The Windows 10/11 built-in client, as far as public traces show it
+    /// (`windows-client.md` §1.5, §1.8).
+    Windows {
+        /// The profile's multilink setting: MRRU and Endpoint-Discriminator are offered too.
+        multilink: bool,
+    },
 }
 
 impl fmt::Debug for ClientConfig {
@@ -163,6 +181,7 @@ impl fmt::Debug for ClientConfig {
             .field("request_dns", &self.request_dns)
             .field("ipv6", &self.ipv6)
             .field("timers", &self.timers)
+            .field("link", &self.link)
             .finish_non_exhaustive()
     }
 }

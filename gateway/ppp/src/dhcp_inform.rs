@@ -56,6 +56,14 @@ const OPTION_PAD: u8 = 0;
 const OPTION_DNS: u8 = 6;
 /// RFC 2132 §3.17: Domain Name.
 const OPTION_DOMAIN_NAME: u8 = 15;
+/// Host Name (RFC 2132 §3.14).
+const OPTION_HOST_NAME: u8 = 12;
+/// Parameter Request List (RFC 2132 §9.8).
+const OPTION_PARAMETER_LIST: u8 = 55;
+/// Vendor class identifier (RFC 2132 §9.13).
+const OPTION_VENDOR_CLASS: u8 = 60;
+/// Client-identifier (RFC 2132 §9.14).
+const OPTION_CLIENT_ID: u8 = 61;
 /// RFC 2132 §9.6: DHCP Message Type.
 const OPTION_MESSAGE_TYPE: u8 = 53;
 /// RFC 2132 §9.7: Server Identifier.
@@ -301,7 +309,70 @@ pub fn build_ack(
     if dhcp.len() < BOOTP_MIN_MESSAGE_LEN {
         dhcp.resize(BOOTP_MIN_MESSAGE_LEN, OPTION_PAD);
     }
-    write_udp_ipv4(config.server, client, &dhcp, out)
+    write_udp_ipv4(
+        config.server,
+        client,
+        (DHCP_SERVER_PORT, DHCP_CLIENT_PORT),
+        &dhcp,
+        out,
+    )
+}
+
+/// What a client puts in its DHCPINFORM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InformRequest {
+    /// The client's tunnel address: IPv4 source and ciaddr.
+    pub client: Ipv4Addr,
+    /// Where it goes: Windows broadcasts it.
+    pub destination: Ipv4Addr,
+    /// Transaction ID.
+    pub xid: u32,
+    /// Hardware address (htype 1, 6 bytes) and client identifier (option 61).
+    pub hardware: [u8; 6],
+    /// Host name (option 12), if any.
+    pub host_name: Option<String>,
+    /// Vendor class identifier (option 60), if any.
+    pub vendor_class: Option<String>,
+    /// Parameter request list (option 55).
+    pub parameters: Vec<u8>,
+}
+
+/// Writes into `out` (cleared first) the whole IPv4 packet of a DHCPINFORM (RFC 2131 §3.4):
+/// UDP 68 to 67, ciaddr set, no yiaddr.
+pub fn build_inform(request: &InformRequest, out: &mut Vec<u8>) -> Result<(), DhcpError> {
+    let mut dhcp = Vec::with_capacity(BOOTP_MIN_MESSAGE_LEN);
+    dhcp.extend_from_slice(&[BOOTREQUEST, 1, 6, 0]);
+    dhcp.extend_from_slice(&request.xid.to_be_bytes());
+    dhcp.extend_from_slice(&[0, 0, 0, 0]); // secs, flags
+    dhcp.extend_from_slice(&request.client.octets());
+    dhcp.resize(OFFSET_CHADDR, 0);
+    dhcp.extend_from_slice(&request.hardware);
+    dhcp.resize(BOOTP_FIXED_LEN, 0);
+    dhcp.extend_from_slice(&MAGIC_COOKIE);
+    put_option(&mut dhcp, OPTION_MESSAGE_TYPE, &[DHCPINFORM]);
+    let mut client_id = vec![1];
+    client_id.extend_from_slice(&request.hardware);
+    put_option(&mut dhcp, OPTION_CLIENT_ID, &client_id);
+    if let Some(name) = &request.host_name {
+        put_option(&mut dhcp, OPTION_HOST_NAME, name.as_bytes());
+    }
+    if let Some(class) = &request.vendor_class {
+        put_option(&mut dhcp, OPTION_VENDOR_CLASS, class.as_bytes());
+    }
+    if !request.parameters.is_empty() {
+        put_option(&mut dhcp, OPTION_PARAMETER_LIST, &request.parameters);
+    }
+    dhcp.push(OPTION_END);
+    if dhcp.len() < BOOTP_MIN_MESSAGE_LEN {
+        dhcp.resize(BOOTP_MIN_MESSAGE_LEN, OPTION_PAD);
+    }
+    write_udp_ipv4(
+        request.client,
+        request.destination,
+        (DHCP_CLIENT_PORT, DHCP_SERVER_PORT),
+        &dhcp,
+        out,
+    )
 }
 
 /// RFC 3396: a value longer than one option is split across consecutive options of the
@@ -314,10 +385,12 @@ fn put_option(out: &mut Vec<u8>, code: u8, value: &[u8]) {
     }
 }
 
-/// Wraps `payload` in UDP (67 -> 68) and IPv4 headers, both with checksums.
+/// Wraps `payload` in UDP (`ports`: source, destination) and IPv4 headers, both with
+/// checksums.
 fn write_udp_ipv4(
     source: Ipv4Addr,
     destination: Ipv4Addr,
+    ports: (u16, u16),
     payload: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), DhcpError> {
@@ -336,8 +409,8 @@ fn write_udp_ipv4(
     let header_sum = !fold(sum_words(out));
     out[10..12].copy_from_slice(&header_sum.to_be_bytes());
     let udp_start = out.len();
-    out.extend_from_slice(&DHCP_SERVER_PORT.to_be_bytes());
-    out.extend_from_slice(&DHCP_CLIENT_PORT.to_be_bytes());
+    out.extend_from_slice(&ports.0.to_be_bytes());
+    out.extend_from_slice(&ports.1.to_be_bytes());
     out.extend_from_slice(&udp_len.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(payload);
@@ -591,7 +664,14 @@ mod tests {
         dhcp.extend_from_slice(&[55, 12, 1, 15, 3, 6, 44, 46, 47, 31, 33, 121, 249, 43]);
         dhcp.push(OPTION_END);
         let mut packet = Vec::new();
-        write_udp_ipv4(CLIENT, Ipv4Addr::BROADCAST, &dhcp, &mut packet).unwrap();
+        write_udp_ipv4(
+            CLIENT,
+            Ipv4Addr::BROADCAST,
+            (DHCP_SERVER_PORT, DHCP_CLIENT_PORT),
+            &dhcp,
+            &mut packet,
+        )
+        .unwrap();
         // The helper writes a server-to-client datagram; turn the ports around.
         packet[20..24].copy_from_slice(&[0, 68, 0, 67]);
         packet[26..28].copy_from_slice(&[0, 0]);
@@ -697,6 +777,32 @@ mod tests {
             assert_eq!(inform.destination, Ipv4Addr::BROADCAST);
             assert_eq!(&inform.chaddr[..6], &[0x02, 0x00, 0x4C, 0x4F, 0x4F, 0x50]);
         }
+    }
+
+    #[test]
+    fn a_built_inform_is_recognised_and_carries_its_options() {
+        let request = InformRequest {
+            client: CLIENT,
+            destination: Ipv4Addr::BROADCAST,
+            xid: 77,
+            hardware: [2, 0, 0x4C, 0x4F, 0x4F, 0x50],
+            host_name: Some("WIN10".to_owned()),
+            vendor_class: Some("MSFT 5.0".to_owned()),
+            parameters: vec![1, 15, 3, 6, 44, 46, 47, 31, 33, 121, 249, 43],
+        };
+        let mut packet = Vec::new();
+        build_inform(&request, &mut packet).unwrap();
+        let inform = parse_inform(&packet).unwrap();
+        assert_eq!(
+            (inform.xid, inform.ciaddr, inform.source),
+            (77, CLIENT, CLIENT)
+        );
+        assert_eq!(inform.destination, Ipv4Addr::BROADCAST);
+        let options = &packet[20 + 8 + 240..];
+        assert_eq!(&options[..3], &[53, 1, 8]);
+        let prl = [55, 12, 1, 15, 3, 6, 44, 46, 47, 31, 33, 121, 249, 43];
+        assert!(options.windows(prl.len()).any(|w| w == prl));
+        assert!(options.windows(10).any(|w| w == b"\x3c\x08MSFT 5.0"));
     }
 
     #[test]

@@ -146,6 +146,39 @@ pub fn encode_frame(protocol: Protocol, information: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(information);
 }
 
+/// Which header compression the server acknowledged for the frames we send (RFC 1661 §6.5,
+/// §6.6). Only a client asking for it (the Windows profile) ever gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameCompression {
+    /// Protocol-Field-Compression: protocols below 0x0100 may go as one octet.
+    pub protocol_field: bool,
+    /// Address-and-Control-Field-Compression: `FF 03` may be left out (never for LCP).
+    pub address_control: bool,
+}
+
+/// Appends one PPP frame to `out` with the header compression the peer acknowledged: no
+/// `FF 03` with ACFC, a one-octet protocol with PFC when the protocol is below 0x0100. LCP
+/// frames always carry the full header (RFC 1661 §6.5, §6.6).
+pub fn encode_frame_compressed(
+    protocol: Protocol,
+    information: &[u8],
+    compression: FrameCompression,
+    out: &mut Vec<u8>,
+) {
+    if protocol == Protocol::LCP {
+        return encode_frame(protocol, information, out);
+    }
+    out.reserve(HEADER_LEN + information.len());
+    if !compression.address_control {
+        out.extend_from_slice(&[ALL_STATIONS, UI]);
+    }
+    match u8::try_from(protocol.0) {
+        Ok(short) if compression.protocol_field => out.push(short),
+        _ => out.extend_from_slice(&protocol.0.to_be_bytes()),
+    }
+    out.extend_from_slice(information);
+}
+
 /// Length of the uncompressed header written by [`encode_frame`].
 pub(crate) const HEADER_LEN: usize = 4;
 /// HDLC All-Stations address (RFC 1662 §3.1), kept by PPP over SSTP.
@@ -204,6 +237,37 @@ mod tests {
         let frame = decode_frame(&out[1..]).unwrap();
         assert_eq!(frame.protocol, Protocol::IPV4);
         assert_eq!(frame.information, &[0x45, 0x00]);
+    }
+
+    #[test]
+    fn compressed_encoding_leaves_out_what_was_acked_but_never_for_lcp() {
+        let both = FrameCompression {
+            protocol_field: true,
+            address_control: true,
+        };
+        let mut out = Vec::new();
+        encode_frame_compressed(Protocol::IPV4, &[0x45], both, &mut out);
+        assert_eq!(out, [0x21, 0x45]);
+        out.clear();
+        encode_frame_compressed(Protocol::IPCP, &[1], both, &mut out);
+        assert_eq!(
+            out,
+            [0x80, 0x21, 1],
+            "a two-octet protocol stays two octets"
+        );
+        out.clear();
+        encode_frame_compressed(Protocol::LCP, &[9], both, &mut out);
+        assert_eq!(out, [0xFF, 0x03, 0xC0, 0x21, 9]);
+        out.clear();
+        let acfc_only = FrameCompression {
+            protocol_field: false,
+            address_control: true,
+        };
+        encode_frame_compressed(Protocol::IPV6, &[0x60], acfc_only, &mut out);
+        assert_eq!(out, [0x00, 0x57, 0x60]);
+        for frame in [&[0x21, 0x45][..], &[0x00, 0x57, 0x60]] {
+            assert!(decode_frame(frame).is_ok());
+        }
     }
 
     #[test]

@@ -165,6 +165,7 @@ fn client_config() -> ClientConfig {
         request_dns: true,
         ipv6: true,
         timers: Timers::default(),
+        link: crate::LinkProfile::Minimal,
     }
 }
 

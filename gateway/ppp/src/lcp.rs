@@ -85,6 +85,83 @@ pub(crate) struct LcpPolicy {
     pub(crate) peer_auth: Option<AuthProtocol>,
     /// The peer keeps presenting our own magic number: the link may be looped back.
     pub(crate) loop_suspected: u32,
+    /// Peer role: the extra options a Windows client asks for, if it plays one.
+    pub(crate) windows: Option<WindowsLcp>,
+}
+
+/// The options the Windows built-in client puts in its LCP Configure-Request besides MRU 4091
+/// and the magic number, in its order: `<pcomp> <accomp> <callback CBCP>` and, when the profile's
+/// multilink setting is on, `<mrru 1614> <endpoint [local:...]>` (windows-client.md §1.5: the
+/// sorz/sstp-server #5 log; SoftEther #1169 shows a Windows 10 request of MRU, Magic, PFC, ACFC
+/// and Callback only). Each option rejected by the server is dropped for good and the request
+/// re-sent without it (§1.5 "Configure-Reject handling", same log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WindowsLcp {
+    pfc: bool,
+    acfc: bool,
+    callback: bool,
+    mrru: bool,
+    /// Endpoint-Discriminator class 1 (locally assigned) and its 20 bytes, like the log's
+    /// `local:b5.1f.d9...00.00.00.0c`; drawn once, on the first negotiation.
+    endpoint: Option<Option<[u8; ENDPOINT_LEN]>>,
+    /// What the server acknowledged in our last acked request: (PFC, ACFC).
+    pub(crate) acked: (bool, bool),
+}
+
+impl WindowsLcp {
+    pub(crate) fn new(multilink: bool) -> Self {
+        Self {
+            pfc: true,
+            acfc: true,
+            callback: true,
+            mrru: multilink,
+            endpoint: multilink.then_some(None),
+            acked: (false, false),
+        }
+    }
+
+    fn reset(&mut self, rng: &mut dyn Rng) {
+        if let Some(endpoint @ None) = &mut self.endpoint {
+            let mut value = [0u8; ENDPOINT_LEN];
+            rng.fill_bytes(&mut value[..16]);
+            // The log's identifier ends in 00 00 00 0c after 16 random-looking bytes.
+            value[16..].copy_from_slice(&[0, 0, 0, 0x0C]);
+            *endpoint = Some(value);
+        }
+        self.acked = (false, false);
+    }
+
+    fn request(&self, out: &mut Vec<u8>) {
+        if self.pfc {
+            write_option(OPT_PFC, &[], out);
+        }
+        if self.acfc {
+            write_option(OPT_ACFC, &[], out);
+        }
+        if self.callback {
+            write_option(OPT_CALLBACK, &[CALLBACK_CBCP], out);
+        }
+        if self.mrru {
+            write_option(OPT_MRRU, &WINDOWS_MRRU.to_be_bytes(), out);
+        }
+        if let Some(Some(endpoint)) = &self.endpoint {
+            let mut value = Vec::with_capacity(1 + ENDPOINT_LEN);
+            value.push(ENDPOINT_CLASS_LOCAL);
+            value.extend_from_slice(endpoint);
+            write_option(OPT_ENDPOINT_DISCRIMINATOR, &value, out);
+        }
+    }
+
+    fn rejected(&mut self, kind: u8) {
+        match kind {
+            OPT_PFC => self.pfc = false,
+            OPT_ACFC => self.acfc = false,
+            OPT_CALLBACK => self.callback = false,
+            OPT_MRRU => self.mrru = false,
+            OPT_ENDPOINT_DISCRIMINATOR => self.endpoint = None,
+            _ => {}
+        }
+    }
 }
 
 impl LcpPolicy {
@@ -99,6 +176,7 @@ impl LcpPolicy {
             peer_mru: DEFAULT_MRU,
             peer_auth: None,
             loop_suspected: 0,
+            windows: None,
         }
     }
 
@@ -220,6 +298,9 @@ impl OptionPolicy for LcpPolicy {
             self.our_auth = AuthProtocol::allowed(self.auth).next();
         }
         self.auth_refused = false;
+        if let Some(windows) = &mut self.windows {
+            windows.reset(rng);
+        }
     }
 
     fn request(&mut self, out: &mut Vec<u8>) {
@@ -231,6 +312,15 @@ impl OptionPolicy for LcpPolicy {
         }
         if self.magic != 0 {
             write_option(OPT_MAGIC, &self.magic.to_be_bytes(), out);
+        }
+        if let Some(windows) = &self.windows {
+            windows.request(out);
+        }
+    }
+
+    fn acked(&mut self) {
+        if let Some(windows) = &mut self.windows {
+            windows.acked = (windows.pfc, windows.acfc);
         }
     }
 
@@ -284,7 +374,11 @@ impl OptionPolicy for LcpPolicy {
                     self.auth_refused = true;
                     return Err(NotConverging);
                 }
-                _ => {}
+                kind => {
+                    if let Some(windows) = &mut self.windows {
+                        windows.rejected(kind);
+                    }
+                }
             }
         }
         Ok(())
@@ -442,6 +536,20 @@ pub(crate) const OPT_MAGIC: u8 = 5;
 pub(crate) const OPT_PFC: u8 = 7;
 /// Address-and-Control-Field-Compression (RFC 1661 §6.6).
 pub(crate) const OPT_ACFC: u8 = 8;
+/// Callback (RFC 1570 §2.3); Windows asks for operation 6, CBCP.
+pub(crate) const OPT_CALLBACK: u8 = 13;
+/// Multilink Maximum Received Reconstructed Unit (RFC 1990 §5.1.1).
+pub(crate) const OPT_MRRU: u8 = 17;
+/// Endpoint-Discriminator (RFC 1990 §5.1.3).
+pub(crate) const OPT_ENDPOINT_DISCRIMINATOR: u8 = 19;
+/// Callback operation 6: Microsoft's Callback Control Protocol (windows-client.md §1.5).
+const CALLBACK_CBCP: u8 = 6;
+/// The MRRU Windows offers (windows-client.md §1.5, sorz/sstp-server #5 log).
+const WINDOWS_MRRU: u16 = 1614;
+/// Endpoint-Discriminator class 1, Locally Assigned Address (RFC 1990 §5.1.3).
+const ENDPOINT_CLASS_LOCAL: u8 = 1;
+/// Length of the Windows endpoint identifier in the sorz/sstp-server #5 log.
+const ENDPOINT_LEN: usize = 20;
 /// CHAP algorithm number of MS-CHAPv2 (RFC 2759 §2).
 const CHAP_ALGORITHM_MSCHAPV2: u8 = 0x81;
 /// Smallest MRU we accept from a peer or ask for; pppd uses the same floor.

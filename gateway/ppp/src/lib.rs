@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod ccp;
 mod client;
 mod config;
 pub mod dhcp_inform;
@@ -57,11 +58,15 @@ mod tests;
 pub use auth::{AuthFailure, AuthMethod, Hlak, NtHash};
 pub use client::Client;
 pub use config::{
-    AddressAllocator, AuthPolicy, ClientConfig, Lookup, Refusal, ServerConfig, Timers, UserLookup,
+    AddressAllocator, AuthPolicy, ClientConfig, LinkProfile, Lookup, Refusal, ServerConfig,
+    Timers, UserLookup,
 };
 pub use error::NtHashError;
 pub use event::{ClientEvent, DownReason, ServerEvent};
-pub use frame::{Frame, FrameError, Protocol, decode_frame, encode_frame};
+pub use frame::{
+    Frame, FrameCompression, FrameError, Protocol, decode_frame, encode_frame,
+    encode_frame_compressed,
+};
 pub use server::Server;
 
 /// The SSTP session task owns a `Server` (or `Client`) and may move across threads.

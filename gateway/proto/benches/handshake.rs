@@ -56,6 +56,7 @@ fn setup() -> Setup {
             request_dns: true,
             ipv6: false,
             timers: sstp_ppp::Timers::default(),
+            link: sstp_ppp::LinkProfile::Minimal,
         },
         "vpn.example.com",
     );

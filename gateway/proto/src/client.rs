@@ -20,6 +20,7 @@ use crate::{
     deframer::Frame,
     event::{ClientEvent, CloseReason, SendError},
     http::{ResponseParser, write_request},
+    profile::{Recorded, RecordedPacket},
 };
 
 /// Call establishment states (§3.2.1), named by what they expect next.
@@ -65,11 +66,22 @@ impl ClientConnection {
     pub fn new(
         config: ClientConfig,
         server_cert: CertHashes,
-        rng: Box<dyn Rng + Send>,
+        mut rng: Box<dyn Rng + Send>,
         now: Instant,
     ) -> Self {
+        let mut config = config;
+        if config.correlation_id.is_none()
+            && let Some(style) = config.new_correlation_id
+        {
+            config.correlation_id = Some(style.generate(&mut *rng));
+        }
         let mut core = Core::new(config.timers);
+        if config.record {
+            core.recorded = Some(Vec::new());
+        }
         write_request(&mut core.tx, &config.host, config.correlation_id.as_deref());
+        let request = String::from_utf8_lossy(&core.tx).into_owned();
+        core.record(false, || RecordedPacket::Http(request));
         Self {
             nt_hash: NtHash::from_password(&config.ppp.password),
             ppp: sstp_ppp::Client::new(config.ppp.clone(), rng),
@@ -96,6 +108,8 @@ impl ClientConnection {
             match parser.feed(bytes) {
                 Ok(None) => {}
                 Ok(Some(rest)) => {
+                    let head = String::from_utf8_lossy(parser.head()).into_owned();
+                    self.core.record(true, || RecordedPacket::Http(head));
                     self.events.push_back(ClientEvent::HttpAccepted);
                     self.send_connect_request(now);
                     self.state = State::ExpectConnectAck { naks: 0 };
@@ -169,7 +183,33 @@ impl ClientConnection {
     /// [`SendError`] when the call or that IP version is not up, or the packet is too large.
     pub fn send_ip(&mut self, packet: &[u8]) -> Result<(), SendError> {
         let ip_up = self.ip_up();
-        self.core.send_ip(packet, ip_up)
+        let compression = self.compression();
+        self.core.send_ip(packet, ip_up, compression)
+    }
+
+    /// The transcript kept since the last call, when [`ClientConfig::record`] is on.
+    pub fn take_recorded(&mut self) -> Vec<Recorded> {
+        self.core
+            .recorded
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The correlation GUID sent in the HTTP request, if any.
+    #[must_use]
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.config.correlation_id.as_deref()
+    }
+
+    /// The PPP header compression our frames use: what the server acknowledged, when
+    /// [`ClientConfig::compress_frames`] is on.
+    fn compression(&self) -> sstp_ppp::FrameCompression {
+        if self.config.compress_frames {
+            self.ppp.frame_compression()
+        } else {
+            sstp_ppp::FrameCompression::default()
+        }
     }
 
     /// Ends the call gracefully: LCP Terminate first if PPP is up, then CALL_DISCONNECT.
@@ -267,6 +307,8 @@ impl ClientConnection {
                     .abort(now, status, CloseReason::InvalidMessage(err));
             }
         };
+        self.core
+            .record(true, || RecordedPacket::Control(message.clone()));
         let connected = matches!(self.state, State::Connected);
         if self.core.handle_common(now, &message, connected) {
             return;
@@ -321,7 +363,20 @@ impl ClientConnection {
                 if let (Some(hlak), true) = (early, before) {
                     self.send_call_connected(now, &hlak);
                 }
-                self.core.send_ppp(&frame);
+                let compression = self.compression();
+                match decode_frame(&frame) {
+                    Ok(f) if compression != sstp_ppp::FrameCompression::default() => {
+                        let mut compressed = Vec::with_capacity(frame.len());
+                        sstp_ppp::encode_frame_compressed(
+                            f.protocol,
+                            f.information,
+                            compression,
+                            &mut compressed,
+                        );
+                        self.core.send_ppp(&compressed);
+                    }
+                    _ => self.core.send_ppp(&frame),
+                }
                 if let (Some(hlak), false) = (early, before) {
                     self.send_call_connected(now, &hlak);
                 }
@@ -369,6 +424,9 @@ impl ClientConnection {
         else {
             return;
         };
+        if let Some(Ok(message)) = bytes.get(4..).map(ControlMessage::decode) {
+            self.core.record(false, || RecordedPacket::Control(message));
+        }
         self.core.tx.extend_from_slice(&bytes);
         self.state = State::Connected;
         self.negotiation = None;

@@ -2,7 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::attribute::HashProtocolSet;
+use crate::{
+    attribute::HashProtocolSet,
+    profile::{ClientProfile, GuidStyle},
+};
 
 /// SSTP timers. The defaults are the values the spec recommends (Appendix A and §3.1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +102,15 @@ pub struct ClientConfig {
     pub call_connected: CallConnectedTiming,
     /// CALL_CONNECT_NAKs tolerated before giving up; Windows retries 3 times (Appendix A <10>).
     pub max_connect_naks: u8,
+    /// When `correlation_id` is `None`: generate a new GUID for each connection, in this
+    /// style, from the connection's random source.
+    pub new_correlation_id: Option<GuidStyle>,
+    /// Send PPP frames (but LCP) with the header compression the server acknowledged
+    /// (PFC/ACFC); only a PPP client that asks for it ever gets it.
+    pub compress_frames: bool,
+    /// Keep a transcript of the HTTP exchange, every control message and PPP control frame,
+    /// both ways ([`crate::ClientConnection::take_recorded`]).
+    pub record: bool,
 }
 
 impl ClientConfig {
@@ -113,6 +125,16 @@ impl ClientConfig {
             timers: Timers::default(),
             call_connected: CallConnectedTiming::default(),
             max_connect_naks: 3,
+            new_correlation_id: None,
+            compress_frames: false,
+            record: false,
         }
+    }
+
+    /// The same configuration with the knobs `profile` decides set its way.
+    #[must_use]
+    pub fn with_profile(mut self, profile: ClientProfile) -> Self {
+        profile.apply(&mut self);
+        self
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use sstp_ppp::{Frame, Protocol, decode_frame, encode_frame};
+use sstp_ppp::{Frame, FrameCompression, Protocol, decode_frame, encode_frame_compressed};
 
 use crate::{
     attribute::{AttributeId, Status, StatusInfo},
@@ -13,6 +13,7 @@ use crate::{
     event::{CloseReason, SendError},
     ip_queue::IpQueue,
     packet,
+    profile::{Recorded, RecordedPacket},
 };
 
 /// The common call teardown states of §3.1.1.1, each with its timer's deadline. The
@@ -61,6 +62,8 @@ pub(crate) struct Core {
     /// IP packets from the peer, ready for the owner.
     pub(crate) ip_rx: IpQueue,
     pub(crate) teardown: Option<Teardown>,
+    /// What was sent and received, when the owner keeps a transcript (the client in tests).
+    pub(crate) recorded: Option<Vec<Recorded>>,
     hello: Option<Hello>,
     reason: Option<CloseReason>,
     closed: bool,
@@ -75,6 +78,7 @@ impl Core {
             tx: Vec::new(),
             ip_rx: IpQueue::default(),
             teardown: None,
+            recorded: None,
             hello: None,
             reason: None,
             closed: false,
@@ -93,13 +97,42 @@ impl Core {
 
     pub(crate) fn send(&mut self, message: &ControlMessage) {
         tracing::trace!(message = ?message.message_type(), "sstp send");
+        self.record(false, || RecordedPacket::Control(message.clone()));
         message.encode(&mut self.tx);
     }
 
     /// Wraps one PPP frame in a data packet.
     pub(crate) fn send_ppp(&mut self, frame: &[u8]) {
+        self.record_ppp(false, frame);
         if packet::encode_data(frame, &mut self.tx).is_err() {
             tracing::debug!(len = frame.len(), "PPP frame too large for SSTP dropped");
+        }
+    }
+
+    /// Adds to the transcript, if one is kept.
+    pub(crate) fn record(&mut self, from_peer: bool, packet: impl FnOnce() -> RecordedPacket) {
+        if let Some(recorded) = &mut self.recorded {
+            recorded.push(Recorded {
+                from_server: from_peer,
+                packet: packet(),
+            });
+        }
+    }
+
+    /// Adds a PPP control frame to the transcript, if one is kept.
+    pub(crate) fn record_ppp(&mut self, from_peer: bool, frame: &[u8]) {
+        if self.recorded.is_none() {
+            return;
+        }
+        if let Ok(decoded) = decode_frame(frame)
+            && !decoded.protocol.is_network_data()
+        {
+            let (protocol, information) = (decoded.protocol, decoded.information.to_vec());
+            self.record(from_peer, || RecordedPacket::Ppp {
+                protocol,
+                information,
+                frame: frame.to_vec(),
+            });
         }
     }
 
@@ -283,6 +316,7 @@ impl Core {
             return None;
         };
         if !frame.protocol.is_network_data() {
+            self.record_ppp(true, payload);
             return Some(frame);
         }
         if ip_up(frame.protocol) {
@@ -293,12 +327,13 @@ impl Core {
         None
     }
 
-    /// Queues one IP packet as PPP-in-SSTP. `up` says whether the packet's PPP protocol may
-    /// carry data right now.
+    /// Queues one IP packet as PPP-in-SSTP, its PPP header compressed as `compression` says.
+    /// `up` says whether the packet's PPP protocol may carry data right now.
     pub(crate) fn send_ip(
         &mut self,
         packet: &[u8],
         up: impl Fn(Protocol) -> bool,
+        compression: FrameCompression,
     ) -> Result<(), SendError> {
         if !self.is_active() {
             return Err(SendError::Closed);
@@ -311,9 +346,13 @@ impl Core {
         if !up(protocol) {
             return Err(SendError::NotConnected);
         }
-        packet::write_data_header(PPP_HEADER_LEN + packet.len(), &mut self.tx)
+        // IPv4 and IPv6 are below 0x0100: PFC makes their protocol field one octet.
+        let header_len = PPP_HEADER_LEN
+            - if compression.address_control { 2 } else { 0 }
+            - usize::from(compression.protocol_field);
+        packet::write_data_header(header_len + packet.len(), &mut self.tx)
             .map_err(|_| SendError::TooLarge(packet.len()))?;
-        encode_frame(protocol, packet, &mut self.tx);
+        encode_frame_compressed(protocol, packet, compression, &mut self.tx);
         Ok(())
     }
 }

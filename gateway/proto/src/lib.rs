@@ -52,6 +52,7 @@ pub mod fuzzing;
 pub mod http;
 mod ip_queue;
 pub mod packet;
+mod profile;
 pub mod proxy_protocol;
 mod server;
 
@@ -69,4 +70,5 @@ pub use crypto_binding::{BindingError, CertHashes};
 pub use deframer::{Deframer, Frame};
 pub use event::{ClientEvent, CloseReason, SendError, ServerEvent};
 pub use packet::{DecodeError, FramingError, Header, MessageType, Packet};
+pub use profile::{ClientProfile, GuidStyle, Recorded, RecordedPacket, UnknownProfile};
 pub use server::ServerConnection;

@@ -199,7 +199,8 @@ impl ServerConnection {
     /// [`SendError`] when the call or that IP version is not up, or the packet is too large.
     pub fn send_ip(&mut self, packet: &[u8]) -> Result<(), SendError> {
         let ip_up = self.ip_up();
-        self.core.send_ip(packet, ip_up)
+        self.core
+            .send_ip(packet, ip_up, sstp_ppp::FrameCompression::default())
     }
 
     /// Ends the call gracefully (e.g. on SIGTERM): LCP Terminate first if PPP is up, then

@@ -4,13 +4,14 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sstp_ppp::dhcp_inform::{Ack, parse_ack};
 use sstp_proto::{ClientConnection, ClientEvent, CloseReason, HashProtocol};
 use tokio::{
     io::AsyncReadExt,
     sync::{mpsc, watch},
 };
 
-use super::{CallState, Command, TlsStream};
+use super::{CallState, Command, TlsStream, Transcript, windows_inform};
 use crate::io_buffers::{RxBuffer, TxBuffer};
 
 /// Stop taking packets from the handle while this much output is unwritten (backpressure).
@@ -20,20 +21,40 @@ const SEND_BATCH: usize = 64;
 /// How long the last bytes (CALL_DISCONNECT_ACK...) may take to leave once the call is over.
 const FINAL_WRITE_DEADLINE: Duration = Duration::from_secs(2);
 
-pub(super) async fn run(
-    mut conn: ClientConnection,
-    stream: TlsStream,
-    mut commands: mpsc::Receiver<Command>,
-    received: mpsc::Sender<Bytes>,
-    state: watch::Sender<CallState>,
-) {
+/// Where the driver reports to the handle.
+pub(super) struct Channels {
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) received: mpsc::Sender<Bytes>,
+    pub(super) state: watch::Sender<CallState>,
+    pub(super) transcript: Transcript,
+    /// When a DHCPINFORM is to be sent after IPCP: where its DHCPACK goes.
+    pub(super) dhcp: Option<watch::Sender<Option<Ack>>>,
+}
+
+/// The DHCPINFORM exchange of a Windows-like client.
+struct Inform {
+    ack: watch::Sender<Option<Ack>>,
+    /// The transaction ID, once the INFORM went out.
+    xid: Option<u32>,
+}
+
+pub(super) async fn run(mut conn: ClientConnection, stream: TlsStream, channels: Channels) {
+    let Channels {
+        mut commands,
+        received,
+        state,
+        transcript,
+        dhcp,
+    } = channels;
+    let mut inform = dhcp.map(|ack| Inform { ack, xid: None });
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut tx = TxBuffer::default();
     let mut rx = RxBuffer::default();
     let mut commands_open = true;
     let mut hash = None;
     loop {
-        drain(&mut conn, &mut hash, &received, &state);
+        drain(&mut conn, &mut hash, &received, &state, inform.as_mut());
+        transcript.extend(conn.take_recorded());
         conn.poll_transmit(tx.buf());
         if conn.is_closed() {
             break;
@@ -82,6 +103,8 @@ pub(super) async fn run(
             () = sleep => conn.handle_timeout(Instant::now()),
         }
     }
+    drain(&mut conn, &mut hash, &received, &state, inform.as_mut());
+    transcript.extend(conn.take_recorded());
     let _ = tokio::time::timeout(FINAL_WRITE_DEADLINE, tx.finish(&mut writer)).await;
     let mut stream = reader.unsplit(writer);
     let _ = tokio::time::timeout(FINAL_WRITE_DEADLINE, async {
@@ -96,6 +119,7 @@ fn drain(
     hash: &mut Option<HashProtocol>,
     received: &mpsc::Sender<Bytes>,
     state: &watch::Sender<CallState>,
+    mut inform: Option<&mut Inform>,
 ) {
     while let Some(event) = conn.poll_event() {
         match event {
@@ -112,6 +136,16 @@ fn drain(
                 });
             }
             ClientEvent::Ipv4Up { local, dns } => {
+                if let Some(inform) = inform.as_deref_mut()
+                    && inform.xid.is_none()
+                {
+                    // Windows RAS sends a DHCPINFORM as soon as IPCP is up (windows-client.md
+                    // §1.9); once, here: no public source says how it retries.
+                    let xid = rand::random::<u32>();
+                    let hardware = [0x02, 0x00, 0x53, 0x53, 0x54, 0x50];
+                    let _ = conn.send_ip(&windows_inform(local, xid, hardware));
+                    inform.xid = Some(xid);
+                }
                 state.send_replace(CallState::Up {
                     local,
                     dns,
@@ -130,6 +164,14 @@ fn drain(
         }
     }
     while let Some(packet) = conn.poll_ip() {
+        if let Some(inform) = inform.as_deref_mut()
+            && let Ok(ack) = parse_ack(packet)
+            && Some(ack.xid) == inform.xid
+        {
+            // The DHCP client of the OS takes its answer; applications never see it.
+            inform.ack.send_replace(Some(ack));
+            continue;
+        }
         // A full queue drops, as a NIC would; the reader is the test or the load tool.
         let _ = received.try_send(Bytes::copy_from_slice(packet));
     }

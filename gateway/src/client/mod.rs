@@ -26,10 +26,11 @@ use std::{
 
 use bytes::Bytes;
 use rustls::{
-    RootCertStore,
+    CipherSuite, ProtocolVersion, RootCertStore,
     pki_types::{CertificateDer, ServerName, pem::PemObject},
 };
-use sstp_proto::{CertHashes, ClientConfig, CloseReason, HashProtocol};
+use sstp_ppp::dhcp_inform::Ack;
+use sstp_proto::{CertHashes, ClientConfig, ClientProfile, CloseReason, HashProtocol, Recorded};
 use tokio::{
     io::AsyncWriteExt,
     net::{TcpSocket, TcpStream},
@@ -58,6 +59,9 @@ pub struct ClientOptions {
     /// Bytes written on the TCP connection before TLS: a PROXY protocol header, to play the
     /// load balancer in front of a gateway with `proxyProtocol` on.
     pub proxy_header: Option<Vec<u8>>,
+    /// Send a DHCPINFORM once IPCP is up, as Windows RAS does (see [`windows_inform`]), and
+    /// keep the DHCPACK ([`Client::wait_dhcp_ack`]) instead of handing it to `recv_ip`.
+    pub dhcp_inform: bool,
 }
 
 impl ClientOptions {
@@ -77,13 +81,84 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(10),
             rx_queue: 1024,
             proxy_header: None,
+            dhcp_inform: false,
         }
+    }
+
+    /// Options playing `profile`: the SSTP/PPP knobs ([`ClientProfile::apply`]), the TLS
+    /// versions and suites over `roots` ([`tls_config_for_profile`]) and, for Windows, the
+    /// DHCPINFORM after IPCP. The SNI is `server_name`, the name dialled: rustls sends it for
+    /// every DNS name, as Windows does (windows-client.md §1.1, the SSToPer ClientHello).
+    pub fn for_profile(
+        profile: ClientProfile,
+        server: SocketAddr,
+        server_name: ServerName<'static>,
+        roots: RootCertStore,
+        sstp: ClientConfig,
+    ) -> Self {
+        let mut options = Self::new(
+            server,
+            server_name,
+            tls_config_for_profile(profile, roots),
+            sstp.with_profile(profile),
+        );
+        // Windows RAS asks for what IPCP cannot carry with a DHCPINFORM (§1.9).
+        options.dhcp_inform = profile.is_windows();
+        options
     }
 }
 
-/// A TLS client configuration (TLS 1.2 and 1.3) that trusts only the CA certificates in
-/// `ca_pem`.
-pub fn tls_config_with_ca(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+/// The TLS configuration of `profile` over `roots`.
+///
+/// - Windows 10: TLS 1.2 only ("TLS 1.3 is not currently supported in Windows 10",
+///   windows-client.md §1.1, Hicks). Suites: the AEAD ECDHE suites of Schannel's Windows 10
+///   default list in its order (ECDSA before RSA, AES-256 before AES-128: learn.microsoft.com
+///   "TLS Cipher Suites in Windows 10 v1903"; the order is not in windows-client.md). Against an
+///   RSA certificate that makes ECDHE-RSA-AES256-GCM-SHA384, what Windows 10 negotiated with
+///   SoftEther (§1.1, SoftEther #1169, #1396).
+/// - Windows 11: TLS 1.3 first (§1.1: TLS 1.3 for SSTP needs Windows 11), AES-256 then
+///   AES-128 GCM (Schannel ships no ChaCha20), TLS 1.2 as above as the fallback.
+/// - sstpc: rustls' defaults (TLS 1.3 and 1.2), as OpenSSL's.
+///
+/// Key exchange groups for Windows: X25519, P-256, P-384 (no post-quantum hybrid).
+pub fn tls_config_for_profile(
+    profile: ClientProfile,
+    roots: RootCertStore,
+) -> Arc<rustls::ClientConfig> {
+    use rustls::crypto::aws_lc_rs::{self as provider, cipher_suite as cs, kx_group};
+    let tls12 = [
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ];
+    let (suites, versions): (Vec<_>, &[&rustls::SupportedProtocolVersion]) = match profile {
+        ClientProfile::Sstpc => return tls_config_with_roots(roots),
+        ClientProfile::Windows10 => (tls12.to_vec(), &[&rustls::version::TLS12]),
+        ClientProfile::Windows11 => (
+            [cs::TLS13_AES_256_GCM_SHA384, cs::TLS13_AES_128_GCM_SHA256]
+                .into_iter()
+                .chain(tls12)
+                .collect(),
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        ),
+    };
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites,
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        ..provider::default_provider()
+    };
+    match rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+    {
+        Ok(builder) => Arc::new(builder.with_root_certificates(roots).with_no_client_auth()),
+        // Cannot happen: each version has its suites above.
+        Err(_) => tls_config_with_roots(roots),
+    }
+}
+
+/// A root store holding the CA certificates in `ca_pem`.
+pub fn roots_from_pem(ca_pem: &[u8]) -> Result<RootCertStore, ClientError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         let cert = cert.map_err(|err| ClientError::Ca(err.to_string()))?;
@@ -94,7 +169,67 @@ pub fn tls_config_with_ca(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, Cl
     if roots.is_empty() {
         return Err(ClientError::Ca("no certificate in the CA file".into()));
     }
-    Ok(tls_config_with_roots(roots))
+    Ok(roots)
+}
+
+/// The DHCPINFORM a Windows client sends after IPCP from `local` (windows-client.md §1.9):
+/// broadcast, UDP 68 to 67, vendor class "MSFT 5.0" and the parameter request list
+/// 1,15,3,6,44,46,47,31,33,121,249,43. No public trace shows the exact list of Windows 10/11;
+/// this one is SoftEther's client posing as Windows (`IPC.c`, `IPC_DHCP_VENDOR_ID`).
+pub fn windows_inform(local: Ipv4Addr, xid: u32, hardware: [u8; 6]) -> Vec<u8> {
+    let request = sstp_ppp::dhcp_inform::InformRequest {
+        client: local,
+        destination: Ipv4Addr::BROADCAST,
+        xid,
+        hardware,
+        host_name: Some("SSTP-WINDOWS".to_owned()),
+        vendor_class: Some("MSFT 5.0".to_owned()),
+        parameters: WINDOWS_PARAMETER_REQUEST_LIST.to_vec(),
+    };
+    let mut packet = Vec::new();
+    // Always fits: about 300 bytes.
+    let _ = sstp_ppp::dhcp_inform::build_inform(&request, &mut packet);
+    packet
+}
+
+/// The parameter request list of [`windows_inform`].
+pub const WINDOWS_PARAMETER_REQUEST_LIST: [u8; 12] =
+    [1, 15, 3, 6, 44, 46, 47, 31, 33, 121, 249, 43];
+
+/// What TLS negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsSession {
+    /// The protocol version.
+    pub version: Option<ProtocolVersion>,
+    /// The cipher suite.
+    pub suite: Option<CipherSuite>,
+    /// How many certificates the server sent (leaf first, then intermediates).
+    pub chain_len: usize,
+}
+
+/// The client's transcript ([`ClientConfig::record`]), readable after the call is over.
+#[derive(Debug, Clone, Default)]
+pub struct Transcript(Arc<std::sync::Mutex<Vec<Recorded>>>);
+
+impl Transcript {
+    /// Everything recorded so far.
+    pub fn snapshot(&self) -> Vec<Recorded> {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn extend(&self, more: Vec<Recorded>) {
+        if !more.is_empty()
+            && let Ok(mut recorded) = self.0.lock()
+        {
+            recorded.extend(more);
+        }
+    }
+}
+
+/// A TLS client configuration (TLS 1.2 and 1.3) that trusts only the CA certificates in
+/// `ca_pem`.
+pub fn tls_config_with_ca(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    Ok(tls_config_with_roots(roots_from_pem(ca_pem)?))
 }
 
 /// A TLS client configuration (TLS 1.2 and 1.3) over a given root store.
@@ -173,6 +308,10 @@ pub struct Client {
     state: watch::Receiver<CallState>,
     local_addr: SocketAddr,
     server_cert: CertHashes,
+    tls_session: TlsSession,
+    correlation_id: Option<String>,
+    transcript: Transcript,
+    dhcp_ack: watch::Receiver<Option<Ack>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -184,21 +323,34 @@ impl Client {
             tokio::time::timeout(options.connect_timeout, open_tls(&options))
                 .await
                 .map_err(|_| ClientError::ConnectTimeout(server))??;
+        let session = stream.get_ref().1;
+        let tls_session = TlsSession {
+            version: session.protocol_version(),
+            suite: session.negotiated_cipher_suite().map(|s| s.suite()),
+            chain_len: session.peer_certificates().map_or(0, <[_]>::len),
+        };
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let (received_tx, received_rx) = mpsc::channel(options.rx_queue.max(1));
         let (state_tx, state_rx) = watch::channel(CallState::Negotiating);
+        let (ack_tx, ack_rx) = watch::channel(None);
         let connection = sstp_proto::ClientConnection::new(
             options.sstp,
             hashes.clone(),
             Box::new(rand::make_rng::<rand::rngs::StdRng>()),
             std::time::Instant::now(),
         );
+        let correlation_id = connection.correlation_id().map(str::to_owned);
+        let transcript = Transcript::default();
         let task = tokio::spawn(driver::run(
             connection,
             stream,
-            commands_rx,
-            received_tx,
-            state_tx,
+            driver::Channels {
+                commands: commands_rx,
+                received: received_tx,
+                state: state_tx,
+                transcript: transcript.clone(),
+                dhcp: options.dhcp_inform.then_some(ack_tx),
+            },
         ));
         Ok(Self {
             commands: commands_tx,
@@ -206,6 +358,10 @@ impl Client {
             state: state_rx,
             local_addr,
             server_cert: hashes,
+            tls_session,
+            correlation_id,
+            transcript,
+            dhcp_ack: ack_rx,
             task: Some(task),
         })
     }
@@ -238,6 +394,29 @@ impl Client {
     /// The hashes of the leaf certificate the server presented (what crypto binding used).
     pub fn server_cert(&self) -> &CertHashes {
         &self.server_cert
+    }
+
+    /// The TLS version and cipher suite the handshake settled on.
+    pub fn tls_session(&self) -> TlsSession {
+        self.tls_session
+    }
+
+    /// The `SSTPCORRELATIONID` sent, if any.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+
+    /// The transcript handle (empty unless [`ClientConfig::record`] is on); it stays readable
+    /// after the call.
+    pub fn transcript(&self) -> Transcript {
+        self.transcript.clone()
+    }
+
+    /// Waits up to `timeout` for the DHCPACK answering our DHCPINFORM
+    /// ([`ClientOptions::dhcp_inform`]).
+    pub async fn wait_dhcp_ack(&mut self, timeout: Duration) -> Option<Ack> {
+        let ack = tokio::time::timeout(timeout, self.dhcp_ack.wait_for(Option::is_some)).await;
+        ack.ok()?.ok()?.clone()
     }
 
     /// Queues one IP packet for the tunnel. Packets sent before the tunnel is up are dropped by

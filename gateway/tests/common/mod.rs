@@ -236,6 +236,7 @@ pub fn client_options(
         request_dns: false,
         ipv6: false,
         timers: sstp_ppp::Timers::default(),
+        link: sstp_ppp::LinkProfile::Minimal,
     };
     ClientOptions::new(
         server,

@@ -413,3 +413,92 @@ fn server_with_no_method_allowed_never_lets_a_peer_in() {
     );
     assert_eq!(raw.last(Protocol::LCP, 5).protocol, Protocol::LCP);
 }
+
+/// windows-client.md §4 check 5: every protocol Windows may start besides the ones we run is
+/// Protocol-Rejected once LCP is Opened, and none of them ends the link.
+#[test]
+fn ecp_cbcp_bacp_bap_and_multilink_are_protocol_rejected_once_opened() {
+    let mut raw = Raw::new(server_config());
+    raw.open_lcp();
+    for protocol in [
+        Protocol::ECP,
+        Protocol::CBCP,
+        Protocol(0xC02B), // BACP (RFC 2125)
+        Protocol(0xC02D), // BAP (RFC 2125)
+        Protocol::MP,
+        Protocol::CCP,
+    ] {
+        let request = packet(1, 3, &[]);
+        let answer = raw.send(protocol, &request);
+        assert_eq!(answer.len(), 1, "{protocol}");
+        assert_eq!((answer[0].protocol, answer[0].code), (Protocol::LCP, 8));
+        assert_eq!(answer[0].data[..2], protocol.0.to_be_bytes());
+        assert_eq!(&answer[0].data[2..], &request[..]);
+    }
+    assert!(raw.downs().is_empty());
+}
+
+/// windows-client.md §4 check 4: MRU 4091 is acked, not Nak'd, and Link-Discriminator (23),
+/// which no public Windows trace shows but the check lists, is rejected with the rest.
+#[test]
+fn mru_4091_is_acked_and_link_discriminator_is_rejected() {
+    let mut raw = Raw::new(server_config());
+    let mut options = windows_options(true);
+    options.extend_from_slice(&[0x17, 0x04, 0x00, 0x01]);
+    let answer = raw.send(Protocol::LCP, &packet(1, 1, &options));
+    assert_eq!(answer[0].code, 4);
+    let mut expected = windows_extras();
+    expected.extend_from_slice(&[0x17, 0x04, 0x00, 0x01]);
+    assert_eq!(answer[0].data, expected);
+    let answer = raw.send(Protocol::LCP, &packet(1, 2, &windows_options(false)));
+    assert_eq!((answer[0].code, answer[0].id), (2, 2));
+    assert_eq!(&answer[0].data[..4], &[0x01, 0x04, 0x0F, 0xFB]);
+}
+
+/// Trap #10 (OGI adc7754a): authentication frames outside their moment are never
+/// Protocol-Rejected. A retransmitted Response gets the same answer again (RFC 1994 §4.2), a
+/// Response to an old Challenge and a PAP request during MS-CHAPv2 get nothing.
+#[test]
+fn in_phase_authentication_retransmits_are_never_protocol_rejected() {
+    let pool = Pool::new(&POOL);
+    let mut pair = Pair::new(
+        new_server(server_config(), alice(), &pool),
+        Client::new(client_config("alice", "correct horse"), rng(2)),
+    );
+    pair.start();
+    pair.drive();
+    let response = pair
+        .wire
+        .iter()
+        .find(|(s, p)| !*s && p.protocol == Protocol::CHAP && p.code == 2)
+        .map(|(_, p)| p.clone())
+        .unwrap();
+    let success = pair
+        .wire
+        .iter()
+        .find(|(s, p)| *s && p.protocol == Protocol::CHAP && p.code == 3)
+        .map(|(_, p)| p.clone())
+        .unwrap();
+    let mut answers = |protocol: Protocol, info: &[u8]| {
+        pair.server.handle_frame(pair.now, protocol, info);
+        std::iter::from_fn(|| pair.server.poll_transmit())
+            .map(|f| parse_sent(&f))
+            .collect::<Vec<_>>()
+    };
+    let again = answers(Protocol::CHAP, &packet(2, response.id, &response.data));
+    assert_eq!(again, [success], "the same Success, nothing else");
+    let stale = response.id.wrapping_sub(1);
+    assert!(answers(Protocol::CHAP, &packet(2, stale, &response.data)).is_empty());
+    assert!(
+        answers(
+            Protocol::PAP,
+            &packet(1, 1, &[5, b'a', b'l', b'i', b'c', b'e', 0])
+        )
+        .is_empty()
+    );
+    assert!(
+        pair.server_events
+            .iter()
+            .all(|e| !matches!(e, ServerEvent::Down { .. }))
+    );
+}

@@ -4,6 +4,7 @@
 mod lcp;
 mod pair;
 mod robustness;
+mod windows;
 
 use std::{
     collections::HashMap,
@@ -122,6 +123,7 @@ pub(super) fn client_config(username: &str, password: &str) -> ClientConfig {
         request_dns: true,
         ipv6: false,
         timers: Timers::default(),
+        link: crate::LinkProfile::Minimal,
     }
 }
 

@@ -43,6 +43,13 @@ impl ResponseParser {
         Self::default()
     }
 
+    /// The response head, once [`ResponseParser::feed`] found its end (before that, whatever
+    /// has arrived).
+    #[must_use]
+    pub fn head(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Feeds the next chunk. Once the head is complete and says 200, returns the bytes that
     /// followed it (the start of the SSTP stream).
     ///

@@ -8,6 +8,7 @@ mod negative;
 mod pair;
 mod raw;
 mod seed;
+mod windows;
 
 use std::{
     collections::HashMap,
@@ -82,6 +83,7 @@ pub(super) fn client_config(username: &str, password: &str) -> ClientConfig {
         request_dns: true,
         ipv6: false,
         timers: sstp_ppp::Timers::default(),
+        link: sstp_ppp::LinkProfile::Minimal,
     };
     let mut config = ClientConfig::new(ppp, "vpn.example.com");
     config.correlation_id = Some("{8C4F2B9A-0F3C-4E5B-9D6A-1B2C3D4E5F60}".to_owned());

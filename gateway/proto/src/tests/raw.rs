@@ -517,3 +517,99 @@ fn a_connect_request_pipelined_with_the_http_request_is_answered() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
     assert!(messages.first().is_some_and(is_connect_ack));
 }
+
+/// Trap #22: a client that writes the HTTP request, CALL_CONNECT_REQUEST and its first LCP
+/// Configure-Request in one go, with the reserved bits of every length field set (the
+/// edgetunnel-family client ORs 0x8000 in; §2.2.1 says they MUST be ignored), gets each one
+/// answered.
+#[test]
+fn pipelined_http_connect_request_and_lcp_request_with_reserved_bits_are_all_answered() {
+    let mut raw = RawClient::new();
+    let mut bytes = Vec::new();
+    http::write_request(
+        &mut bytes,
+        "vpn.example.com",
+        Some("{62DFA5C0-E2E9-4C4F-9C0D-3A3B3C3D3E3F}"),
+    );
+    let mut connect = CONNECT_REQUEST.to_vec();
+    connect[2] |= 0x80;
+    bytes.extend_from_slice(&connect);
+    // LCP Configure-Request id 1: MRU 4091, Magic.
+    let lcp = [
+        0xFF, 0x03, 0xC0, 0x21, 0x01, 0x01, 0x00, 0x0E, 0x01, 0x04, 0x0F, 0xFB, 0x05, 0x06, 0x11,
+        0x22, 0x33, 0x44,
+    ];
+    let len = u16::try_from(4 + lcp.len()).unwrap() | 0xF000;
+    bytes.extend_from_slice(&[0x10, 0xFE]);
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes.extend_from_slice(&lcp);
+    raw.send(&bytes);
+    let (head, messages) = raw.written();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(messages.first().is_some_and(is_connect_ack));
+    let end = raw.wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut lcp_answers = Vec::new();
+    Deframer::new()
+        .feed(&raw.wire[end..], |f| {
+            if let Ok(Packet::Data(frame)) = Packet::decode(f.bytes)
+                && frame[2..4] == [0xC0, 0x21]
+            {
+                lcp_answers.push((frame[4], frame[5]));
+            }
+        })
+        .unwrap();
+    assert!(
+        lcp_answers.contains(&(2, 1)),
+        "Configure-Ack of id 1: {lcp_answers:?}"
+    );
+    assert!(
+        lcp_answers.iter().any(|(code, _)| *code == 1),
+        "the server's own request"
+    );
+    assert_eq!(raw.closed_reason(), None);
+}
+
+/// Trap #21 (SPEC <4>): Windows always puts a Status Info in CALL_DISCONNECT.
+#[test]
+fn a_call_disconnect_with_status_info_is_acknowledged() {
+    let mut raw = RawClient::after_connect_request();
+    let mut attr = Vec::new();
+    crate::Attribute::StatusInfo(status(AttributeId::NO_ERROR, Status::NO_ERROR)).encode(&mut attr);
+    raw.send(&control(MessageType::CALL_DISCONNECT, &attr, 1));
+    assert_eq!(
+        raw.control_written().last(),
+        Some(&ControlMessage::CallDisconnectAck)
+    );
+    raw.run_until_closed();
+    assert_eq!(raw.closed_reason(), Some(&CloseReason::PeerDisconnected));
+}
+
+/// Trap #23 (SPEC §3.2.4.1 <7>): any query on the SSTP path is ignored, `tenantid` or not.
+#[test]
+fn query_strings_on_the_sstp_path_are_ignored() {
+    for query in ["?tenantid=acme", "?", "?a=1&b=2", "?tenantid=%7Bx%7D&x=y"] {
+        let mut raw = RawClient::new();
+        let request = format!(
+            "SSTP_DUPLEX_POST /sra_{{BA195980-CD49-458b-9E23-C84EE0ADCD75}}/{query} HTTP/1.1\r\n\
+             Host: vpn.example.com\r\nContent-Length: 18446744073709551615\r\n\r\n"
+        );
+        raw.send(request.as_bytes());
+        raw.send(&CONNECT_REQUEST);
+        let (head, messages) = raw.written();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{query}: {head}");
+        assert!(messages.first().is_some_and(is_connect_ack), "{query}");
+    }
+}
+
+/// Trap #12 (sorz/sstp-server ceb22845, 0a9d3c26): an ECHO_REQUEST that arrives while the call
+/// is being torn down is ignored, neither answered nor fatal.
+#[test]
+fn an_echo_during_a_disconnect_is_ignored() {
+    let mut raw = RawClient::after_connect_request();
+    raw.send(&control(MessageType::CALL_DISCONNECT, &[], 0));
+    let before = raw.control_written().len();
+    raw.send(&control(MessageType::ECHO_REQUEST, &[], 0));
+    assert_eq!(raw.control_written().len(), before, "no answer");
+    raw.run_until_closed();
+    assert_eq!(raw.closed_reason(), Some(&CloseReason::PeerDisconnected));
+}

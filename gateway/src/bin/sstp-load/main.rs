@@ -101,6 +101,11 @@ pub(crate) struct Common {
     /// the gateway's per-source connection cap.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=250))]
     pub(crate) source_addresses: u8,
+    /// Behave like a real client: `sstpc`, `windows10` or `windows11` (SSTP/PPP quirks, TLS
+    /// versions and suites, and for Windows the DHCPINFORM after IPCP). Without it, the
+    /// project's plain client (what the published numbers were measured with).
+    #[arg(long)]
+    pub(crate) profile: Option<sstp_proto::ClientProfile>,
 }
 
 fn main() -> anyhow::Result<()> {

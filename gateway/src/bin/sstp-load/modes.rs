@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use rustls::pki_types::ServerName;
-use sstp_gateway::client::{Client, ClientOptions, tls_config_with_ca};
+use sstp_gateway::client::{Client, ClientOptions, roots_from_pem, tls_config_with_ca};
 use tokio::task::JoinSet;
 
 use crate::{
@@ -238,13 +238,19 @@ async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
         request_dns: false,
         ipv6: false,
         timers: sstp_ppp::Timers::default(),
+        link: sstp_ppp::LinkProfile::Minimal,
     };
-    let template = Arc::new(ClientOptions::new(
-        common.target,
-        server_name,
-        tls,
-        sstp_proto::ClientConfig::new(ppp, common.server_name.clone()),
-    ));
+    let sstp = sstp_proto::ClientConfig::new(ppp, common.server_name.clone());
+    let template = Arc::new(match common.profile {
+        None => ClientOptions::new(common.target, server_name, tls, sstp),
+        Some(profile) => ClientOptions::for_profile(
+            profile,
+            common.target,
+            server_name,
+            roots_from_pem(&ca).context("invalid CA certificate")?,
+            sstp,
+        ),
+    });
     let period = Duration::from_secs_f64(1.0 / common.rate);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
