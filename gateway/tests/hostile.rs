@@ -36,10 +36,11 @@ const FLOODER: (&str, &str) = ("mallory", "mallory-password");
 /// The gateway's own tunnel address (first of 10.77.0.0/24).
 const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 
-/// The gateway binary serving `run --config` with `limits`.
+/// The gateway binary serving `run --config` with `limits`; killed when dropped.
 struct Gateway {
+    // Declared first so the process is killed before its directory is removed.
+    _reaper: Reaper,
     _dir: TestDir,
-    reaper: Reaper,
     pid: u32,
     ca: Vec<u8>,
 }
@@ -83,8 +84,8 @@ impl Gateway {
         }
         let ca = std::fs::read(pki.join("ca.crt")).unwrap();
         Self {
+            _reaper: reaper,
             _dir: dir,
-            reaper,
             pid,
             ca,
         }
@@ -129,12 +130,6 @@ impl Gateway {
         tokio::time::timeout(Duration::from_secs(20), attempt)
             .await
             .unwrap_or_else(|_| Err("no tunnel within 20 s".into()))
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        drop(self.reaper.0.take());
     }
 }
 
