@@ -163,8 +163,10 @@ mod tests {
 
     fn shared(max_sessions: u32, per_user: u32) -> AdmissionShared {
         let mut doc = UsersDocument::new();
-        doc.users
-            .insert("alice".into(), UserEntry::new(NtHashHex::from_bytes([1; 16])));
+        doc.users.insert(
+            "alice".into(),
+            UserEntry::new(NtHashHex::from_bytes([1; 16])),
+        );
         let (_tx, users) = watch::channel(Arc::new(doc));
         AdmissionShared {
             pool: Arc::new(Mutex::new(

@@ -96,7 +96,11 @@ pub(crate) struct StandaloneArgs {
     #[arg(long, env = "SSTP_GATEWAY_PAP")]
     pub(crate) pap: bool,
     /// Expect a PROXY protocol v1/v2 header before TLS from the --trusted-proxy ranges.
-    #[arg(long, env = "SSTP_GATEWAY_PROXY_PROTOCOL", requires = "trusted_proxies")]
+    #[arg(
+        long,
+        env = "SSTP_GATEWAY_PROXY_PROTOCOL",
+        requires = "trusted_proxies"
+    )]
     pub(crate) proxy_protocol: bool,
     /// A load balancer (CIDR) whose PROXY headers are believed; repeat or comma-separate.
     #[arg(

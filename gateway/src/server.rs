@@ -24,10 +24,10 @@ use tracing::{info, warn};
 
 use crate::{
     admin::{self, PublicFiles, Readiness, Site},
+    admission::{AdmissionShared, SessionSlots},
     dataplane::Dataplane,
     ip_pool::IpPool,
     k8s_source,
-    admission::{AdmissionShared, SessionSlots},
     listener::{self, ListenerSettings, ProxyPolicy},
     metrics::Metrics,
     nat::{self, NatSettings, NatTable},

@@ -184,7 +184,9 @@ async fn read_lcp_until(
                 break;
             }
             let packet: Vec<u8> = buf.drain(..len).collect();
-            let is_lcp = packet[1] & 1 == 0 && packet.len() >= 12 && packet[4..8] == [0xFF, 0x03, 0xC0, 0x21];
+            let is_lcp = packet[1] & 1 == 0
+                && packet.len() >= 12
+                && packet[4..8] == [0xFF, 0x03, 0xC0, 0x21];
             if is_lcp && done(packet[8], packet[9], &packet[12..]) {
                 return;
             }
@@ -412,7 +414,10 @@ fn clients_that_flood_and_never_read_hold_bounded_memory_and_are_cut_off() {
                 assert!(f.cut_off_after.is_some(), "{what}: never cut off");
             }
             assert!(
-                metric(&text, r#"sstp_sessions_closed_total{reason="write_stalled"}"#) >= 2.0,
+                metric(
+                    &text,
+                    r#"sstp_sessions_closed_total{reason="write_stalled"}"#
+                ) >= 2.0,
                 "{text}"
             );
             // The gateway still serves.
@@ -430,7 +435,12 @@ fn raise_nofile() {
 
 /// One attacking connection, reopened whenever the gateway drops it: idle TCP, or a TLS
 /// ClientHello cut in half.
-async fn attacker(source: IpAddr, half_hello: Option<Arc<Vec<u8>>>, stop: Arc<AtomicBool>, opened: Arc<AtomicU32>) {
+async fn attacker(
+    source: IpAddr,
+    half_hello: Option<Arc<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+    opened: Arc<AtomicU32>,
+) {
     while !stop.load(Ordering::Relaxed) {
         if let Ok(mut tcp) = tcp_from(Some(source)).await {
             opened.fetch_add(1, Ordering::Relaxed);
@@ -502,15 +512,26 @@ fn idle_and_stalled_connections_from_many_sources_never_keep_a_user_out() {
                  (2,000 idle TCP + 500 stalled TLS from 50 sources at a time); gateway: \
                  {} evicted, {} refused per source, {} pending now; failures: {failures:?}",
                 opened.load(Ordering::Relaxed),
-                metric(&text, r#"sstp_connections_rejected_total{reason="pending_evicted"}"#),
-                metric(&text, r#"sstp_connections_rejected_total{reason="per_source_limit"}"#),
+                metric(
+                    &text,
+                    r#"sstp_connections_rejected_total{reason="pending_evicted"}"#
+                ),
+                metric(
+                    &text,
+                    r#"sstp_connections_rejected_total{reason="per_source_limit"}"#
+                ),
                 metric(&text, "sstp_connections_pending"),
             );
             assert!(
                 succeeded * 100 >= ATTEMPTS * 99,
                 "{succeeded}/{ATTEMPTS}: {failures:?}"
             );
-            assert!(metric(&text, r#"sstp_connections_rejected_total{reason="pending_evicted"}"#) > 0.0);
+            assert!(
+                metric(
+                    &text,
+                    r#"sstp_connections_rejected_total{reason="pending_evicted"}"#
+                ) > 0.0
+            );
         });
     });
 }

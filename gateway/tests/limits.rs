@@ -80,11 +80,17 @@ fn an_exhausted_pool_is_refused_at_authentication_with_its_reason_and_counted() 
             assert_refusal(&message, "No client address is free on this gateway");
             let text = h.scrape().await;
             assert_eq!(
-                metric(&text, r#"sstp_auth_failures_total{reason="address_exhausted"}"#),
+                metric(
+                    &text,
+                    r#"sstp_auth_failures_total{reason="address_exhausted"}"#
+                ),
                 1.0
             );
             // No Success went out, so nothing was established for the refused user.
-            assert_eq!(metric(&text, r#"sstp_sessions_total{result="established"}"#), 1.0);
+            assert_eq!(
+                metric(&text, r#"sstp_sessions_total{result="established"}"#),
+                1.0
+            );
             ping(&mut first, addr, h.gateway_ip(), 3, b"still served").await;
         });
     });
@@ -163,7 +169,10 @@ fn an_idle_session_is_ended_after_the_idle_timeout() {
 }
 
 /// Holds a TCP connection that never starts TLS (a pending connection) from `source`.
-async fn idle_connection(to: std::net::SocketAddr, source: std::net::IpAddr) -> tokio::net::TcpStream {
+async fn idle_connection(
+    to: std::net::SocketAddr,
+    source: std::net::IpAddr,
+) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
     socket.connect(to).await.unwrap()
@@ -201,11 +210,7 @@ fn the_session_cap_answers_503_and_the_per_source_share_counts_only_pending_conn
             // maxSessions reached: the HTTP request is answered 503.
             let mut full = Client::connect(opts(other)).await.unwrap();
             let err = full.wait_up().await.unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                "the call ended: http_response",
-                "{err:?}"
-            );
+            assert_eq!(err.to_string(), "the call ended: http_response", "{err:?}");
             assert!(format!("{err:?}").contains("Status(503)"), "{err:?}");
             // Two connections that never log in fill 127.0.0.2's share; a third is closed.
             let _a = idle_connection(h.gateway.sstp_addr, other).await;
@@ -214,11 +219,17 @@ fn the_session_cap_answers_503_and_the_per_source_share_counts_only_pending_conn
             assert!(closed_by_gateway(&mut third).await);
             let text = h.scrape().await;
             assert_eq!(
-                metric(&text, r#"sstp_connections_rejected_total{reason="per_source_limit"}"#),
+                metric(
+                    &text,
+                    r#"sstp_connections_rejected_total{reason="per_source_limit"}"#
+                ),
                 1.0
             );
             assert_eq!(
-                metric(&text, r#"sstp_connections_rejected_total{reason="max_sessions"}"#),
+                metric(
+                    &text,
+                    r#"sstp_connections_rejected_total{reason="max_sessions"}"#
+                ),
                 1.0
             );
             assert_eq!(metric(&text, "sstp_connections_pending"), 2.0);
@@ -257,26 +268,30 @@ fn proxy_headers_are_honoured_only_from_trusted_proxies_and_key_the_limits_and_t
             let balancer = "127.0.0.2".parse().unwrap();
             let stranger = "127.0.0.1".parse().unwrap();
             let via = |source, header: Option<Vec<u8>>, password: &str| {
-                let mut options =
-                    common::from_source(h.options(USERS[2].0, password), source);
+                let mut options = common::from_source(h.options(USERS[2].0, password), source);
                 options.proxy_header = header;
                 options
             };
             // From the trusted balancer: v1 and v2 headers are honoured.
-            let mut first = Client::connect(via(balancer, Some(v1_header("192.0.2.1")), USERS[2].1))
-                .await
-                .unwrap();
+            let mut first =
+                Client::connect(via(balancer, Some(v1_header("192.0.2.1")), USERS[2].1))
+                    .await
+                    .unwrap();
             let addr = first.wait_up().await.unwrap();
             let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
             v2.extend_from_slice(&[192, 0, 2, 2, 10, 0, 0, 1, 0x9c, 0x40, 0x01, 0xbb]);
-            let mut second = Client::connect(via(balancer, Some(v2), USERS[2].1)).await.unwrap();
+            let mut second = Client::connect(via(balancer, Some(v2), USERS[2].1))
+                .await
+                .unwrap();
             second.wait_up().await.unwrap();
             ping(&mut first, addr, h.gateway_ip(), 4, b"behind a balancer").await;
 
             // The per-source share is the header's client: one pending connection from
             // 192.0.2.9 (header sent, no TLS) fills it; the next one claiming it is closed.
             let pending = tokio::net::TcpSocket::new_v4().unwrap();
-            pending.bind(std::net::SocketAddr::new(balancer, 0)).unwrap();
+            pending
+                .bind(std::net::SocketAddr::new(balancer, 0))
+                .unwrap();
             let mut pending = pending.connect(h.gateway.sstp_addr).await.unwrap();
             tokio::io::AsyncWriteExt::write_all(&mut pending, &v1_header("192.0.2.9"))
                 .await
@@ -284,7 +299,10 @@ fn proxy_headers_are_honoured_only_from_trusted_proxies_and_key_the_limits_and_t
             tokio::time::sleep(Duration::from_millis(200)).await;
             refused(via(balancer, Some(v1_header("192.0.2.9")), USERS[2].1)).await;
             assert_eq!(
-                metric(&h.scrape().await, r#"sstp_connections_rejected_total{reason="per_source_limit"}"#),
+                metric(
+                    &h.scrape().await,
+                    r#"sstp_connections_rejected_total{reason="per_source_limit"}"#
+                ),
                 1.0
             );
             drop(pending);
@@ -300,21 +318,33 @@ fn proxy_headers_are_honoured_only_from_trusted_proxies_and_key_the_limits_and_t
             }
             refused(via(balancer, Some(v1_header("192.0.2.3")), USERS[2].1)).await;
             settled().await;
-            let mut other = Client::connect(via(balancer, Some(v1_header("192.0.2.4")), USERS[2].1))
-                .await
-                .unwrap();
+            let mut other =
+                Client::connect(via(balancer, Some(v1_header("192.0.2.4")), USERS[2].1))
+                    .await
+                    .unwrap();
             other.wait_up().await.unwrap();
             let text = h.scrape().await;
-            assert_eq!(metric(&text, r#"sstp_auth_failures_total{reason="throttled"}"#), 1.0);
+            assert_eq!(
+                metric(&text, r#"sstp_auth_failures_total{reason="throttled"}"#),
+                1.0
+            );
 
             // A peer outside trustedProxies that sends headers is refused, whatever it claims,
             // so cycling claimed addresses gets no guess past the throttle of its real address.
             for n in 10..20 {
-                refused(via(stranger, Some(v1_header(&format!("192.0.2.{n}"))), "wrong")).await;
+                refused(via(
+                    stranger,
+                    Some(v1_header(&format!("192.0.2.{n}"))),
+                    "wrong",
+                ))
+                .await;
                 settled().await;
             }
             assert_eq!(
-                metric(&h.scrape().await, r#"sstp_connections_rejected_total{reason="untrusted_proxy_header"}"#),
+                metric(
+                    &h.scrape().await,
+                    r#"sstp_connections_rejected_total{reason="untrusted_proxy_header"}"#
+                ),
                 10.0
             );
             // The same peer without a header is a direct client at its own address: its wrong
@@ -325,7 +355,10 @@ fn proxy_headers_are_honoured_only_from_trusted_proxies_and_key_the_limits_and_t
             }
             refused(via(stranger, None, USERS[2].1)).await;
             assert_eq!(
-                metric(&h.scrape().await, r#"sstp_auth_failures_total{reason="throttled"}"#),
+                metric(
+                    &h.scrape().await,
+                    r#"sstp_auth_failures_total{reason="throttled"}"#
+                ),
                 2.0
             );
         });

@@ -166,7 +166,10 @@ fn a_wrong_password_is_refused_and_counted() {
             match &err {
                 ClientError::AuthFailed(message) => {
                     assert!(message.starts_with("E=691 R=0 C="), "{message}");
-                    assert!(message.ends_with(" V=3 M=Authentication failed"), "{message}");
+                    assert!(
+                        message.ends_with(" V=3 M=Authentication failed"),
+                        "{message}"
+                    );
                 }
                 other => panic!("expected an authentication Failure, got {other:?}"),
             }
@@ -180,8 +183,7 @@ fn a_wrong_password_is_refused_and_counted() {
             );
             // Counted when the connection has closed, which may be just after the client saw
             // the Failure.
-            common::wait_for_metric(&h, r#"sstp_sessions_total{result="auth_failed"}"#, 1.0)
-                .await;
+            common::wait_for_metric(&h, r#"sstp_sessions_total{result="auth_failed"}"#, 1.0).await;
         });
     });
 }

@@ -592,8 +592,12 @@ impl<P: OptionPolicy> Fsm<P> {
 
     fn str(&mut self, cx: &mut Ctx<'_>) {
         let id = self.take_id();
-        cx.out
-            .push(self.protocol, Code::TERMINATE_REQUEST, id, self.terminate_text);
+        cx.out.push(
+            self.protocol,
+            Code::TERMINATE_REQUEST,
+            id,
+            self.terminate_text,
+        );
         self.restart_count = self.restart_count.saturating_sub(1);
         self.deadline = Some(cx.now + self.timers.restart);
     }

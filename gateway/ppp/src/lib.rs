@@ -58,8 +58,8 @@ mod tests;
 pub use auth::{AuthFailure, AuthMethod, Hlak, NtHash};
 pub use client::Client;
 pub use config::{
-    AddressAllocator, AuthPolicy, ClientConfig, LinkProfile, Lookup, Refusal, ServerConfig,
-    Timers, UserLookup,
+    AddressAllocator, AuthPolicy, ClientConfig, LinkProfile, Lookup, Refusal, ServerConfig, Timers,
+    UserLookup,
 };
 pub use error::NtHashError;
 pub use event::{ClientEvent, DownReason, ServerEvent};

@@ -442,7 +442,9 @@ impl Server {
         self.ipv6cp = None;
         // RFC 1661 §5.5: the Terminate-Request's data is ours to fill; pppd logs it as
         // "LCP terminated by peer (<text>)", so a refused user sees why.
-        self.lcp.fsm.set_terminate_text(reason_text(self.closing.as_ref()));
+        self.lcp
+            .fsm
+            .set_terminate_text(reason_text(self.closing.as_ref()));
         let event = self.lcp.fsm.close(&mut cx!(self, now));
         if event == Some(LayerEvent::Finished) {
             let reason = self.lcp_failure_reason();

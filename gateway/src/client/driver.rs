@@ -158,9 +158,8 @@ fn drain(
             ClientEvent::AuthFailed { message } => {
                 state.send_replace(CallState::AuthFailed(message));
             }
-            ClientEvent::HttpAccepted
-            | ClientEvent::Authenticated
-            | ClientEvent::Ipv6Up { .. } => {}
+            ClientEvent::HttpAccepted | ClientEvent::Authenticated | ClientEvent::Ipv6Up { .. } => {
+            }
         }
     }
     while let Some(packet) = conn.poll_ip() {

@@ -84,7 +84,9 @@ impl Rejection {
         }
         if self == Self::Busy {
             // RFC 9110 §10.2.3: when to try again (sessions end at human pace).
-            out.extend_from_slice(format!("Retry-After: {BUSY_RETRY_AFTER_SECONDS}\r\n").as_bytes());
+            out.extend_from_slice(
+                format!("Retry-After: {BUSY_RETRY_AFTER_SECONDS}\r\n").as_bytes(),
+            );
         }
         out.extend_from_slice(b"Content-Length: 0\r\nConnection: close\r\n\r\n");
     }

@@ -443,7 +443,10 @@ fn a_busy_server_answers_a_valid_request_with_503_and_nothing_else() {
         Some(&CloseReason::HttpRejected(http::Rejection::Busy))
     );
     let (head, messages) = raw.written();
-    assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{head}"
+    );
     assert!(head.contains("Retry-After: 30\r\n"), "{head}");
     assert!(messages.is_empty());
     assert!(
