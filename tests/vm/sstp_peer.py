@@ -65,6 +65,9 @@ IPPROTO_ICMP = 1
 ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 IO_TIMEOUT_S = 120.0  # the peer waits this long per read: covers the VM's boot
 SUCCESS_HOLD_S = 2.0
+# The wrong-CA call and the real call, each run at most RACE_ATTEMPTS times by the guest.
+RACE_ATTEMPTS = 3
+MAX_CONNECTIONS = 2 * RACE_ATTEMPTS
 
 
 class Failure(Exception):
@@ -81,9 +84,9 @@ def read_exact(conn: ssl.SSLSocket, n: int) -> bytes:
     return buf
 
 
-def read_sstp(conn: ssl.SSLSocket) -> tuple[bool, bytes]:
-    """One SSTP packet: (is_control, body after the 4-byte header)."""
-    head = read_exact(conn, 4)
+def read_sstp(conn: ssl.SSLSocket, prefix: bytes = b"") -> tuple[bool, bytes]:
+    """One SSTP packet: (is_control, body after the 4-byte header); `prefix`: its first bytes, already read."""
+    head = prefix + read_exact(conn, 4 - len(prefix))
     if head[0] != SSTP_VERSION:
         raise Failure(f"bad SSTP version byte {head[0]:#x}")
     length = struct.unpack(">H", head[2:4])[0] & 0x0FFF
@@ -175,6 +178,8 @@ class Peer(threading.Thread):
         self.nonce = os.urandom(32)
         self.magic = os.urandom(4)
         self.call_connected: bytes | None = None
+        self.pending = b""
+        self.hangups = 0
         self.echoes = 0
 
     def step(self, text: str) -> None:
@@ -188,35 +193,56 @@ class Peer(threading.Thread):
         return raw
 
     def run(self) -> None:
+        """Serves connections until one completes the call.
+
+        The first connection is sstpc with the wrong CA; it must hang up after our 200 OK. Any
+        later connection may also hang up there: sstpc 1.0.18 sometimes loses a race of its own
+        right after its TLS handshake (README.md, "Real-client quirks") and the guest then runs it
+        again, a bounded number of times. Only hang-ups before the first SSTP packet are allowed
+        to repeat; the guest checks from sstpc's own logs which hang-up was which.
+        """
         try:
-            self.wrong_ca(self.accept("wrong-CA client"))
-            raw = self.accept("right-CA client")
-            with self.ctx.wrap_socket(raw, server_side=True) as conn:
-                self.step(f"TLS up ({conn.version()}, {conn.cipher()[0]})")
-                self.serve(conn)
-            self.done = True
+            for n in range(1, MAX_CONNECTIONS + 1):
+                raw = self.accept(f"connection {n}")
+                with self.ctx.wrap_socket(raw, server_side=True) as conn:
+                    self.step(f"connection {n}: TLS up ({conn.version()}, {conn.cipher()[0]})")
+                    if not self.http_then_first_packet(conn, n):
+                        self.hangups += 1
+                        # Kept as the verdict if no further connection comes.
+                        self.error = f"connection {n} hung up after 200 OK and no further call came"
+                        continue
+                    if n == 1:
+                        raise Failure("sstpc went on with SSTP although --ca-cert did not sign our certificate")
+                    self.error = None
+                    self.serve(conn)
+                    self.done = True
+                    return
+            raise Failure(f"{MAX_CONNECTIONS} connections and none completed the call")
         except (Failure, OSError, ssl.SSLError) as e:
             self.error = f"{type(e).__name__}: {e}"
         finally:
             self.sock.close()
 
-    def wrong_ca(self, raw: socket.socket) -> None:
-        """The client must hang up before its first SSTP packet.
+    def http_then_first_packet(self, conn: ssl.SSLSocket, n: int) -> bool:
+        """Reads the HTTP request and answers 200 OK; True if the client then sends SSTP.
 
         sstpc 1.0.18 checks the certificate only after the HTTP exchange (sstp_client_http_done):
-        TLS completes, SSTP_DUPLEX_POST arrives, and only our 200 OK makes it verify and quit.
+        with the wrong CA, TLS completes, SSTP_DUPLEX_POST arrives, and only our 200 OK makes it
+        verify and quit.
         """
-        with self.ctx.wrap_socket(raw, server_side=True) as conn:
-            self.read_http(conn)
+        self.read_http(conn)
+        try:
             conn.sendall(HTTP_OK)
-            try:
-                data = conn.recv(4096)
-            except (ssl.SSLError, ConnectionError) as e:
-                data = b""
-                self.step(f"wrong-CA client: connection error after 200 OK ({type(e).__name__})")
-        if data:
-            raise Failure(f"sstpc went on with {data[:16].hex()} although --ca-cert did not sign our certificate")
-        self.step("wrong-CA client: hung up after 200 OK without sending CALL_CONNECT_REQUEST")
+            conn.settimeout(IO_TIMEOUT_S)
+            data = conn.recv(4)
+        except (ssl.SSLError, ConnectionError) as e:
+            data = b""
+            self.step(f"connection {n}: connection error after 200 OK ({type(e).__name__})")
+        if not data:
+            self.step(f"connection {n}: hung up after 200 OK without sending CALL_CONNECT_REQUEST")
+            return False
+        self.pending = data
+        return True
 
     def read_http(self, conn: ssl.SSLSocket) -> None:
         head = b""
@@ -238,10 +264,8 @@ class Peer(threading.Thread):
             raise Failure("client pipelined bytes after its HTTP request (not expected from sstpc)")
 
     def serve(self, conn: ssl.SSLSocket) -> None:
-        self.read_http(conn)
-        conn.sendall(HTTP_OK)
-
-        control, body = read_sstp(conn)
+        """The rest of the call, after http_then_first_packet read the first bytes of SSTP."""
+        control, body = read_sstp(conn, self.pending)
         want = struct.pack(">HHBBHH", MSG_CALL_CONNECT_REQUEST, 1, 0, ATTR_ENCAPSULATED_PROTOCOL_ID, 6, 1)
         if not control or body != want:
             raise Failure(f"expected CALL_CONNECT_REQUEST, got control={control} {body.hex()}")
