@@ -31,6 +31,7 @@ use crate::{
     proxy_protocol,
     session::{self, SessionShared},
     tls::TlsStore,
+    tls_sni,
 };
 
 /// Limits of the SSTP port.
@@ -144,6 +145,11 @@ pub async fn serve(
                     .connection_rejected(RejectReason::PerSourceLimit);
                 return;
             };
+            let Some((stream, refused_sni)) =
+                tls_sni::read_client_hello(stream, deadline, &shared.metrics, source).await
+            else {
+                return;
+            };
             let snapshot = tls.snapshot();
             let acceptor = TlsAcceptor::from(Arc::clone(&snapshot.config));
             match tokio::time::timeout_at(deadline.into(), acceptor.accept(stream)).await {
@@ -153,10 +159,12 @@ pub async fn serve(
                     session::run(shared, stream, hashes, source, accepted, id).await;
                 }
                 Ok(Err(err)) => {
-                    trace!(%source, error = %err, "TLS handshake failed");
-                    shared
-                        .metrics
-                        .connection_rejected(RejectReason::TlsHandshakeFailed);
+                    tls_sni::handshake_failed(
+                        &shared.metrics,
+                        source,
+                        &err,
+                        refused_sni.as_deref(),
+                    );
                 }
                 Err(_) => {
                     trace!(%source, "TLS handshake deadline passed");
@@ -203,7 +211,7 @@ pub struct Prefixed<S> {
 }
 
 impl<S> Prefixed<S> {
-    fn new(inner: S, prefix: Vec<u8>) -> Self {
+    pub(crate) fn new(inner: S, prefix: Vec<u8>) -> Self {
         Self {
             prefix,
             offset: 0,

@@ -69,10 +69,11 @@ impl Direction {
 
 impl RejectReason {
     /// Every value, for pre-creating series.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::MaxSessions,
         Self::PerSourceLimit,
         Self::TlsHandshakeFailed,
+        Self::InvalidSni,
         Self::TlsHandshakeTimeout,
         Self::InvalidPreamble,
         Self::PreambleTimeout,
@@ -86,6 +87,7 @@ impl RejectReason {
             Self::MaxSessions => "max_sessions",
             Self::PerSourceLimit => "per_source_limit",
             Self::TlsHandshakeFailed => "tls_handshake_failed",
+            Self::InvalidSni => "invalid_sni",
             Self::TlsHandshakeTimeout => "tls_handshake_timeout",
             Self::InvalidPreamble => "invalid_preamble",
             Self::PreambleTimeout => "preamble_timeout",
