@@ -198,7 +198,11 @@ fn run_scenario() -> Result<Outcome, Error> {
         .collect();
     eprintln!(
         "sstpc lost its post-handshake race (each retried, at most 3 attempts): {}",
-        if races.is_empty() { "never".to_owned() } else { races.join(", ") }
+        if races.is_empty() {
+            "never".to_owned()
+        } else {
+            races.join(", ")
+        }
     );
     let transfers = server.transfers();
     // The server must go before the namespace it lives in.
@@ -437,7 +441,9 @@ fn sstpc_tls_ext_with_host_port_is_refused_at_tls_and_counted_as_invalid_sni() {
 #[test]
 fn no_call_ran_out_of_attempts_and_only_the_client_race_is_retried() {
     let Some(o) = outcome() else { return };
-    for name in ["mschap", "wrong", "pap_a", "pap_b", "remove", "tlsext", "sigterm"] {
+    for name in [
+        "mschap", "wrong", "pap_a", "pap_b", "remove", "tlsext", "sigterm",
+    ] {
         assert_ne!(
             o.guest(&format!("{name}.attempts")),
             "failed",
