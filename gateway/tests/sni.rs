@@ -162,9 +162,7 @@ fn rewriting_the_client_hello_for_rustls_would_break_the_handshake_transcript() 
                 vec![hello]
             })
             .await;
-            let err = result
-                .err()
-                .expect("a rewritten ClientHello must not complete");
+            let err = result.expect_err("a rewritten ClientHello must not complete");
             eprintln!("rewritten ClientHello: {err}");
         });
     });

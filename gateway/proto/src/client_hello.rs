@@ -132,12 +132,9 @@ fn server_name(body: &[u8]) -> Option<Option<Vec<u8>>> {
         if !ext.0.is_empty() {
             return None;
         }
-        while !list.0.is_empty() {
-            let name_type = list.take(1)?[0];
-            if name_type != NAME_TYPE_HOST_NAME {
-                // RFC 6066: other name types have no defined length; nothing more to read.
-                break;
-            }
+        // The first entry. RFC 6066 allows one name per type and defines only host_name;
+        // other name types have no defined length, so nothing after one can be read.
+        if !list.0.is_empty() && list.take(1)?[0] == NAME_TYPE_HOST_NAME {
             return Some(Some(list.vec16()?.to_vec()));
         }
         return Some(None);
