@@ -16,6 +16,8 @@
 //! - [`proxy_protocol`]: re-export of `sstp_proto::proxy_protocol`, the sans-IO PROXY
 //!   protocol v1/v2 header parser the listener runs before TLS.
 //! - [`listener`]: the SSTP port (limits, PROXY header, TLS handshake deadline).
+//! - `tls_sni`: reads the ClientHello's `server_name` before rustls, to explain and count the
+//!   names rustls refuses (`HOST:PORT` from `sstpc --tls-ext`).
 //! - [`session`]: one task per connection driving `sstp_proto::ServerConnection`.
 //! - [`users`]: credential lookup, address allocation and the session registry.
 //! - [`throttle`]: auth-failure throttling per (user, source address).
@@ -48,6 +50,7 @@ pub mod users;
 pub mod users_file;
 
 mod io_buffers;
+mod tls_sni;
 
 #[cfg(test)]
 mod netns;

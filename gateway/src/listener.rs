@@ -39,6 +39,7 @@ use crate::{
     proxy_protocol,
     session::{self, SessionShared},
     tls::TlsStore,
+    tls_sni,
 };
 
 /// Settings of the SSTP port.
@@ -199,6 +200,12 @@ impl Connection {
     ) {
         let evicted = ticket.evicted();
         let work = async {
+            let deadline = self.accepted + self.settings.handshake_timeout;
+            let Some((stream, refused_sni)) =
+                tls_sni::read_client_hello(stream, deadline, &self.shared.metrics, source).await
+            else {
+                return;
+            };
             let snapshot = self.tls.snapshot();
             let acceptor = TlsAcceptor::from(Arc::clone(&snapshot.config));
             match tokio::time::timeout_at(self.deadline(), acceptor.accept(stream)).await {
@@ -218,8 +225,12 @@ impl Connection {
                     .await;
                 }
                 Ok(Err(err)) => {
-                    trace!(%source, error = %err, "TLS handshake failed");
-                    self.reject(RejectReason::TlsHandshakeFailed);
+                    tls_sni::handshake_failed(
+                        &self.shared.metrics,
+                        source,
+                        &err,
+                        refused_sni.as_deref(),
+                    );
                 }
                 Err(_) => {
                     trace!(%source, "TLS handshake deadline passed");
@@ -273,7 +284,7 @@ pub struct Prefixed<S> {
 }
 
 impl<S> Prefixed<S> {
-    fn new(inner: S, prefix: Vec<u8>) -> Self {
+    pub(crate) fn new(inner: S, prefix: Vec<u8>) -> Self {
         Self {
             prefix,
             offset: 0,

@@ -131,6 +131,9 @@ pub enum RejectReason {
     UntrustedProxyHeader,
     /// The TLS handshake failed.
     TlsHandshakeFailed,
+    /// The TLS handshake was refused for a `server_name` that is not a DNS name (`HOST:PORT`
+    /// from `sstpc --tls-ext`, a URL...): rustls answers those with `illegal_parameter`.
+    InvalidSni,
     /// The TLS handshake missed its deadline.
     TlsHandshakeTimeout,
     /// The HTTP preamble was not a valid `SSTP_DUPLEX_POST`.

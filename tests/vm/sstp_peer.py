@@ -63,8 +63,11 @@ CHAP_ALGORITHM_MSCHAPV2 = 0x81
 CHAP_CHALLENGE, CHAP_RESPONSE, CHAP_SUCCESS = 1, 2, 3
 IPPROTO_ICMP = 1
 ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
-IO_TIMEOUT_S = 120.0  # the peer waits this long per read: covers the VM's boot
+IO_TIMEOUT_S = 120.0  # the peer waits this long per read once a client is connected
 SUCCESS_HOLD_S = 2.0
+# The wrong-CA call and the real call, each run at most RACE_ATTEMPTS times by the guest.
+RACE_ATTEMPTS = 3
+MAX_CONNECTIONS = 2 * RACE_ATTEMPTS
 
 
 class Failure(Exception):
@@ -81,9 +84,9 @@ def read_exact(conn: ssl.SSLSocket, n: int) -> bytes:
     return buf
 
 
-def read_sstp(conn: ssl.SSLSocket) -> tuple[bool, bytes]:
-    """One SSTP packet: (is_control, body after the 4-byte header)."""
-    head = read_exact(conn, 4)
+def read_sstp(conn: ssl.SSLSocket, prefix: bytes = b"") -> tuple[bool, bytes]:
+    """One SSTP packet: (is_control, body after the 4-byte header); `prefix`: its first bytes, already read."""
+    head = prefix + read_exact(conn, 4 - len(prefix))
     if head[0] != SSTP_VERSION:
         raise Failure(f"bad SSTP version byte {head[0]:#x}")
     length = struct.unpack(">H", head[2:4])[0] & 0x0FFF
@@ -152,7 +155,7 @@ class Peer(threading.Thread):
     must fail. Connection 2 comes from sstpc given the right CA and is walked through the call.
     """
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    def __init__(self, cert: Path, key: Path, accept_timeout_s: float) -> None:
         super().__init__(daemon=True)
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
@@ -167,7 +170,9 @@ class Peer(threading.Thread):
         }
         # Bound to loopback only: the guest must get here through slirp's 10.0.2.2 mapping.
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(IO_TIMEOUT_S)
+        # Each accept waits as long as the whole VM may run: the first connection comes only after
+        # the guest booted, which took 116 s on a loaded host (more than IO_TIMEOUT_S).
+        self.sock.settimeout(accept_timeout_s)
         self.port = self.sock.getsockname()[1]
         self.steps: list[str] = []
         self.error: str | None = None
@@ -175,6 +180,8 @@ class Peer(threading.Thread):
         self.nonce = os.urandom(32)
         self.magic = os.urandom(4)
         self.call_connected: bytes | None = None
+        self.pending = b""
+        self.hangups = 0
         self.echoes = 0
 
     def step(self, text: str) -> None:
@@ -188,35 +195,56 @@ class Peer(threading.Thread):
         return raw
 
     def run(self) -> None:
+        """Serves connections until one completes the call.
+
+        The first connection is sstpc with the wrong CA; it must hang up after our 200 OK. Any
+        later connection may also hang up there: sstpc 1.0.18 sometimes loses a race of its own
+        right after its TLS handshake (README.md, "Real-client quirks") and the guest then runs it
+        again, a bounded number of times. Only hang-ups before the first SSTP packet are allowed
+        to repeat; the guest checks from sstpc's own logs which hang-up was which.
+        """
         try:
-            self.wrong_ca(self.accept("wrong-CA client"))
-            raw = self.accept("right-CA client")
-            with self.ctx.wrap_socket(raw, server_side=True) as conn:
-                self.step(f"TLS up ({conn.version()}, {conn.cipher()[0]})")
-                self.serve(conn)
-            self.done = True
+            for n in range(1, MAX_CONNECTIONS + 1):
+                raw = self.accept(f"connection {n}")
+                with self.ctx.wrap_socket(raw, server_side=True) as conn:
+                    self.step(f"connection {n}: TLS up ({conn.version()}, {conn.cipher()[0]})")
+                    if not self.http_then_first_packet(conn, n):
+                        self.hangups += 1
+                        # Kept as the verdict if no further connection comes.
+                        self.error = f"connection {n} hung up after 200 OK and no further call came"
+                        continue
+                    if n == 1:
+                        raise Failure("sstpc went on with SSTP although --ca-cert did not sign our certificate")
+                    self.error = None
+                    self.serve(conn)
+                    self.done = True
+                    return
+            raise Failure(f"{MAX_CONNECTIONS} connections and none completed the call")
         except (Failure, OSError, ssl.SSLError) as e:
             self.error = f"{type(e).__name__}: {e}"
         finally:
             self.sock.close()
 
-    def wrong_ca(self, raw: socket.socket) -> None:
-        """The client must hang up before its first SSTP packet.
+    def http_then_first_packet(self, conn: ssl.SSLSocket, n: int) -> bool:
+        """Reads the HTTP request and answers 200 OK; True if the client then sends SSTP.
 
         sstpc 1.0.18 checks the certificate only after the HTTP exchange (sstp_client_http_done):
-        TLS completes, SSTP_DUPLEX_POST arrives, and only our 200 OK makes it verify and quit.
+        with the wrong CA, TLS completes, SSTP_DUPLEX_POST arrives, and only our 200 OK makes it
+        verify and quit.
         """
-        with self.ctx.wrap_socket(raw, server_side=True) as conn:
-            self.read_http(conn)
+        self.read_http(conn)
+        try:
             conn.sendall(HTTP_OK)
-            try:
-                data = conn.recv(4096)
-            except (ssl.SSLError, ConnectionError) as e:
-                data = b""
-                self.step(f"wrong-CA client: connection error after 200 OK ({type(e).__name__})")
-        if data:
-            raise Failure(f"sstpc went on with {data[:16].hex()} although --ca-cert did not sign our certificate")
-        self.step("wrong-CA client: hung up after 200 OK without sending CALL_CONNECT_REQUEST")
+            conn.settimeout(IO_TIMEOUT_S)
+            data = conn.recv(4)
+        except (ssl.SSLError, ConnectionError) as e:
+            data = b""
+            self.step(f"connection {n}: connection error after 200 OK ({type(e).__name__})")
+        if not data:
+            self.step(f"connection {n}: hung up after 200 OK without sending CALL_CONNECT_REQUEST")
+            return False
+        self.pending = data
+        return True
 
     def read_http(self, conn: ssl.SSLSocket) -> None:
         head = b""
@@ -238,10 +266,8 @@ class Peer(threading.Thread):
             raise Failure("client pipelined bytes after its HTTP request (not expected from sstpc)")
 
     def serve(self, conn: ssl.SSLSocket) -> None:
-        self.read_http(conn)
-        conn.sendall(HTTP_OK)
-
-        control, body = read_sstp(conn)
+        """The rest of the call, after http_then_first_packet read the first bytes of SSTP."""
+        control, body = read_sstp(conn, self.pending)
         want = struct.pack(">HHBBHH", MSG_CALL_CONNECT_REQUEST, 1, 0, ATTR_ENCAPSULATED_PROTOCOL_ID, 6, 1)
         if not control or body != want:
             raise Failure(f"expected CALL_CONNECT_REQUEST, got control={control} {body.hex()}")

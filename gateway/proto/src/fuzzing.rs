@@ -195,3 +195,24 @@ pub fn proxy_header(data: &[u8]) {
         assert!(header.len >= 15, "shorter than `PROXY UNKNOWN\\r\\n`");
     }
 }
+
+/// Reads `data` as the first bytes of a TLS connection. A ClientHello found lies within the
+/// input and the buffering cap, reads the same from exactly its own bytes, and every shorter
+/// prefix of it asks for more; "need more" is only said below the cap.
+pub fn client_hello(data: &[u8]) {
+    use crate::client_hello::{MAX_BUFFERED, Scan, host_part, scan};
+    match scan(data) {
+        Scan::Hello(hello) => {
+            assert!(hello.len <= data.len() && hello.len <= MAX_BUFFERED);
+            assert_eq!(scan(&data[..hello.len]), Scan::Hello(hello.clone()));
+            for cut in [0, hello.len / 2, hello.len.saturating_sub(1)] {
+                assert_eq!(scan(&data[..cut]), Scan::NeedMore, "prefix of {cut} bytes");
+            }
+            if let Some(name) = &hello.server_name {
+                assert!(host_part(name).len() <= name.len());
+            }
+        }
+        Scan::NeedMore => assert!(data.len() < MAX_BUFFERED),
+        Scan::NotHello => {}
+    }
+}

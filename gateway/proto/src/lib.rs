@@ -41,6 +41,7 @@
 
 pub mod attribute;
 mod client;
+pub mod client_hello;
 mod config;
 pub mod control;
 mod core;

@@ -45,3 +45,8 @@ fn every_server_session_seed_replays_without_panicking() {
 fn every_proxy_header_seed_replays_without_panicking() {
     replay("proxy_header", fuzzing::proxy_header);
 }
+
+#[test]
+fn every_client_hello_seed_replays_without_panicking() {
+    replay("client_hello", fuzzing::client_hello);
+}

@@ -73,12 +73,13 @@ impl Direction {
 
 impl RejectReason {
     /// Every value, for pre-creating series.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::MaxSessions,
         Self::PerSourceLimit,
         Self::PendingEvicted,
         Self::UntrustedProxyHeader,
         Self::TlsHandshakeFailed,
+        Self::InvalidSni,
         Self::TlsHandshakeTimeout,
         Self::InvalidPreamble,
         Self::PreambleTimeout,
@@ -94,6 +95,7 @@ impl RejectReason {
             Self::PendingEvicted => "pending_evicted",
             Self::UntrustedProxyHeader => "untrusted_proxy_header",
             Self::TlsHandshakeFailed => "tls_handshake_failed",
+            Self::InvalidSni => "invalid_sni",
             Self::TlsHandshakeTimeout => "tls_handshake_timeout",
             Self::InvalidPreamble => "invalid_preamble",
             Self::PreambleTimeout => "preamble_timeout",
