@@ -487,4 +487,71 @@ mod tests {
         );
         assert!(handshake(&tls12, only13, ca.cert_pem()).is_err());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn reload_failures_are_counted_once_per_change_of_the_files() {
+        let dir = std::env::temp_dir().join(format!("sstp-tls-reload-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = CertFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+        };
+        let (first, second) = (
+            issue(KeyAlgorithm::EcdsaP256),
+            issue(KeyAlgorithm::EcdsaP256),
+        );
+        std::fs::write(&files.cert, &first.chain_pem).unwrap();
+        std::fs::write(&files.key, &first.key_pem).unwrap();
+        let (snapshot, digest) = TlsSnapshot::load(&files).unwrap();
+        let metrics = Metrics::new();
+        let store = TlsStore::new(snapshot, metrics.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let interval = Duration::from_secs(2);
+        let watcher = tokio::spawn(watch_files(
+            Arc::clone(&store),
+            files.clone(),
+            digest,
+            interval,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let series = |result: &str| {
+            let text = metrics.render();
+            let line = format!("sstp_certificate_reload_total{{result=\"{result}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .map_or(0, |v| v.parse::<u64>().unwrap())
+        };
+        let polls = |n: u32| async move {
+            for _ in 0..n {
+                tokio::time::sleep(interval).await;
+                tokio::task::yield_now().await;
+            }
+        };
+        // A new certificate with the old key: refused once, however often it is polled.
+        std::fs::write(&files.cert, &second.chain_pem).unwrap();
+        polls(5).await;
+        assert_eq!((series("error"), series("success")), (1, 0));
+        // The key file goes missing: once more, until it is back.
+        std::fs::remove_file(&files.key).unwrap();
+        polls(5).await;
+        assert_eq!(series("error"), 2);
+        // The matching key arrives: loaded, served, counted.
+        std::fs::write(&files.key, &second.key_pem).unwrap();
+        polls(2).await;
+        assert_eq!((series("error"), series("success")), (2, 1));
+        let served = CertificateDer::pem_slice_iter(second.cert_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.snapshot().hashes,
+            CertHashes::from_der(served.as_ref())
+        );
+        drop(stop);
+        watcher.await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -30,6 +30,10 @@ fn a_users_max_sessions_refuses_the_extra_session_and_counts_it() {
             let h = start("maxperuser", |_| {}).await;
             let reloads = r#"sstp_users_reload_total{result="success"}"#;
             let before = metric(&h.scrape().await, reloads);
+            assert_eq!(
+                before, 1.0,
+                "the users file is loaded (and counted) once at start-up"
+            );
             let mut doc = users_document(&USERS);
             doc.users.get_mut("alice").unwrap().max_sessions = Some(1);
             replace_file(&h.users_file, doc.to_json_pretty().as_bytes());

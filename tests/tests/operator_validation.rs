@@ -78,6 +78,52 @@ async fn invalid_gateways_are_refused_with_a_message_naming_the_field() -> Resul
     let message = refused(&api, serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "replicas": -1})).await;
     assert!(message.contains("spec.replicas"), "{message}");
 
+    // A PROXY header is believed only from named load balancers (issue: hostile clients).
+    let message = refused(
+        &api,
+        serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "proxyProtocol": true}),
+    )
+    .await;
+    assert!(
+        message.contains("proxyProtocol needs trustedProxies"),
+        "{message}"
+    );
+    let message = refused(
+        &api,
+        serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "trustedProxies": ["10.0.0.0/8"]}),
+    )
+    .await;
+    assert!(
+        message.contains("trustedProxies has no effect"),
+        "{message}"
+    );
+    let message = refused(
+        &api,
+        serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "proxyProtocol": true, "trustedProxies": ["10.0.0.300/8"]}),
+    )
+    .await;
+    assert!(message.contains("spec.trustedProxies"), "{message}");
+    let message = refused(
+        &api,
+        serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "limits": {"maxPendingConnections": 0}}),
+    )
+    .await;
+    assert!(
+        message.contains("spec.limits.maxPendingConnections"),
+        "{message}"
+    );
+    api.create(
+        &PostParams::default(),
+        &gateway(serde_json::json!({
+            "hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24",
+            "proxyProtocol": true, "trustedProxies": ["10.0.0.0/8", "2001:db8::/32"]
+        })),
+    )
+    .await
+    .map_err(|err| panic!("a gateway behind trusted proxies is accepted: {err}"))
+    .ok();
+    api.delete("gw", &Default::default()).await.ok();
+
     let message = refused(&api, serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "dns": ["not-an-ip"]})).await;
     assert!(message.contains("spec.dns"), "{message}");
     Ok(())
