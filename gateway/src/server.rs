@@ -220,6 +220,7 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
     ));
 
     let (publisher, users_rx) = UsersPublisher::new(metrics.clone());
+    let users_loaded = publisher.loaded();
     start_users_source(&config.users, publisher, &shutdown).await?;
 
     let pool = IpPool::new(config.address_pool).context("invalid address pool")?;
@@ -332,7 +333,18 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         pending,
         tasks.clone(),
     ));
-    readiness.set(true);
+    // Ready only once the users are known: a pod behind a Service that took clients before its
+    // users Secret arrived would refuse every one of them.
+    {
+        let readiness = readiness.clone();
+        let shutdown = until(shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = users_loaded => readiness.set(true),
+                () = shutdown => {}
+            }
+        });
+    }
     info!(%sstp_addr, %http_addr, %admin_addr, pool = %config.address_pool, nat = config.nat, "gateway serving");
 
     let task = tokio::spawn(async move {

@@ -32,6 +32,8 @@ use crate::metrics::{Metrics, ReloadResult};
 #[derive(Debug, Clone)]
 pub struct UsersPublisher {
     sender: Arc<watch::Sender<Arc<UsersDocument>>>,
+    /// Turns true at the first document accepted from the source.
+    loaded: Arc<watch::Sender<bool>>,
     metrics: Metrics,
 }
 
@@ -43,10 +45,20 @@ impl UsersPublisher {
         (
             Self {
                 sender: Arc::new(sender),
+                loaded: Arc::new(watch::channel(false).0),
                 metrics,
             },
             receiver,
         )
+    }
+
+    /// Resolves once a document from the source is in force (at once if one already is): until
+    /// then every login would fail, so the gateway does not report ready.
+    pub fn loaded(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut loaded = self.loaded.subscribe();
+        async move {
+            let _ = loaded.wait_for(|loaded| *loaded).await;
+        }
     }
 
     /// Another receiver of the document in force.
@@ -73,6 +85,7 @@ impl UsersPublisher {
                     }
                     changed
                 });
+                self.loaded.send_replace(true);
                 self.metrics
                     .users_reloaded(ReloadResult::Success, Some(users));
                 info!(origin, users, "users document loaded");
