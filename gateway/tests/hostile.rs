@@ -104,12 +104,7 @@ impl Gateway {
 
     /// Resident set of the gateway process, KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        rss_kib(self.pid).expect("the gateway runs")
     }
 
     async fn scrape(&self) -> String {
@@ -131,6 +126,15 @@ impl Gateway {
             .await
             .unwrap_or_else(|_| Err("no tunnel within 20 s".into()))
     }
+}
+
+/// `VmRSS` of process `pid` from /proc, KiB; `None` once it is gone.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 async fn tcp_from(source: Option<IpAddr>) -> std::io::Result<TcpStream> {
@@ -299,14 +303,7 @@ async fn flood(
         std::thread::spawn(move || {
             let mut peak = 0;
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    let rss = status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                        .unwrap_or(0);
-                    peak = peak.max(rss);
-                }
+                peak = peak.max(rss_kib(pid).unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(20));
             }
             peak

@@ -362,7 +362,7 @@ fn finish(child: Child, what: &str) -> Result<(), Error> {
 }
 
 /// A minimal HTTP/1.1 GET with `Connection: close`: (status code, body).
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
     stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
     stream.set_write_timeout(Some(HTTP_TIMEOUT))?;

@@ -14,7 +14,6 @@
 //! of the gateway (minutes on 2 cores); later runs reuse it.
 
 use std::{
-    io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -226,23 +225,7 @@ fn connect(port: u16) -> std::io::Result<TcpStream> {
 }
 
 fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut tcp = connect(port)?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    sstp_e2e::gateway_process::http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), path)
 }
 
 /// Kills the child (SIGKILL) if it still runs when the test ends.
