@@ -258,6 +258,55 @@ fn run_with_a_config_file_serves_and_stops_on_sigterm() {
     });
 }
 
+#[test]
+fn readyz_waits_until_the_users_document_is_in_force() {
+    in_netns("readyz_users", || {
+        let dir = TestDir::new("readyz-users");
+        let users = dir.0.join("users.json");
+        let config = dir.0.join("config.json");
+        let text = format!(
+            r#"{{
+  "listen": {{ "sstp": "127.0.0.1:6443", "http": "127.0.0.1:6080", "admin": "127.0.0.1:6090" }},
+  "hostnames": ["localhost"], "addressPool": "10.66.0.0/28", "nat": false,
+  "tls": {{ "selfManaged": {{ "dataDir": "{}" }} }},
+  "users": {{ "file": {{ "path": "{}" }} }}
+}}"#,
+            dir.0.join("pki").display(),
+            users.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _reaper = Reaper(Some(child));
+        runtime().block_on(async {
+            let admin = "127.0.0.1:6090".parse().unwrap();
+            let start = Instant::now();
+            while tokio::net::TcpStream::connect(admin).await.is_err() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "admin port never up"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // Serving, but with no users file every login would fail: not ready.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(!http_get(admin, "/readyz").await.starts_with("ready"));
+            user_add(&users, "bob", "bob-password");
+            let start = Instant::now();
+            while !http_get(admin, "/readyz").await.starts_with("ready") {
+                assert!(start.elapsed() < Duration::from_secs(10), "never ready");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    });
+}
+
 /// Sends SIGTERM to the gateway and waits for `client` to be told. The gateway ends PPP with LCP
 /// Terminate, then sends CALL_DISCONNECT; the client's own PPP is still in its RFC 1661 Stopping
 /// wait (restart timer) when that arrives, so the call ends by the peer's CALL_DISCONNECT, not a
