@@ -1,4 +1,8 @@
+# shellcheck shell=bash
 # Helpers shared by up and down; sourced, not run.
+
+# shellcheck source=node.sh
+. "$(dirname "${BASH_SOURCE[0]}")/node.sh"
 
 # reserve_port ROOT OWNER_DIR: prints a free loopback TCP port and reserves it for OWNER_DIR, so that
 # several control planes started at once never pick the same one. A reservation is a directory under
@@ -31,12 +35,12 @@ release_ports() {
     done <"$dir/ports"
 }
 
-# stop_components DIR: stops the components in reverse order of their start, each with SIGTERM (to
+# stop_components DIR: stops the control plane components in reverse order of their start, each with SIGTERM (to
 # its process group when it leads one) and SIGKILL after 10 seconds. The order matters: an apiserver
 # whose etcd is already gone hangs in its graceful shutdown.
 stop_components() {
     local dir=$1 name pid i
-    for name in kube-controller-manager kube-apiserver etcd; do
+    for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
         [[ -f "$dir/$name.pid" ]] || continue
         pid=$(cat "$dir/$name.pid")
         [[ -n "$pid" ]] || continue
@@ -59,6 +63,8 @@ reap_stale() {
         [[ "$(cat "$d/foreground" 2>/dev/null)" == true ]] || continue
         pid=$(cat "$d/up.pid")
         kill -0 "$pid" 2>/dev/null && continue
+        # Nodes first: containerd's shims and the pods do not die with up.
+        nodes_down "$d"
         stop_components "$d"
         release_ports "$d"
         rm -rf "$d"

@@ -1,4 +1,5 @@
-//! One real control plane per test binary, started through `tests/k8s/up --foreground`.
+//! One real control plane per test binary, started through `tests/k8s/up --foreground`, with or
+//! without real nodes (`--nodes N`: containerd, kubelet and kube-proxy, `tests/k8s/node.sh`).
 //!
 //! Lifetime: `up` is spawned from a dedicated keeper thread under `setpriv --pdeathsig TERM`, in its
 //! own process group. The parent-death signal fires when the spawning *thread* ends, so the keeper
@@ -23,6 +24,8 @@ use crate::Error;
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long `up` gets to stop its components before its process group is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// `up`'s own bound when it starts nodes (its default of 120 s is for the control plane alone).
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// A running control plane: where its kubeconfig and binaries are.
 #[derive(Debug)]
@@ -31,6 +34,7 @@ pub struct ControlPlane {
     bin_dir: PathBuf,
     state_dir: Option<PathBuf>,
     startup: Option<Duration>,
+    nodes: u8,
     /// Held for its Drop, which stops the control plane.
     _keeper: Option<Keeper>,
 }
@@ -79,13 +83,40 @@ impl ControlPlane {
             .map_err(|error| Error::Unavailable(error.clone()))
     }
 
+    /// The control plane with one real node shared by every test of this test binary: the one
+    /// named by `KUBECONFIG` when that is set (it must have been started with `up --nodes 1` or
+    /// more), otherwise one started on first use and stopped, node included, when the test binary
+    /// exits.
+    pub fn shared_with_node() -> Result<&'static Self, Error> {
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let reuse = std::env::var_os("KUBECONFIG").filter(|path| !path.is_empty());
+                match reuse {
+                    Some(kubeconfig) => Self::existing(PathBuf::from(kubeconfig)).map(|mut plane| {
+                        plane.nodes = 1;
+                        plane
+                    }),
+                    None => Self::start_with_nodes(1),
+                }
+                .map_err(|error| error.to_string())
+            })
+            .as_ref()
+            .map_err(|error| Error::Unavailable(error.clone()))
+    }
+
     /// Uses an already running control plane given by its kubeconfig.
     pub fn existing(kubeconfig: PathBuf) -> Result<Self, Error> {
+        let state_dir = std::env::var_os("SSTP_K8S_DIR")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| kubeconfig.parent().map(Path::to_path_buf));
         Ok(Self {
             kubeconfig,
             bin_dir: bin_dir()?,
-            state_dir: None,
+            state_dir,
             startup: None,
+            nodes: 0,
             _keeper: None,
         })
     }
@@ -93,7 +124,18 @@ impl ControlPlane {
     /// Builds the binaries if the cache lacks them, starts a new control plane and waits until it
     /// is ready. It is stopped, and its state removed, when the returned value drops.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with_nodes(0)
+    }
+
+    /// [`Self::start`] with `nodes` real nodes, returning once every Node is Ready. Builds the
+    /// node runtime (`tests/k8s/build-runtime`) first when the cache lacks it.
+    pub fn start_with_nodes(nodes: u8) -> Result<Self, Error> {
         let bin_dir = bin_dir()?;
+        let runtime_dir = if nodes > 0 {
+            Some(built_dir("build-runtime", "K8S_RUNTIME_BIN")?)
+        } else {
+            None
+        };
         let up = k8s_dir().join("up");
         let began = Instant::now();
         let (events, received) = mpsc::channel();
@@ -102,7 +144,16 @@ impl ControlPlane {
             .name("k8s-control-plane".to_owned())
             .spawn({
                 let bin_dir = bin_dir.clone();
-                move || keep(&up, &bin_dir, &events, &stop_received)
+                move || {
+                    keep(
+                        &up,
+                        &bin_dir,
+                        runtime_dir.as_deref(),
+                        nodes,
+                        &events,
+                        &stop_received,
+                    );
+                }
             })
             .map_err(|error| Error::Start(format!("spawning the keeper thread: {error}")))?;
         let mut keeper = Keeper {
@@ -142,7 +193,7 @@ impl ControlPlane {
         // Straight to stderr, past the test harness's output capture, so every run's log shows it.
         let _ = writeln!(
             std::io::stderr(),
-            "sstp-e2e: control plane ready in {:.1}s ({})",
+            "sstp-e2e: control plane ready in {:.1}s with {nodes} node(s) ({})",
             startup.as_secs_f64(),
             state_dir.display()
         );
@@ -151,6 +202,7 @@ impl ControlPlane {
             bin_dir,
             state_dir: Some(state_dir),
             startup: Some(startup),
+            nodes,
             _keeper: Some(keeper),
         })
     }
@@ -165,9 +217,15 @@ impl ControlPlane {
         &self.bin_dir
     }
 
-    /// The state directory of a control plane this harness started (`None` when reused).
+    /// The state directory: of a control plane this harness started, or for a reused one
+    /// `SSTP_K8S_DIR`, else the directory of its kubeconfig (where `up` puts it).
     pub fn state_dir(&self) -> Option<&Path> {
         self.state_dir.as_deref()
+    }
+
+    /// How many real nodes it has (0: Pods are stored, never run).
+    pub fn nodes(&self) -> u8 {
+        self.nodes
     }
 
     /// From spawning `up` to its ready report, for a control plane this harness started.
@@ -218,13 +276,30 @@ impl Drop for Keeper {
 
 /// The keeper thread: spawns `up`, reports its pid and its ready lines, then holds it until told to
 /// stop (never, for the shared control plane) and stops it.
-fn keep(up: &Path, bin_dir: &Path, events: &mpsc::Sender<Event>, stop: &mpsc::Receiver<()>) {
-    let spawned = Command::new("setpriv")
+fn keep(
+    up: &Path,
+    bin_dir: &Path,
+    runtime_dir: Option<&Path>,
+    nodes: u8,
+    events: &mpsc::Sender<Event>,
+    stop: &mpsc::Receiver<()>,
+) {
+    let mut command = Command::new("setpriv");
+    command
         .args(["--pdeathsig", "TERM", "--"])
         .arg(up)
         .arg("--foreground")
         .env("K8S_BIN", bin_dir)
-        .env_remove("KUBECONFIG")
+        .env_remove("KUBECONFIG");
+    if let Some(runtime_dir) = runtime_dir {
+        command
+            .args(["--nodes", &nodes.to_string()])
+            .env("K8S_RUNTIME_BIN", runtime_dir)
+            // A node's kubelet, containerd and CNI start within seconds on a quiet machine; a
+            // loaded one gets room (`up` fails by itself at this bound).
+            .env("SSTP_K8S_READY_TIMEOUT", NODE_READY_TIMEOUT.as_secs().to_string());
+    }
+    let spawned = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -312,10 +387,15 @@ fn k8s_dir() -> PathBuf {
 /// `K8S_BIN` when set, else the cache directory printed by `tests/k8s/build` (which builds on a
 /// cache miss; its progress goes straight to stderr).
 fn bin_dir() -> Result<PathBuf, Error> {
-    if let Some(dir) = std::env::var_os("K8S_BIN").filter(|dir| !dir.is_empty()) {
+    built_dir("build", "K8S_BIN")
+}
+
+/// `$env` when set, else the cache directory printed by `tests/k8s/<script>`.
+fn built_dir(script: &str, env: &str) -> Result<PathBuf, Error> {
+    if let Some(dir) = std::env::var_os(env).filter(|dir| !dir.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    let script = k8s_dir().join("build");
+    let script = k8s_dir().join(script);
     let failed = |reason: String| Error::Build {
         script: script.clone(),
         reason,

@@ -59,18 +59,33 @@ pub struct TransferServer {
 impl TransferServer {
     /// Listens on `link`'s namespace address, port `port`.
     pub fn start(link: &NetnsLink, port: u16) -> Result<Self, Error> {
-        let addr = SocketAddr::from((link.ns_addr(), port));
+        let ns_name = link.name().to_owned();
+        Self::spawn(SocketAddr::from((link.ns_addr(), port)), move || {
+            netns::enter_named(&ns_name)
+        })
+    }
+
+    /// Listens on `addr` in this process's own network namespace (the server of the
+    /// `sstp-transfer-server` binary, which runs as a pod).
+    pub fn bind(addr: SocketAddr) -> Result<Self, Error> {
+        Self::spawn(addr, || Ok(()))
+    }
+
+    /// Runs the server thread: `enter` first (in that thread), then bind and serve.
+    fn spawn(
+        addr: SocketAddr,
+        enter: impl FnOnce() -> Result<(), Error> + Send + 'static,
+    ) -> Result<Self, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let transfers = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let ns_name = link.name().to_owned();
         let thread = {
             let stop = Arc::clone(&stop);
             let transfers = Arc::clone(&transfers);
             std::thread::spawn(move || {
-                let listener = netns::enter_named(&ns_name).and_then(|()| {
+                let listener = enter().and_then(|()| {
                     let listener = TcpListener::bind(addr).map_err(|source| Error::Io {
-                        what: format!("binding {addr} in the namespace"),
+                        what: format!("binding {addr}"),
                         source,
                     })?;
                     listener.set_nonblocking(true).map_err(|source| Error::Io {

@@ -21,6 +21,21 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long `run` gets to kill qemu after SIGTERM before it is killed itself.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// The helpers guest scripts source (`tests/vm/guest-lib.sh`): calls with sstpc, the pppd
+/// wrapper, the rule for sstpc's post-handshake race, the checksummed transfer.
+const GUEST_LIB: &str = include_str!("../vm/guest-lib.sh");
+
+/// Writes [`GUEST_LIB`] into `dir` (a directory the guest shares) and returns its path, for the
+/// guest script's `GUEST_LIB` variable.
+pub fn write_guest_lib(dir: &Path) -> Result<PathBuf, Error> {
+    let path = dir.join("guest-lib.sh");
+    std::fs::write(&path, GUEST_LIB).map_err(|source| Error::Io {
+        what: format!("writing {}", path.display()),
+        source,
+    })?;
+    Ok(path)
+}
+
 /// Whether the VM harness is installed here (`tests/vm/install` was run): `None` if so, else
 /// the reason it is not.
 pub fn vm_unavailable() -> Option<String> {

@@ -140,8 +140,10 @@ fn run_scenario() -> Result<Outcome, Error> {
     std::fs::create_dir_all(&out).map_err(io("creating the guest output directory"))?;
     let script = dir.path().join("guest.sh");
     std::fs::write(&script, GUEST_SCRIPT).map_err(io("writing the guest script"))?;
+    let guest_lib = sstp_e2e::vm::write_guest_lib(dir.path())?;
     let env = [
         ("OUT", out.display().to_string()),
+        ("GUEST_LIB", guest_lib.display().to_string()),
         ("GW_A", gw_a.sstp_addr().port().to_string()),
         ("GW_B", gw_b.sstp_addr().port().to_string()),
         ("CA_A", gw_a.ca_cert().display().to_string()),
