@@ -66,6 +66,7 @@ reap_stale() {
         # Nodes first: containerd's shims and the pods do not die with up.
         nodes_down "$d"
         stop_components "$d"
+        net_down "$d"
         release_ports "$d"
         rm -rf "$d"
     done

@@ -417,17 +417,23 @@ node_down() {
     done
 }
 
-# nodes_down DIR: every node of the control plane in DIR, its bridge, network and sysctls.
+# nodes_down DIR: every node of the control plane in DIR, and the sysctls they changed.
 nodes_down() {
-    local dir=$1 root nd k
-    root=$(dirname "$dir")
+    local dir=$1 nd
     for nd in "$dir"/nodes/node*; do
         [[ -d "$nd" ]] && node_down "$nd"
     done
-    if [[ -f "$dir/net" ]]; then
-        k=$(cat "$dir/net")
-        ip link del "sk8s$k" 2>/dev/null || true
-        rm -rf "${root:?}/nets/$k"
-    fi
-    sysctls_release "$root" "$dir"
+    sysctls_release "$(dirname "$dir")" "$dir"
+}
+
+# net_down DIR: the host bridge and its network reservation. Only once the control plane is
+# stopped: the apiserver listens on the bridge, and without that address its own loopback
+# client would be routed off the machine and its shutdown would hang retrying.
+net_down() {
+    local dir=$1 root k
+    root=$(dirname "$dir")
+    [[ -f "$dir/net" ]] || return 0
+    k=$(cat "$dir/net")
+    ip link del "sk8s$k" 2>/dev/null || true
+    rm -rf "${root:?}/nets/$k"
 }

@@ -93,10 +93,12 @@ impl ControlPlane {
             .get_or_init(|| {
                 let reuse = std::env::var_os("KUBECONFIG").filter(|path| !path.is_empty());
                 match reuse {
-                    Some(kubeconfig) => Self::existing(PathBuf::from(kubeconfig)).map(|mut plane| {
-                        plane.nodes = 1;
-                        plane
-                    }),
+                    Some(kubeconfig) => {
+                        Self::existing(PathBuf::from(kubeconfig)).map(|mut plane| {
+                            plane.nodes = 1;
+                            plane
+                        })
+                    }
                     None => Self::start_with_nodes(1),
                 }
                 .map_err(|error| error.to_string())
@@ -297,7 +299,10 @@ fn keep(
             .env("K8S_RUNTIME_BIN", runtime_dir)
             // A node's kubelet, containerd and CNI start within seconds on a quiet machine; a
             // loaded one gets room (`up` fails by itself at this bound).
-            .env("SSTP_K8S_READY_TIMEOUT", NODE_READY_TIMEOUT.as_secs().to_string());
+            .env(
+                "SSTP_K8S_READY_TIMEOUT",
+                NODE_READY_TIMEOUT.as_secs().to_string(),
+            );
     }
     let spawned = command
         .stdin(Stdio::piped())

@@ -24,7 +24,8 @@ const GLOBAL_SYSCTLS: [&str; 4] = [
 ];
 /// The cgroup hierarchies the node makes its root in (node.sh, node_hierarchies).
 const HIERARCHIES: [&str; 10] = [
-    "cpu", "cpuacct", "cpuset", "memory", "pids", "systemd", "blkio", "devices", "freezer", "unified",
+    "cpu", "cpuacct", "cpuset", "memory", "pids", "systemd", "blkio", "devices", "freezer",
+    "unified",
 ];
 /// How long a killed harness gets to clean up after itself.
 const CLEANUP_BOUND: Duration = Duration::from_secs(90);
@@ -88,7 +89,9 @@ impl NodeFootprint {
         }
         // Every process in the node's cgroup: containerd's shims and pods too.
         let cgroup = read(node.join("cgroup"))?;
-        pids.extend(processes_in(&Path::new("/sys/fs/cgroup/pids").join(&cgroup)));
+        pids.extend(processes_in(
+            &Path::new("/sys/fs/cgroup/pids").join(&cgroup),
+        ));
         Ok(Self {
             state_dir: state_dir.to_owned(),
             netns: read(node.join("netns"))?,
@@ -113,7 +116,9 @@ impl NodeFootprint {
             left.push(format!("bridge {}", self.bridge));
         }
         for hierarchy in HIERARCHIES {
-            let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join(&self.cgroup);
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(hierarchy)
+                .join(&self.cgroup);
             if dir.exists() {
                 left.push(format!("cgroup {}", dir.display()));
             }
@@ -141,7 +146,10 @@ fn processes_in(cgroup: &Path) -> Vec<i32> {
             pids.extend(processes_in(&path));
         } else if path.file_name().is_some_and(|name| name == "cgroup.procs") {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
-            pids.extend(text.lines().filter_map(|line| line.trim().parse::<i32>().ok()));
+            pids.extend(
+                text.lines()
+                    .filter_map(|line| line.trim().parse::<i32>().ok()),
+            );
         }
     }
     pids
@@ -171,7 +179,9 @@ async fn assert_node_ready(control_plane: &ControlPlane) -> Result<(), Error> {
         .and_then(|addresses| addresses.iter().find(|a| a.type_ == "InternalIP"))
         .map(|address| address.address.clone());
     assert!(
-        internal_ip.as_deref().is_some_and(|ip| ip.starts_with("10.250.")),
+        internal_ip
+            .as_deref()
+            .is_some_and(|ip| ip.starts_with("10.250.")),
         "node0's address is on the node bridge: {internal_ip:?}"
     );
     Ok(())
@@ -179,7 +189,9 @@ async fn assert_node_ready(control_plane: &ControlPlane) -> Result<(), Error> {
 
 #[test]
 fn a_dropped_node_leaves_nothing_behind() -> Result<(), Error> {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = sysctls();
     let control_plane = ControlPlane::start_with_nodes(1)?;
     let state_dir = control_plane
@@ -204,7 +216,9 @@ fn a_dropped_node_leaves_nothing_behind() -> Result<(), Error> {
 
 #[test]
 fn a_killed_test_leaves_nothing_behind() -> Result<(), Error> {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = sysctls();
     let up = Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/up");
     // The test process as the harness has it: `up --foreground` under a parent-death SIGTERM, its

@@ -12,7 +12,12 @@ use sstp_e2e::transfer_server::TransferServer;
 const POLL: Duration = Duration::from_millis(200);
 
 fn main() {
-    let addr: SocketAddr = match std::env::args().nth(1).as_deref().unwrap_or("0.0.0.0:9000").parse() {
+    let addr: SocketAddr = match std::env::args()
+        .nth(1)
+        .as_deref()
+        .unwrap_or("0.0.0.0:9000")
+        .parse()
+    {
         Ok(addr) => addr,
         Err(error) => {
             eprintln!("sstp-transfer-server: bad address: {error}");
@@ -31,7 +36,11 @@ fn main() {
     loop {
         let transfers = server.transfers();
         for transfer in &transfers[printed.min(transfers.len())..] {
-            let state = if transfer.complete { "complete" } else { "incomplete" };
+            let state = if transfer.complete {
+                "complete"
+            } else {
+                "incomplete"
+            };
             println!(
                 "TRANSFER {} {} {} {state}",
                 transfer.kind, transfer.bytes, transfer.sha256
