@@ -145,7 +145,7 @@ def mib(n):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("image", choices=["gateway", "operator", "pause"])
+    parser.add_argument("image", choices=["gateway", "operator", "pause", "transfer"])
     parser.add_argument("--bin", required=True)
     parser.add_argument("--dockerfile", required=True)
     parser.add_argument("--ref", required=True)

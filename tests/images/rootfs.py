@@ -130,7 +130,8 @@ def tree(image, program):
         # As upstream's Dockerfile: FROM scratch, ADD the static binary as /pause, nothing else.
         files.program(program, "/pause")
         return files
-    files.program(program, f"/usr/local/bin/sstp-{image}")
+    name = "sstp-transfer-server" if image == "transfer" else f"sstp-{image}"
+    files.program(program, f"/usr/local/bin/{name}")
     if image == "gateway":
         files.program(NFT, NFT)
     for name in ETC:
@@ -154,7 +155,7 @@ def write_into(files, root):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("image", choices=["gateway", "operator", "pause"])
+    parser.add_argument("image", choices=["gateway", "operator", "pause", "transfer"])
     parser.add_argument("--bin", required=True, help="the image's program on this host")
     parser.add_argument("--into", required=True, help="an empty or absent directory")
     args = parser.parse_args()

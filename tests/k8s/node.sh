@@ -5,12 +5,12 @@
 # Layout of one control plane with nodes (state dir D, network index K reserved under
 # $state_root/nets, node index I):
 #   host:   bridge sk8s<K> with 10.250.<K>.1/24; the apiserver listens there (not on 0.0.0.0)
-#   node I: netns sstp-k8s<K>-n<I> (bound under /run/netns), eth0 10.250.<K>.<10+I>/24 on that bridge,
+#   node I: netns sstp-k8s-<D's suffix>-n<I> (bound under /run/netns), eth0 10.250.<K>.<10+I>/24 on that bridge,
 #           no default route: pods and the runtime cannot reach anything but the cluster;
 #           pods in 10.244.<I>.0/24 on the node's cni0, masqueraded toward the host;
 #           its own mount namespace (D/nodes/nodeI/mntns): every mount the kubelet and containerd
 #           make lives there and is gone when the namespace is;
-#           cgroup root /sstp-k8s<K>-n<I> in every v1 hierarchy (and the unified one runc uses); the
+#           cgroup root /sstp-k8s-<D's suffix>-n<I> in every v1 hierarchy (and the unified one runc uses); the
 #           node's own processes in .../node, pods below .../kubepods, so killing every process in
 #           the subtree ends shims and containers too.
 #   D/nodes/nodeI/containerd.sock is containerd's socket and D/node-bin the runtime binaries (ctr),
@@ -24,12 +24,14 @@ node_hierarchies=(cpu cpuacct cpuset memory pids systemd blkio devices freezer u
 node_sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
     kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
-# node_names K I: sets node_name, node_netns, node_cgroup, node_ip, node_pod_cidr, node_veth.
+# node_names DIR K I: sets node_name, node_netns, node_cgroup, node_ip, node_pod_cidr, node_veth.
+# The namespace and cgroup carry the state directory's unique suffix, not only K: a teardown of
+# one control plane can then never touch another's, even one that reuses K after it.
 node_names() {
-    local k=$1 i=$2
+    local id=${1##*.} k=$2 i=$3
     node_name="node$i"
-    node_netns="sstp-k8s$k-n$i"
-    node_cgroup="sstp-k8s$k-n$i"
+    node_netns="sstp-k8s-$id-n$i"
+    node_cgroup="sstp-k8s-$id-n$i"
     node_ip="10.250.$k.$((10 + i))"
     node_pod_cidr="10.244.$i.0/24"
     node_veth="sk8s${k}n$i"
@@ -150,7 +152,7 @@ KUBECONFIG
 # kubelet and kube-proxy run (readiness of the Node is up's to wait for). Uses up's start().
 node_up() {
     local dir=$1 k=$2 i=$3 server=$4 bin=$5 rtbin=$6 nd h j
-    node_names "$k" "$i"
+    node_names "$dir" "$k" "$i"
     nd="$dir/nodes/$node_name"
     mkdir -p "$nd"/{containerd,kubelet,pod-logs,cni/net.d,cni/ipam}
     echo "$node_netns" >"$nd/netns"
