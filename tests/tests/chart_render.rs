@@ -84,6 +84,7 @@ fn the_default_values_render_two_restricted_replicas_with_leader_election_and_cl
             "CustomResourceDefinition /sstpgateways.sstp.io",
             "CustomResourceDefinition /sstpusers.sstp.io",
             "Deployment sstp-system/sstp-sstp-operator",
+            "Lease sstp-system/sstp-sstp-operator",
             "PodDisruptionBudget sstp-system/sstp-sstp-operator",
             "Role sstp-system/sstp-sstp-operator-leader-election",
             "RoleBinding sstp-system/sstp-sstp-operator-leader-election",

@@ -1,0 +1,1105 @@
+//! A platform team's first hour, on a real node: `helm install` of the chart with the images
+//! built here (`tests/images/build`), `kubectl apply` of an `SstpGateway` and two `SstpUser`s,
+//! gateway pods run by a real kubelet + containerd + runc, and the real SSTP client (sstpc + pppd
+//! in the VM) dialling **through the Service** (its NodePort on the node's address): MS-CHAPv2 with
+//! crypto binding, ping and 50 MB each way to a server pod with NAT on, the CA and CRL fetched
+//! through the Service's port 80, a user disabled with `kubectl patch`, a rollout while a client is
+//! connected, deleting the gateway, `helm uninstall`, and a pod that cannot start.
+//!
+//! One control plane with one node per test binary ([`ControlPlane::shared_with_node`]) and one
+//! VM boot for every call (a boot costs about 20 s of emulated CPU): the first test to run drives
+//! the whole scenario ([`outcome`]); each test asserts its own part of what happened, so a failure
+//! names the behaviour that broke. Needs root, the VM (`tests/vm/install`) and the node.
+#![allow(clippy::unwrap_used)]
+
+mod chart_support;
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::Command,
+    sync::OnceLock,
+    time::{Duration, Instant, SystemTime},
+};
+
+use serde_json::Value;
+use sstp_e2e::{ControlPlane, Error, vm::VmRun};
+
+use chart_support::{TempDir, chart_dir, get_json, helm_ok, kubectl_ok, output, repo_dir, succeed};
+
+const GUEST_SCRIPT: &str = include_str!("real_node/guest.sh");
+/// Where the operator runs: the "restricted" Pod Security level, as the chart promises.
+const OPERATOR_NS: &str = "sstp-system";
+/// Where the gateways and users live: "privileged" (NET_ADMIN, /dev/net/tun, the sysctl).
+const GATEWAY_NS: &str = "vpn";
+/// The transfer server's namespace: "restricted" too.
+const APPS_NS: &str = "apps";
+const RELEASE: &str = "sstp";
+const GATEWAY: &str = "office";
+const SERVER_PORT: u16 = 9000;
+/// Bulk data each way through the tunnel.
+const GET_BYTES: u64 = 50 * 1024 * 1024;
+const PUT_BYTES: u64 = 50 * 1024 * 1024;
+/// The session of a disabled user must end within this long after `kubectl patch` is started.
+const DISABLE_DEADLINE: Duration = Duration::from_secs(2);
+/// Pods starting, images unpacking, a rollout: generous, so a loaded machine is slow, not red.
+const POD_BOUND: Duration = Duration::from_secs(300);
+/// The whole VM run, boot included.
+const VM_TIMEOUT: Duration = Duration::from_secs(1500);
+const ALICE_PASSWORD: &str = "alice-correct-horse-battery";
+const BOB_PASSWORD: &str = "bob-staple-lantern-orbit";
+
+/// What happened, step by step; a step that could not run says why.
+#[derive(Debug)]
+struct Outcome {
+    /// Step 1: `helm install`, the operator pods, the Lease, the gateway pods.
+    install: Result<Install, String>,
+    /// Steps 2-4: the VM's results file, the host's measurements.
+    calls: Result<Calls, String>,
+    /// Step 5: what was left after deleting the gateway, then after `helm uninstall`.
+    removal: Result<Removal, String>,
+    /// Step 6: the condition a gateway whose pods cannot start gets.
+    unstartable: Result<Value, String>,
+}
+
+#[derive(Debug, Default)]
+struct Install {
+    operator_pods_ready: usize,
+    lease_holder: String,
+    operator_pods: Vec<String>,
+    gateway_pods: Vec<GatewayPod>,
+}
+
+/// One gateway pod as the node runs it: its container's process, read from /proc.
+#[derive(Debug, Default, Clone)]
+struct GatewayPod {
+    name: String,
+    cap_eff: String,
+    cap_bnd: String,
+    no_new_privs: String,
+    seccomp: String,
+    tun: bool,
+    ip_forward: String,
+}
+
+#[derive(Debug, Default)]
+struct Calls {
+    results: BTreeMap<String, String>,
+    /// What the transfer server pod logged: (kind, bytes, sha256).
+    server: Vec<(String, u64, String)>,
+    ca_matches_secret: bool,
+    crl_verify: String,
+    disable_elapsed: Option<Duration>,
+    rollout_pods_before: Vec<String>,
+    rollout_pods_after: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Removal {
+    after_delete: Vec<String>,
+    after_uninstall: Vec<String>,
+    crds_kept: bool,
+}
+
+fn outcome() -> &'static Outcome {
+    static OUTCOME: OnceLock<Outcome> = OnceLock::new();
+    OUTCOME.get_or_init(|| {
+        let result = run_scenario();
+        eprintln!("real-node scenario: {result:#?}");
+        result
+    })
+}
+
+fn run_scenario() -> Outcome {
+    let mut outcome = Outcome {
+        install: Err("not run".into()),
+        calls: Err("not run".into()),
+        removal: Err("not run".into()),
+        unstartable: Err("not run".into()),
+    };
+    if let Some(reason) = sstp_e2e::vm::vm_unavailable() {
+        outcome.install = Err(format!("the VM is not available: {reason}"));
+        return outcome;
+    }
+    let cp = match ControlPlane::shared_with_node() {
+        Ok(cp) => cp,
+        Err(error) => {
+            outcome.install = Err(format!("no control plane with a node: {error}"));
+            return outcome;
+        }
+    };
+    let images = match build_images(cp) {
+        Ok(images) => images,
+        Err(error) => {
+            outcome.install = Err(format!("tests/images/build: {error}"));
+            return outcome;
+        }
+    };
+    let work = TempDir::new("real-node");
+    outcome.install = step(|| install(cp, &images, work.path()));
+    if outcome.install.is_ok() {
+        outcome.calls = step(|| calls(cp, &images, work.path()));
+        outcome.unstartable = step(|| unstartable(cp, work.path()));
+        outcome.removal = step(|| removal(cp));
+    }
+    outcome
+}
+
+/// Runs one step of the scenario; an error or a panic (the kubectl and helm helpers assert)
+/// becomes that step's failure, so the scenario still runs once and every test sees why.
+fn step<T>(run: impl FnOnce() -> Result<T, Error>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(result) => result.map_err(|error| error.to_string()),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "panicked".to_owned())),
+    }
+}
+
+/// The image references `tests/images/build` printed, by kind.
+type Images = BTreeMap<String, String>;
+
+fn build_images(cp: &ControlPlane) -> Result<Images, Error> {
+    let state_dir = cp
+        .state_dir()
+        .ok_or_else(|| Error::Unavailable("the control plane has no state dir".into()))?;
+    let stdout = succeed(
+        Command::new(repo_dir().join("tests/images/build"))
+            .args(["gateway", "operator", "pause", "transfer"])
+            .env("SSTP_K8S_DIR", state_dir)
+            .env("KUBECONFIG", cp.kubeconfig()),
+        "tests/images/build",
+    )?;
+    let images: Images = stdout
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.strip_prefix("IMAGE ")?.split_whitespace();
+            Some((words.next()?.to_owned(), words.next()?.to_owned()))
+        })
+        .collect();
+    for kind in ["gateway", "operator", "pause", "transfer"] {
+        if !images.contains_key(kind) {
+            return Err(Error::Unavailable(format!(
+                "tests/images/build printed no {kind} image: {stdout}"
+            )));
+        }
+    }
+    Ok(images)
+}
+
+/// `repository:tag` split at the last colon after the last slash.
+fn split_reference(reference: &str) -> (&str, &str) {
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(colon) => (&reference[..slash + colon], &reference[slash + colon + 1..]),
+        None => (reference, "latest"),
+    }
+}
+
+fn apply(cp: &ControlPlane, dir: &Path, name: &str, yaml: &str) -> Result<(), Error> {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).map_err(|source| Error::Io {
+        what: format!("writing {}", file.display()),
+        source,
+    })?;
+    kubectl_ok(cp, &["apply", "-f", &file.display().to_string()])?;
+    Ok(())
+}
+
+/// Polls `check` every 250 ms until it gives `Some`, for at most `bound`.
+fn wait_until<T>(
+    what: &str,
+    bound: Duration,
+    mut check: impl FnMut() -> Result<Option<T>, Error>,
+) -> Result<T, Error> {
+    let began = Instant::now();
+    loop {
+        if let Some(value) = check()? {
+            return Ok(value);
+        }
+        if began.elapsed() > bound {
+            return Err(Error::Timeout {
+                what: what.to_owned(),
+                after: bound,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn items(list: Option<Value>) -> Vec<Value> {
+    list.and_then(|list| list["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn name_of(object: &Value) -> String {
+    object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["phase"] == "Running"
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Waits until exactly `count` pods match `selector` in `namespace` and all are Ready (none
+/// terminating); their names.
+fn wait_ready_pods(
+    cp: &ControlPlane,
+    namespace: &str,
+    selector: &str,
+    count: usize,
+) -> Result<Vec<String>, Error> {
+    wait_until(
+        &format!("{count} Ready pods {selector} in {namespace}"),
+        POD_BOUND,
+        || {
+            let pods = items(get_json(cp, &["pods", "-n", namespace, "-l", selector])?);
+            let ready = pods.iter().filter(|pod| pod_ready(pod)).count();
+            Ok((pods.len() == count && ready == count).then(|| pods.iter().map(name_of).collect()))
+        },
+    )
+}
+
+fn namespace_yaml(name: &str, level: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    \
+         pod-security.kubernetes.io/enforce: {level}\n    pod-security.kubernetes.io/warn: {level}\n"
+    )
+}
+
+fn gateway_yaml() -> String {
+    format!(
+        r#"apiVersion: sstp.io/v1alpha1
+kind: SstpGateway
+metadata:
+  name: {GATEWAY}
+  namespace: {GATEWAY_NS}
+spec:
+  replicas: 2
+  hostnames: [gw.test]
+  addressPool: 10.8.0.0/24
+  nat: true
+  service:
+    type: NodePort
+  auth:
+    methods: [mschapv2]
+  limits:
+    idleTimeoutSeconds: 3600
+  users:
+    selector:
+      matchLabels:
+        sstp.io/gateway: {GATEWAY}
+"#
+    )
+}
+
+fn user_yaml(user: &str, password: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: {user}-password
+  namespace: {GATEWAY_NS}
+type: Opaque
+stringData:
+  password: {password}
+---
+apiVersion: sstp.io/v1alpha1
+kind: SstpUser
+metadata:
+  name: {user}
+  namespace: {GATEWAY_NS}
+  labels:
+    sstp.io/gateway: {GATEWAY}
+spec:
+  username: {user}
+  passwordSecretRef:
+    name: {user}-password
+    key: password
+"#
+    )
+}
+
+const GATEWAY_SELECTOR: &str =
+    "app.kubernetes.io/name=sstp-gateway,app.kubernetes.io/instance=office";
+
+fn install(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Install, Error> {
+    apply(
+        cp,
+        dir,
+        "ns-operator",
+        &namespace_yaml(OPERATOR_NS, "restricted"),
+    )?;
+    apply(
+        cp,
+        dir,
+        "ns-gateway",
+        &namespace_yaml(GATEWAY_NS, "privileged"),
+    )?;
+    let (operator_repo, operator_tag) = split_reference(&images["operator"]);
+    let (gateway_repo, gateway_tag) = split_reference(&images["gateway"]);
+    let chart = chart_dir().display().to_string();
+    helm_ok(
+        cp,
+        &[
+            "install",
+            RELEASE,
+            &chart,
+            "--namespace",
+            OPERATOR_NS,
+            "--set",
+            &format!("image.repository={operator_repo}"),
+            "--set",
+            &format!("image.tag={operator_tag}"),
+            "--set",
+            &format!("gateway.image.repository={gateway_repo}"),
+            "--set",
+            &format!("gateway.image.tag={gateway_tag}"),
+            "--wait",
+            "--timeout",
+            "5m",
+        ],
+    )?;
+    let operator_pods = wait_ready_pods(
+        cp,
+        OPERATOR_NS,
+        &format!("app.kubernetes.io/name=sstp-operator,app.kubernetes.io/instance={RELEASE}"),
+        2,
+    )?;
+    let lease_holder = wait_until("the operator Lease to have a holder", POD_BOUND, || {
+        let leases = items(get_json(cp, &["leases", "-n", OPERATOR_NS])?);
+        Ok(leases.iter().find_map(|lease| {
+            lease["spec"]["holderIdentity"]
+                .as_str()
+                .filter(|holder| !holder.is_empty())
+                .map(str::to_owned)
+        }))
+    })?;
+
+    apply(cp, dir, "gateway", &gateway_yaml())?;
+    apply(cp, dir, "alice", &user_yaml("alice", ALICE_PASSWORD))?;
+    apply(cp, dir, "bob", &user_yaml("bob", BOB_PASSWORD))?;
+    let names = wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
+    let mut gateway_pods = Vec::new();
+    for name in names {
+        gateway_pods.push(inspect_gateway_pod(cp, &name)?);
+    }
+    Ok(Install {
+        operator_pods_ready: operator_pods.len(),
+        lease_holder,
+        operator_pods,
+        gateway_pods,
+    })
+}
+
+/// The node's view of a gateway pod's container: its process's credentials, seccomp, devices
+/// and IPv4 forwarding, read from /proc through containerd's task list.
+fn inspect_gateway_pod(cp: &ControlPlane, name: &str) -> Result<GatewayPod, Error> {
+    let pod = get_json(cp, &["pod", "-n", GATEWAY_NS, name])?
+        .ok_or_else(|| Error::Unavailable(format!("pod {name} is gone")))?;
+    let container = pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|statuses| statuses.iter().find(|s| s["name"] == "gateway"))
+        .and_then(|status| status["containerID"].as_str())
+        .and_then(|id| id.strip_prefix("containerd://"))
+        .ok_or_else(|| Error::Unavailable(format!("pod {name} has no gateway container id")))?
+        .to_owned();
+    let pid = container_pid(cp, &container)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .map(|value| value.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let tun = std::fs::metadata(format!("/proc/{pid}/root/dev/net/tun")).is_ok();
+    let ip_forward = succeed(
+        Command::new("nsenter").args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "cat",
+            "/proc/sys/net/ipv4/ip_forward",
+        ]),
+        "reading ip_forward in the pod's network namespace",
+    )?
+    .trim()
+    .to_owned();
+    Ok(GatewayPod {
+        name: name.to_owned(),
+        cap_eff: field("CapEff:"),
+        cap_bnd: field("CapBnd:"),
+        no_new_privs: field("NoNewPrivs:"),
+        seccomp: field("Seccomp:"),
+        tun,
+        ip_forward,
+    })
+}
+
+/// The host pid of a container, from containerd's task list on node0.
+fn container_pid(cp: &ControlPlane, container: &str) -> Result<u32, Error> {
+    let state_dir = cp
+        .state_dir()
+        .ok_or_else(|| Error::Unavailable("the control plane has no state dir".into()))?;
+    let tasks = succeed(
+        Command::new(state_dir.join("node-bin/ctr")).args([
+            "--address",
+            &state_dir
+                .join("nodes/node0/containerd.sock")
+                .display()
+                .to_string(),
+            "-n",
+            "k8s.io",
+            "tasks",
+            "ls",
+        ]),
+        "ctr tasks ls",
+    )?;
+    tasks
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == container).then(|| words.next()?.parse().ok())?
+        })
+        .ok_or_else(|| Error::Unavailable(format!("containerd has no task {container}: {tasks}")))
+}
+
+/// The node's InternalIP and the gateway Service's NodePorts (sstp, http).
+fn service_endpoint(cp: &ControlPlane) -> Result<(String, u16, u16), Error> {
+    let node =
+        get_json(cp, &["node", "node0"])?.ok_or_else(|| Error::Unavailable("no node0".into()))?;
+    let node_ip = node["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .ok_or_else(|| Error::Unavailable("node0 has no InternalIP".into()))?
+        .to_owned();
+    let service = get_json(cp, &["service", "-n", GATEWAY_NS, GATEWAY])?
+        .ok_or_else(|| Error::Unavailable("no gateway Service".into()))?;
+    let node_port = |port: i64| {
+        service["spec"]["ports"]
+            .as_array()
+            .and_then(|ports| ports.iter().find(|p| p["port"] == port))
+            .and_then(|p| p["nodePort"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| Error::Unavailable(format!("the Service has no NodePort for {port}")))
+    };
+    Ok((node_ip, node_port(443)?, node_port(80)?))
+}
+
+fn transfer_server_yaml(image: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: transfer
+  namespace: {APPS_NS}
+  labels:
+    app: transfer
+spec:
+  containers:
+    - name: transfer
+      image: {image}
+      imagePullPolicy: Never
+      args: ["0.0.0.0:{SERVER_PORT}"]
+      ports:
+        - containerPort: {SERVER_PORT}
+      readinessProbe:
+        tcpSocket:
+          port: {SERVER_PORT}
+        periodSeconds: 2
+      securityContext:
+        allowPrivilegeEscalation: false
+        runAsNonRoot: true
+        runAsUser: 65534
+        capabilities:
+          drop: [ALL]
+        seccompProfile:
+          type: RuntimeDefault
+"#
+    )
+}
+
+fn read_results(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Waits until the guest's results have `key`.
+fn wait_result(out: &Path, key: &str, bound: Duration) -> Result<String, Error> {
+    wait_until(&format!("the guest's {key}"), bound, || {
+        Ok(read_results(&out.join("results")).remove(key))
+    })
+}
+
+fn calls(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Calls, Error> {
+    let mut calls = Calls::default();
+    apply(cp, dir, "ns-apps", &namespace_yaml(APPS_NS, "restricted"))?;
+    apply(
+        cp,
+        dir,
+        "transfer",
+        &transfer_server_yaml(&images["transfer"]),
+    )?;
+    wait_ready_pods(cp, APPS_NS, "app=transfer", 1)?;
+    let server_ip = get_json(cp, &["pod", "-n", APPS_NS, "transfer"])?
+        .and_then(|pod| pod["status"]["podIP"].as_str().map(str::to_owned))
+        .ok_or_else(|| Error::Unavailable("the transfer pod has no IP".into()))?;
+    let (node_ip, sstp_port, http_port) = service_endpoint(cp)?;
+
+    // The CA and its CRL, through the Service's port 80 as Windows fetches them.
+    let ca = dir.join("ca.crt");
+    let crl = dir.join("ca.crl");
+    for (path, file) in [("/sstp/ca.crt", &ca), ("/sstp/ca.crl", &crl)] {
+        succeed(
+            Command::new("curl").args([
+                "-sSf",
+                "--max-time",
+                "20",
+                "-o",
+                &file.display().to_string(),
+                &format!("http://{node_ip}:{http_port}{path}"),
+            ]),
+            &format!("curl {path} through the Service"),
+        )?;
+    }
+    let secret = get_json(cp, &["secret", "-n", GATEWAY_NS, &format!("{GATEWAY}-tls")])?
+        .ok_or_else(|| Error::Unavailable("no TLS Secret".into()))?;
+    let secret_ca = secret["data"]["ca.crt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let served_ca = std::fs::read(&ca).unwrap_or_default();
+    calls.ca_matches_secret = !served_ca.is_empty()
+        && pem_body(&String::from_utf8_lossy(&served_ca)) == pem_body(&base64_decode(&secret_ca));
+    let verify = output(
+        Command::new("openssl").args([
+            "crl",
+            "-in",
+            &crl.display().to_string(),
+            "-inform",
+            if std::fs::read(&crl)
+                .unwrap_or_default()
+                .starts_with(b"-----")
+            {
+                "PEM"
+            } else {
+                "DER"
+            },
+            "-CAfile",
+            &ca.display().to_string(),
+            "-noout",
+        ]),
+        "openssl crl -CAfile",
+    )?;
+    calls.crl_verify = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    )
+    .trim()
+    .to_owned();
+
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+        what: "creating the guest output directory".into(),
+        source,
+    })?;
+    let script = dir.join("guest.sh");
+    std::fs::write(&script, GUEST_SCRIPT).map_err(|source| Error::Io {
+        what: "writing the guest script".into(),
+        source,
+    })?;
+    let guest_lib = sstp_e2e::vm::write_guest_lib(dir)?;
+    let node_net = format!(
+        "{}.0/24",
+        node_ip
+            .rsplit_once('.')
+            .map_or(node_ip.as_str(), |(net, _)| net)
+    );
+    let env = [
+        ("OUT", out.display().to_string()),
+        ("GUEST_LIB", guest_lib.display().to_string()),
+        ("NODE_NET", node_net),
+        ("NODE_IP", node_ip.clone()),
+        ("SSTP_PORT", sstp_port.to_string()),
+        ("CA", ca.display().to_string()),
+        ("SERVER_IP", server_ip),
+        ("SERVER_PORT", SERVER_PORT.to_string()),
+        ("ALICE_PASSWORD", ALICE_PASSWORD.to_owned()),
+        ("BOB_PASSWORD", BOB_PASSWORD.to_owned()),
+        ("GET_BYTES", GET_BYTES.to_string()),
+        ("PUT_BYTES", PUT_BYTES.to_string()),
+    ];
+    let console = dir.join("console.log");
+    let mut vm = VmRun::start(&script, &env, dir, VM_TIMEOUT, &console)?;
+
+    // Step 3 of the scenario: bob is connected; disable him and time the gateway's kick.
+    vm.wait_for_file(&out.join("ready-disable"), VM_TIMEOUT)?;
+    let patched_at = SystemTime::now();
+    kubectl_ok(
+        cp,
+        &[
+            "patch",
+            "sstpuser",
+            "bob",
+            "-n",
+            GATEWAY_NS,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"disabled":true}}"#,
+        ],
+    )?;
+    let patch_took = patched_at.elapsed().unwrap_or_default();
+    wait_result(&out, "disable.sstpc_rc", Duration::from_secs(90))?;
+    // From the moment kubectl was started, so kubectl's own time counts against the gateway.
+    calls.disable_elapsed = kick_time(cp, patched_at)?
+        .map(|kicked| kicked.duration_since(patched_at).unwrap_or(Duration::ZERO));
+    eprintln!(
+        "real-node: disabling bob: the gateway ended his session {:?} after kubectl patch was \
+         started (kubectl itself took {patch_took:?})",
+        calls.disable_elapsed
+    );
+
+    // Step 4: alice is connected; roll the Deployment by changing the gateway's configuration.
+    vm.wait_for_file(&out.join("ready-rollout"), VM_TIMEOUT)?;
+    calls.rollout_pods_before = wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
+    kubectl_ok(
+        cp,
+        &[
+            "patch",
+            "sstpgateway",
+            GATEWAY,
+            "-n",
+            GATEWAY_NS,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"limits":{"idleTimeoutSeconds":3500}}}"#,
+        ],
+    )?;
+    calls.rollout_pods_after = wait_until("the rollout to finish", POD_BOUND, || {
+        let pods = items(get_json(
+            cp,
+            &["pods", "-n", GATEWAY_NS, "-l", GATEWAY_SELECTOR],
+        )?);
+        let names: Vec<String> = pods.iter().map(name_of).collect();
+        let fresh = names
+            .iter()
+            .all(|name| !calls.rollout_pods_before.contains(name));
+        let ready = pods.iter().filter(|pod| pod_ready(pod)).count();
+        Ok((pods.len() == 2 && ready == 2 && fresh).then_some(names))
+    })?;
+    std::fs::write(out.join("go-rollout-done"), b"").map_err(|source| Error::Io {
+        what: "writing go-rollout-done".into(),
+        source,
+    })?;
+    let status = vm.wait(VM_TIMEOUT)?;
+    calls.results = read_results(&out.join("results"));
+    calls.results.insert("vm.exit".into(), status.to_string());
+    eprintln!(
+        "real-node: rollout: longest time without a tunnel {} s over {} drop(s)",
+        calls
+            .results
+            .get("roll.longest_gap")
+            .map_or("?", String::as_str),
+        calls.results.get("roll.drops").map_or("?", String::as_str)
+    );
+
+    let logs = kubectl_ok(cp, &["logs", "-n", APPS_NS, "transfer"])?;
+    calls.server = logs
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.strip_prefix("TRANSFER ")?.split_whitespace();
+            let kind = words.next()?.to_owned();
+            let bytes = words.next()?.parse().ok()?;
+            let sha = words.next()?.to_owned();
+            (words.next()? == "complete").then_some((kind, bytes, sha))
+        })
+        .collect();
+    Ok(calls)
+}
+
+/// When a gateway pod logged that it ended sessions of users no longer admitted, after `since`
+/// (the kubelet's timestamps on the container log: the same clock as this process).
+fn kick_time(cp: &ControlPlane, since: SystemTime) -> Result<Option<SystemTime>, Error> {
+    let since = jiff::Timestamp::try_from(since).map_err(|e| Error::Unavailable(e.to_string()))?;
+    let mut earliest: Option<jiff::Timestamp> = None;
+    for pod in items(get_json(
+        cp,
+        &["pods", "-n", GATEWAY_NS, "-l", GATEWAY_SELECTOR],
+    )?) {
+        let logs = kubectl_ok(
+            cp,
+            &["logs", "--timestamps", "-n", GATEWAY_NS, &name_of(&pod)],
+        )?;
+        for line in logs.lines() {
+            if !line.contains("ending sessions of users no longer admitted") {
+                continue;
+            }
+            let Some(Ok(at)) = line
+                .split_whitespace()
+                .next()
+                .map(str::parse::<jiff::Timestamp>)
+            else {
+                continue;
+            };
+            if at >= since && earliest.is_none_or(|e| at < e) {
+                earliest = Some(at);
+            }
+        }
+    }
+    Ok(earliest.map(SystemTime::from))
+}
+
+fn pem_body(text: &str) -> String {
+    text.lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect::<String>()
+}
+
+fn base64_decode(text: &str) -> String {
+    let out = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        });
+    out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A gateway whose image does not exist on the node: its pods cannot start, and the status must
+/// say so.
+fn unstartable(cp: &ControlPlane, dir: &Path) -> Result<Value, Error> {
+    let yaml = format!(
+        r#"apiVersion: sstp.io/v1alpha1
+kind: SstpGateway
+metadata:
+  name: broken
+  namespace: {GATEWAY_NS}
+spec:
+  replicas: 1
+  hostnames: [broken.test]
+  addressPool: 10.9.0.0/24
+  service:
+    type: NodePort
+  pod:
+    image: localhost/sstp-gateway:does-not-exist
+"#
+    );
+    apply(cp, dir, "broken", &yaml)?;
+    let condition = wait_until(
+        "a condition saying why the pod cannot start",
+        POD_BOUND,
+        || {
+            let gateway = get_json(cp, &["sstpgateway", "-n", GATEWAY_NS, "broken"])?;
+            Ok(gateway.and_then(|gateway| {
+                gateway["status"]["conditions"]
+                    .as_array()
+                    .and_then(|conditions| {
+                        conditions
+                            .iter()
+                            .find(|c| {
+                                c["status"] == "False"
+                                    && c["reason"].as_str().is_some_and(|r| {
+                                        r.contains("ImagePull") || r.contains("Image")
+                                    })
+                            })
+                            .cloned()
+                    })
+            }))
+        },
+    )?;
+    kubectl_ok(
+        cp,
+        &[
+            "delete",
+            "sstpgateway",
+            "-n",
+            GATEWAY_NS,
+            "broken",
+            "--wait",
+        ],
+    )?;
+    Ok(condition)
+}
+
+/// Everything labelled as a child of the gateway, as `kind/name`.
+fn children(
+    cp: &ControlPlane,
+    namespace: &str,
+    selector: &str,
+    kinds: &str,
+) -> Result<Vec<String>, Error> {
+    Ok(
+        items(get_json(cp, &[kinds, "-n", namespace, "-l", selector])?)
+            .iter()
+            .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or("?"), name_of(o)))
+            .collect(),
+    )
+}
+
+fn removal(cp: &ControlPlane) -> Result<Removal, Error> {
+    let kinds = "deployments,replicasets,pods,services,configmaps,secrets,serviceaccounts,roles,\
+                 rolebindings,poddisruptionbudgets";
+    let selector = format!("app.kubernetes.io/instance={GATEWAY}");
+    kubectl_ok(
+        cp,
+        &["delete", "sstpgateway", "-n", GATEWAY_NS, GATEWAY, "--wait"],
+    )?;
+    let after_delete = wait_until("the gateway's children to go", POD_BOUND, || {
+        let left = children(cp, GATEWAY_NS, &selector, kinds)?;
+        Ok(left.is_empty().then_some(left))
+    })
+    .or_else(|_| children(cp, GATEWAY_NS, &selector, kinds))?;
+
+    helm_ok(
+        cp,
+        &["uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait"],
+    )?;
+    // The operator pods take their grace period to go (helm waits for the Deployment only).
+    let leftovers = || -> Result<Vec<String>, Error> {
+        let release = format!("app.kubernetes.io/instance={RELEASE}");
+        let mut left = children(cp, OPERATOR_NS, &release, kinds)?;
+        left.extend(
+            items(get_json(
+                cp,
+                &["clusterroles,clusterrolebindings", "-l", &release],
+            )?)
+            .iter()
+            .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or("?"), name_of(o))),
+        );
+        // Whatever the operator made at run time and no label names (its Lease).
+        for lease in items(get_json(cp, &["leases", "-n", OPERATOR_NS])?) {
+            left.push(format!("Lease/{}", name_of(&lease)));
+        }
+        Ok(left)
+    };
+    let after_uninstall = wait_until("the release's objects to go", POD_BOUND, || {
+        let left = leftovers()?;
+        Ok(left.is_empty().then_some(left))
+    })
+    .or_else(|_| leftovers())?;
+    let crds_kept = ["sstpgateways.sstp.io", "sstpusers.sstp.io"]
+        .iter()
+        .all(|crd| get_json(cp, &["crd", crd]).ok().flatten().is_some());
+    Ok(Removal {
+        after_delete,
+        after_uninstall,
+        crds_kept,
+    })
+}
+
+fn installed() -> &'static Install {
+    match &outcome().install {
+        Ok(install) => install,
+        Err(reason) => panic!("the install step failed: {reason}"),
+    }
+}
+
+fn called() -> &'static Calls {
+    installed();
+    match &outcome().calls {
+        Ok(calls) => calls,
+        Err(reason) => panic!("the calls failed: {reason}"),
+    }
+}
+
+fn result<'a>(calls: &'a Calls, key: &str) -> &'a str {
+    calls.results.get(key).map_or("<missing>", String::as_str)
+}
+
+#[test]
+fn helm_install_runs_the_operator_and_the_gateway_pods_with_least_privilege() {
+    let install = installed();
+    assert_eq!(install.operator_pods_ready, 2, "operator pods Ready");
+    assert!(
+        install
+            .operator_pods
+            .iter()
+            .any(|pod| install.lease_holder.starts_with(pod.as_str())),
+        "the Lease holder {} is one of the operator pods {:?}",
+        install.lease_holder,
+        install.operator_pods
+    );
+    assert_eq!(
+        install.gateway_pods.len(),
+        2,
+        "gateway pods Running and Ready"
+    );
+    for pod in &install.gateway_pods {
+        // NET_ADMIN (12) and NET_BIND_SERVICE (10), nothing else, not even in the bounding set.
+        assert_eq!(
+            pod.cap_eff, "0000000000001400",
+            "{}: effective capabilities ({pod:?})",
+            pod.name
+        );
+        assert_eq!(pod.cap_bnd, "0000000000001400", "{pod:?}: bounding set");
+        assert_eq!(pod.no_new_privs, "1", "{pod:?}: no privilege escalation");
+        assert_eq!(pod.seccomp, "2", "{pod:?}: seccomp filter (RuntimeDefault)");
+        assert!(pod.tun, "{pod:?}: /dev/net/tun in the container");
+        assert_eq!(
+            pod.ip_forward, "1",
+            "{pod:?}: net.ipv4.ip_forward in the pod"
+        );
+    }
+}
+
+#[test]
+fn sstpc_connects_through_the_service_and_moves_50_mb_each_way_intact() {
+    let calls = called();
+    assert_eq!(result(calls, "svc.attempts"), "1", "{:?}", calls.results);
+    assert!(
+        result(calls, "svc.addr").starts_with("10.8.0."),
+        "{:?}",
+        calls.results
+    );
+    assert_eq!(
+        result(calls, "ping.rc"),
+        "0",
+        "ping the server pod through the tunnel"
+    );
+    assert_eq!(result(calls, "transfer.rc"), "0", "{:?}", calls.results);
+    let server = |kind: &str| {
+        calls
+            .server
+            .iter()
+            .find(|(k, _, _)| k == kind)
+            .map(|(_, bytes, sha)| (bytes.to_string(), sha.clone()))
+    };
+    assert_eq!(
+        server("GET"),
+        Some((
+            GET_BYTES.to_string(),
+            result(calls, "get.sha256").to_owned()
+        )),
+        "what the server sent is what the client received"
+    );
+    assert_eq!(
+        server("PUT"),
+        Some((
+            PUT_BYTES.to_string(),
+            result(calls, "put.sha256").to_owned()
+        )),
+        "what the client sent is what the server received"
+    );
+}
+
+#[test]
+fn the_ca_and_its_crl_are_served_through_the_service_and_verify() {
+    let calls = called();
+    assert!(calls.ca_matches_secret, "the served CA is the gateway's");
+    assert!(
+        calls.crl_verify.contains("verify OK"),
+        "openssl: {}",
+        calls.crl_verify
+    );
+}
+
+#[test]
+fn disabling_a_user_with_kubectl_patch_ends_the_session_within_2_s() {
+    let calls = called();
+    assert_ne!(
+        result(calls, "disable.sstpc_rc"),
+        "running",
+        "the call ended"
+    );
+    assert_eq!(
+        result(calls, "disable.received_disconnect"),
+        "1",
+        "{:?}",
+        calls.results
+    );
+    let elapsed = calls
+        .disable_elapsed
+        .expect("no gateway pod logged ending bob's session");
+    assert!(
+        elapsed <= DISABLE_DEADLINE,
+        "bob's session ended {elapsed:?} after kubectl patch was started"
+    );
+}
+
+#[test]
+fn a_rollout_disconnects_the_client_cleanly_and_it_reconnects_through_the_service() {
+    let calls = called();
+    let drops: u32 = result(calls, "roll.drops").parse().unwrap_or(0);
+    assert!(
+        drops >= 1,
+        "the rollout ended the call: {:?}",
+        calls.results
+    );
+    for drop in 1..=drops {
+        assert_eq!(
+            result(calls, &format!("roll.drop{drop}")),
+            "disconnect",
+            "drop {drop} came with CALL_DISCONNECT, not a reset: {:?}",
+            calls.results
+        );
+    }
+    assert_ne!(
+        result(calls, "roll.redial"),
+        "failed",
+        "{:?}",
+        calls.results
+    );
+    assert_eq!(
+        result(calls, "roll.final_ping_rc"),
+        "0",
+        "the call is up on a new pod (no old one is left): {:?} -> {:?}",
+        calls.rollout_pods_before,
+        calls.rollout_pods_after
+    );
+}
+
+#[test]
+fn deleting_the_gateway_removes_every_child_and_helm_uninstall_keeps_only_the_crds() {
+    installed();
+    let removal = match &outcome().removal {
+        Ok(removal) => removal,
+        Err(reason) => panic!("the removal step failed: {reason}"),
+    };
+    assert_eq!(removal.after_delete, Vec::<String>::new(), "children left");
+    assert_eq!(
+        removal.after_uninstall,
+        Vec::<String>::new(),
+        "left by helm uninstall"
+    );
+    assert!(
+        removal.crds_kept,
+        "the CRDs stay (helm.sh/resource-policy: keep)"
+    );
+}
+
+#[test]
+fn a_gateway_whose_pods_cannot_start_says_why_in_its_status() {
+    installed();
+    let condition = match &outcome().unstartable {
+        Ok(condition) => condition,
+        Err(reason) => panic!("{reason}"),
+    };
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("broken-"),
+        "the message names the pod: {condition}"
+    );
+}
