@@ -13,7 +13,7 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
-use sstp_api::{SstpGateway, SstpUser};
+use sstp_api::{SstpGateway, SstpUser, gateway::ImagePullPolicy};
 use tracing::{info, warn};
 
 use crate::{
@@ -28,6 +28,8 @@ use crate::{
 pub struct Settings {
     /// Image of gateway pods when a gateway does not name one.
     pub gateway_image: String,
+    /// Pull policy of that image when a gateway sets none (`None`: Kubernetes' default).
+    pub gateway_pull_policy: Option<ImagePullPolicy>,
     /// Leader election.
     pub lease: LeaseSettings,
     /// Where `/metrics`, `/healthz`, `/readyz` are served (`None`: not at all).
@@ -102,6 +104,7 @@ pub async fn run(
             client.clone(),
             metrics.clone(),
             settings.gateway_image.clone(),
+            settings.gateway_pull_policy,
             settings.lease.identity.clone(),
         ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

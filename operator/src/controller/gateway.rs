@@ -132,6 +132,7 @@ pub async fn reconcile(gateway: Arc<SstpGateway>, ctx: Arc<Context>) -> Result<A
     .await?;
     let inputs = PodInputs {
         default_image: &ctx.gateway_image,
+        default_pull_policy: ctx.gateway_pull_policy,
         config_json: &config_json,
     };
     let (stored_deployment, _) = apply(

@@ -64,6 +64,7 @@ impl Operator {
         let (stop, stopped) = oneshot::channel::<()>();
         let settings = Settings {
             gateway_image: "example.invalid/sstp-gateway:test".to_owned(),
+            gateway_pull_policy: None,
             lease: LeaseSettings {
                 name: "sstp-operator".to_owned(),
                 namespace: namespace.to_owned(),
