@@ -298,6 +298,8 @@ fn cluster_wide_rbac_allows_what_the_operator_does_and_nothing_more() -> Result<
             true,
         ),
         ("patch", "poddisruptionbudgets.policy", any(), true),
+        ("list", "pods", all(), true),
+        ("watch", "pods", all(), true),
         ("create", "events.events.k8s.io", any(), true),
         ("patch", "certificates.cert-manager.io", any(), true),
         (
@@ -407,6 +409,7 @@ fn namespaced_rbac_confines_the_operator_to_the_watched_namespaces() -> Result<(
                 true,
             ),
             ("create", "events.events.k8s.io", n(watched), true),
+            ("watch", "pods", n(watched), true),
             ("create", "pods", n(watched), false),
             ("delete", "secrets", n(watched), false),
         ]);
@@ -422,6 +425,7 @@ fn namespaced_rbac_confines_the_operator_to_the_watched_namespaces() -> Result<(
         // Nowhere else: not another namespace, not all of them, not even its own.
         ("get", "secrets", n(other), false),
         ("watch", "secrets", n(other), false),
+        ("list", "pods", n(other), false),
         ("list", "sstpgateways.sstp.io", n(other), false),
         ("watch", "sstpusers.sstp.io", n(other), false),
         ("create", "deployments.apps", n(other), false),

@@ -66,6 +66,8 @@ app.kubernetes.io/part-of: sstp-operator
        them). Nothing is ever deleted: children go by garbage collection of owner references.
      - secrets get/list/watch also covers the Role the operator gives gateway pods (read their own
        two Secrets): RBAC lets it grant only what it holds, so no bind/escalate is needed.
+     - pods list/watch (never get, create or change): the gateway pods' status says why they
+       cannot start, which the operator copies into the SstpGateway's conditions.
      - Events (events.k8s.io) for every user-visible change.
      - cert-manager Certificates and prometheus-operator ServiceMonitors: applied when a gateway
        asks for them, read back by name; never listed. */}}
@@ -82,6 +84,9 @@ app.kubernetes.io/part-of: sstp-operator
 - apiGroups: [""]
   resources: ["secrets", "configmaps", "services", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]

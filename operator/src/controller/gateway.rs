@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount},
         policy::v1::PodDisruptionBudget,
         rbac::v1::{Role, RoleBinding},
     },
@@ -15,7 +15,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{DynamicObject, Patch, PatchParams},
+    api::{DynamicObject, ListParams, Patch, PatchParams},
     runtime::controller::Action,
 };
 use sstp_api::{SstpGateway, SstpUser, gateway::CertificateStatus, user::PasswordSecretRef};
@@ -151,9 +151,11 @@ pub async fn reconcile(gateway: Arc<SstpGateway>, ctx: Arc<Context>) -> Result<A
     .await?;
     monitoring(&gateway, &owner, &ctx, &services).await?;
 
+    let pods = gateway_pods(&ctx, &owner).await?;
     let observed = Observed {
         deployment: Some(&stored_deployment),
         service: Some(&stored_service),
+        pods: &pods,
         certificate: &report,
         users: compiled.document.users.len(),
     };
@@ -327,6 +329,20 @@ async fn monitoring(
         Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &owner.namespace, &resource);
     apply_with(&api, monitor, &resource, &ctx.metrics).await?;
     Ok(())
+}
+
+/// The gateway's pods, by its selector labels: their status says why they cannot start.
+async fn gateway_pods(ctx: &Context, owner: &Owner) -> Result<Vec<Pod>> {
+    let selector = owner
+        .selector_labels()
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &owner.namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    Ok(pods.items)
 }
 
 /// Reads every referenced password once.

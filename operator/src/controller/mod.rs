@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 
 pub mod apply;
 pub mod gateway;
+pub mod pod_health;
 pub mod status;
 pub mod user;
 
