@@ -127,17 +127,36 @@ fn the_default_values_render_two_restricted_replicas_with_leader_election_and_cl
     assert_eq!(verbs(&cluster, "sstp.io", "sstpgateways/status"), ["patch"]);
     assert_eq!(
         verbs(&cluster, "", "secrets"),
+        ["create", "delete", "get", "list", "patch", "watch"]
+    );
+    assert_eq!(
+        verbs(&cluster, "", "configmaps"),
         ["create", "get", "list", "patch", "watch"]
     );
     assert_eq!(verbs(&cluster, "", "pods"), ["list", "watch"]);
+    // delete only on the kinds of conditional children; never a wildcard, escalate or bind.
+    let deletable = ["secrets", "services", "certificates", "servicemonitors"];
     for rule in &cluster {
+        let granted = strings(&rule["verbs"]);
         assert!(
-            !strings(&rule["verbs"])
+            !granted
                 .iter()
-                .any(|v| v == "delete" || v == "*" || v == "escalate" || v == "bind"),
+                .any(|v| v == "*" || v == "escalate" || v == "bind"),
             "{rule}"
         );
+        if granted.iter().any(|v| v == "delete") {
+            assert!(
+                strings(&rule["resources"])
+                    .iter()
+                    .all(|r| deletable.contains(&r.as_str())),
+                "{rule}"
+            );
+        }
     }
+    assert_eq!(
+        verbs(&cluster, "cert-manager.io", "certificates"),
+        ["create", "delete", "get", "patch"]
+    );
     let lease = rules(&docs, "Role", "sstp-sstp-operator-leader-election");
     assert_eq!(verbs(&lease, "coordination.k8s.io", "leases"), ["create"]);
     Ok(())

@@ -24,6 +24,7 @@ use tracing::{debug, info, instrument};
 use super::{
     Context, RESYNC,
     apply::{apply, apply_with},
+    prune::{Conditional, Pruned, delete_if_controlled, unwanted},
     status::{CertificateReport, Observed, gateway_status},
 };
 use crate::{
@@ -149,7 +150,8 @@ pub async fn reconcile(gateway: Arc<SstpGateway>, ctx: Arc<Context>) -> Result<A
         &ctx.metrics,
     )
     .await?;
-    monitoring(&gateway, &owner, &ctx, &services).await?;
+    let monitored = monitoring(&gateway, &owner, &ctx, &services).await?;
+    prune(&gateway, &owner, &ctx, monitored).await?;
 
     let pods = gateway_pods(&ctx, &owner).await?;
     let observed = Observed {
@@ -306,28 +308,77 @@ async fn check_stored(
     }
 }
 
-/// The metrics Service and ServiceMonitor, when asked for and the CRD exists.
+/// The metrics Service and ServiceMonitor, when asked for and the CRD exists. Returns whether
+/// they were applied (else they are not wanted).
 async fn monitoring(
     gateway: &SstpGateway,
     owner: &Owner,
     ctx: &Context,
     services: &Api<Service>,
-) -> Result<()> {
+) -> Result<bool> {
     let (Some(service), Some(monitor)) = (
         metrics_service(gateway, owner),
         service_monitor::service_monitor(gateway, owner),
     ) else {
-        return Ok(());
+        return Ok(false);
     };
     if !crd_exists(ctx, SERVICE_MONITOR_CRD).await? {
         debug!("ServiceMonitor asked for but its CRD is not installed");
-        return Ok(());
+        return Ok(false);
     }
     apply(services, service, &ctx.metrics).await?;
     let resource = service_monitor::api_resource();
     let api =
         Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &owner.namespace, &resource);
     apply_with(&api, monitor, &resource, &ctx.metrics).await?;
+    Ok(true)
+}
+
+/// Deletes the conditional children the spec no longer wants, if this gateway controls them.
+async fn prune(gateway: &SstpGateway, owner: &Owner, ctx: &Context, monitored: bool) -> Result<()> {
+    let uid = owner.reference.uid.as_str();
+    let ns = owner.namespace.as_str();
+    let names = &owner.names;
+    for child in unwanted(&gateway.spec, monitored) {
+        let (kind, name, pruned) = match child {
+            Conditional::CaSecret => {
+                let api = Api::<Secret>::namespaced(ctx.client.clone(), ns);
+                let pruned = delete_if_controlled(&api, &names.ca, uid, &(), &ctx.metrics).await?;
+                ("Secret", names.ca.clone(), pruned)
+            }
+            Conditional::MetricsService => {
+                let name = service_monitor::metrics_service_name(&names.base);
+                let api = Api::<Service>::namespaced(ctx.client.clone(), ns);
+                let pruned = delete_if_controlled(&api, &name, uid, &(), &ctx.metrics).await?;
+                ("Service", name, pruned)
+            }
+            Conditional::Certificate | Conditional::ServiceMonitor => {
+                let (kind, resource) = if child == Conditional::Certificate {
+                    ("Certificate", cert_manager::api_resource())
+                } else {
+                    ("ServiceMonitor", service_monitor::api_resource())
+                };
+                let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &resource);
+                let pruned =
+                    delete_if_controlled(&api, &names.base, uid, &resource, &ctx.metrics).await?;
+                (kind, names.base.clone(), pruned)
+            }
+        };
+        match pruned {
+            Pruned::Absent => {}
+            Pruned::Deleted => {
+                info!(kind, name, "deleted a child that is no longer wanted");
+                let note = format!("deleted {kind} {name}: {}", child.why_unwanted());
+                ctx.event(gateway, "ChildDeleted", note, false).await;
+            }
+            Pruned::NotOurs => {
+                debug!(
+                    kind,
+                    name, "not deleting an object this gateway does not control"
+                );
+            }
+        }
+    }
     Ok(())
 }
 

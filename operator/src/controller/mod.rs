@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 pub mod apply;
 pub mod gateway;
 pub mod pod_health;
+pub mod prune;
 pub mod status;
 pub mod user;
 
