@@ -96,9 +96,10 @@ pub async fn delete_if_controlled<K>(
 where
     K: Resource + Clone + Debug + DeserializeOwned,
 {
-    // A kind whose CRD is not installed answers 404 too, which reads as absent.
-    let Some(existing) = api.get_opt(name).await? else {
-        return Ok(Pruned::Absent);
+    let existing = match api.get(name).await {
+        Ok(existing) => existing,
+        Err(err) if not_found(&err) => return Ok(Pruned::Absent),
+        Err(err) => return Err(err.into()),
     };
     if !controlled_by(existing.owner_references(), owner_uid) {
         return Ok(Pruned::NotOurs);
@@ -115,9 +116,16 @@ where
             metrics.wrote(&K::kind(dynamic_type));
             Ok(Pruned::Deleted)
         }
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Pruned::Absent),
+        Err(err) if not_found(&err) => Ok(Pruned::Absent),
         Err(err) => Err(err.into()),
     }
+}
+
+/// A 404, also the plain-text "404 page not found" of a kind whose CRD is not installed (which
+/// `Api::get_opt` does not take for "not found": the body is no `Status`, so its reason is not
+/// `NotFound`).
+fn not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
 }
 
 #[cfg(test)]
@@ -161,6 +169,17 @@ mod tests {
                 "{tls}"
             );
         }
+    }
+
+    #[test]
+    fn the_plain_404_of_a_kind_that_is_not_installed_reads_as_absent() {
+        // What kube makes of the apiserver's "404 page not found" (a body that is no Status).
+        let plain = kube::core::Status::failure("404 page not found", "Failed to parse error data")
+            .with_code(404);
+        assert!(!plain.is_not_found(), "kube's own check misses it");
+        assert!(not_found(&kube::Error::Api(plain.boxed())));
+        let forbidden = kube::core::Status::failure("no", "Forbidden").with_code(403);
+        assert!(!not_found(&kube::Error::Api(forbidden.boxed())));
     }
 
     #[test]
