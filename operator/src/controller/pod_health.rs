@@ -48,7 +48,7 @@ pub fn pod_problem(
             .cmp(&(&b.metadata.creation_timestamp, &b.metadata.name))
     });
     let ready = current.iter().filter(|pod| is_ready(pod)).count();
-    let short = usize::try_from(desired).map_or(false, |desired| ready < desired);
+    let short = usize::try_from(desired).is_ok_and(|desired| ready < desired);
     current
         .iter()
         .filter_map(|pod| problem_of(pod, short))
