@@ -262,19 +262,7 @@ fn run_with_a_config_file_serves_and_stops_on_sigterm() {
 fn readyz_waits_until_the_users_document_is_in_force() {
     in_netns("readyz_users", || {
         let dir = TestDir::new("readyz-users");
-        let users = dir.0.join("users.json");
-        let config = dir.0.join("config.json");
-        let text = format!(
-            r#"{{
-  "listen": {{ "sstp": "127.0.0.1:6443", "http": "127.0.0.1:6080", "admin": "127.0.0.1:6090" }},
-  "hostnames": ["localhost"], "addressPool": "10.66.0.0/28", "nat": false,
-  "tls": {{ "selfManaged": {{ "dataDir": "{}" }} }},
-  "users": {{ "file": {{ "path": "{}" }} }}
-}}"#,
-            dir.0.join("pki").display(),
-            users.display()
-        );
-        std::fs::write(&config, text).unwrap();
+        let (config, users) = minimal_run_config(&dir, 6);
         let child = Command::new(BIN)
             .arg("run")
             .arg("--config")
@@ -313,29 +301,11 @@ fn readyz_waits_for_ipv4_forwarding_and_the_log_says_what_to_set() {
         let sysctl = "/proc/sys/net/ipv4/ip_forward";
         std::fs::write(sysctl, "0\n").unwrap();
         let dir = TestDir::new("readyz-forwarding");
-        let users = dir.0.join("users.json");
+        let (config, users) = minimal_run_config(&dir, 5);
         user_add(&users, "bob", "bob-password");
-        let config = dir.0.join("config.json");
-        let text = format!(
-            r#"{{
-  "listen": {{ "sstp": "127.0.0.1:5443", "http": "127.0.0.1:5080", "admin": "127.0.0.1:5090" }},
-  "hostnames": ["localhost"], "addressPool": "10.66.0.0/28", "nat": false,
-  "tls": {{ "selfManaged": {{ "dataDir": "{}" }} }},
-  "users": {{ "file": {{ "path": "{}" }} }}
-}}"#,
-            dir.0.join("pki").display(),
-            users.display()
-        );
-        std::fs::write(&config, text).unwrap();
         let log = dir.0.join("gateway.log");
         // As in a pod: /proc/sys read-only, so the gateway cannot turn forwarding on itself.
-        let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && \
-                 exec {BIN} run --config {}",
-                config.display()
-            ))
+        let child = with_read_only_proc_sys(&format!("{BIN} run --config {}", config.display()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -414,6 +384,37 @@ fn exits_zero(child: &mut std::process::Child) {
     assert!(status.success(), "exit status {status}");
 }
 
+/// `command` (a shell command line) in a mount namespace of its own whose `/proc/sys` is
+/// read-only, as in an unprivileged container.
+fn with_read_only_proc_sys(command: &str) -> Command {
+    let mut shell = Command::new("unshare");
+    shell
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec {command}"
+        ));
+    shell
+}
+
+/// A `run` config in `dir` listening on 127.0.0.1 ports `<prefix>443`, `<prefix>080` and
+/// `<prefix>090`, users from `dir/users.json` (not created); returns (config, users file).
+fn minimal_run_config(dir: &TestDir, prefix: u8) -> (std::path::PathBuf, std::path::PathBuf) {
+    let users = dir.0.join("users.json");
+    let config = dir.0.join("config.json");
+    let text = format!(
+        r#"{{
+  "listen": {{ "sstp": "127.0.0.1:{prefix}443", "http": "127.0.0.1:{prefix}080", "admin": "127.0.0.1:{prefix}090" }},
+  "hostnames": ["localhost"], "addressPool": "10.66.0.0/28", "nat": false,
+  "tls": {{ "selfManaged": {{ "dataDir": "{}" }} }},
+  "users": {{ "file": {{ "path": "{}" }} }}
+}}"#,
+        dir.0.join("pki").display(),
+        users.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    (config, users)
+}
+
 /// `enable-ip-forward` (the operator's init container): turns forwarding on, says so, and
 /// succeeds without writing when it is on already; a read-only `/proc/sys` (an unprivileged
 /// container) is refused with the fix named.
@@ -423,12 +424,7 @@ fn enable_ip_forward_turns_forwarding_on_and_explains_a_read_only_proc_sys() {
         let sysctl = "/proc/sys/net/ipv4/ip_forward";
         // A new namespace inherits the host's value; start from off whatever the host has.
         std::fs::write(sysctl, "0\n").unwrap();
-        let read_only = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && \
-                 exec {BIN} enable-ip-forward"
-            ))
+        let read_only = with_read_only_proc_sys(&format!("{BIN} enable-ip-forward"))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&read_only.stderr);

@@ -19,18 +19,10 @@ use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
 };
-use sstp_api::SstpGateway;
-use sstp_e2e::{ControlPlane, Error, TestNamespace, eventually};
+use sstp_api::{SstpGateway, SstpGatewayStatus};
+use sstp_e2e::{Error, eventually};
 
-use operator_support::{Operator, TIMEOUT, create, install_crds};
-
-async fn setup(label: &str) -> Result<(Client, TestNamespace), Error> {
-    let control_plane = ControlPlane::shared()?;
-    let client = control_plane.client().await?;
-    install_crds(&client).await?;
-    let namespace = TestNamespace::create(control_plane, &client, label).await?;
-    Ok((client, namespace))
-}
+use operator_support::{Operator, TIMEOUT, create, setup, status_until};
 
 async fn gateway(client: &Client, ns: &str) -> Result<(), Error> {
     create::<SstpGateway>(
@@ -54,20 +46,13 @@ async fn condition_becomes(
     what: &str,
     check: impl Fn(&Condition) -> bool,
 ) -> Result<Condition, Error> {
-    let gateways: Api<SstpGateway> = Api::namespaced(client.clone(), ns);
-    eventually(what, TIMEOUT, || {
-        let gateways = gateways.clone();
-        let check = &check;
-        async move {
-            let status = gateways.get("gw").await?.status.unwrap_or_default();
-            Ok(status
-                .conditions
-                .into_iter()
-                .find(|c| c.type_ == type_)
-                .filter(|c| check(c)))
-        }
+    let find =
+        |status: &SstpGatewayStatus| status.conditions.iter().find(|c| c.type_ == type_).cloned();
+    let status = status_until(client, ns, what, |status| {
+        find(status).is_some_and(|c| check(&c))
     })
-    .await
+    .await?;
+    Ok(find(&status).expect("the condition status_until saw"))
 }
 
 /// The gateway's pods that have not failed, oldest first.

@@ -9,66 +9,15 @@ mod operator_support;
 
 use std::time::Duration;
 
-use k8s_openapi::{
-    api::core::v1::{Secret, Service},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::{
     Api, Client,
-    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
+    api::{DynamicObject, Patch, PatchParams},
 };
 use sstp_api::SstpGateway;
-use sstp_e2e::{ControlPlane, Error, TestNamespace, eventually};
+use sstp_e2e::{Error, eventually};
 
-use operator_support::{Operator, TIMEOUT, create, install_crds};
-
-async fn setup(label: &str) -> Result<(Client, TestNamespace), Error> {
-    let control_plane = ControlPlane::shared()?;
-    let client = control_plane.client().await?;
-    install_crds(&client).await?;
-    let namespace = TestNamespace::create(control_plane, &client, label).await?;
-    Ok((client, namespace))
-}
-
-/// A schema-less stand-in for a foreign CRD (cert-manager's, prometheus-operator's), created if
-/// missing and never deleted: tests of this binary run in parallel and may share it.
-async fn stand_in_crd(client: &Client, resource: &ApiResource) -> Result<(), Error> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = format!("{}.{}", resource.plural, resource.group);
-    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "spec": {
-            "group": resource.group, "scope": "Namespaced",
-            "names": {"plural": resource.plural, "singular": resource.kind.to_lowercase(),
-                      "kind": resource.kind},
-            "versions": [{"name": resource.version, "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object",
-                                               "x-kubernetes-preserve-unknown-fields": true}}}]
-        }
-    }))
-    .expect("valid CRD");
-    match crds.create(&PostParams::default(), &crd).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.is_already_exists() => {}
-        Err(err) => return Err(err.into()),
-    }
-    eventually(&format!("CRD {name} established"), TIMEOUT, || {
-        let crds = crds.clone();
-        let name = name.clone();
-        async move {
-            let established = crds
-                .get(&name)
-                .await?
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            Ok(established.then_some(()))
-        }
-    })
-    .await
-}
+use operator_support::{Operator, TIMEOUT, create, setup, stand_in_crd, status_until};
 
 async fn gateway(client: &Client, ns: &str, spec: serde_json::Value) -> Result<(), Error> {
     let mut full = serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "replicas": 1});
@@ -228,17 +177,11 @@ async fn a_same_named_object_the_gateway_does_not_control_is_left_alone() -> Res
         serde_json::json!({"tls": {"secretName": "mine"}}),
     )
     .await?;
-    let gateways: Api<SstpGateway> = Api::namespaced(client.clone(), ns);
-    eventually("the gateway reconciled", TIMEOUT, || {
-        let gateways = gateways.clone();
-        async move {
-            let status = gateways.get("gw").await?.status.unwrap_or_default();
-            Ok(status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "CertificateReady" && c.reason == "SecretNotFound")
-                .then_some(()))
-        }
+    status_until(&client, ns, "the gateway reconciled", |status| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "CertificateReady" && c.reason == "SecretNotFound")
     })
     .await?;
     // And once more, after a change.

@@ -341,6 +341,17 @@ mod tests {
         )
     }
 
+    fn template_annotation(deployment: &Deployment, key: &str) -> String {
+        deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(key))
+            .cloned()
+            .unwrap()
+    }
+
     fn pod_of(deployment: Deployment) -> PodSpec {
         deployment.spec.unwrap().template.spec.unwrap()
     }
@@ -434,19 +445,7 @@ mod tests {
 
     #[test]
     fn the_template_hash_follows_the_template_and_only_it() {
-        let hash = |d: &Deployment| {
-            d.spec
-                .as_ref()
-                .unwrap()
-                .template
-                .metadata
-                .as_ref()
-                .unwrap()
-                .annotations
-                .as_ref()
-                .unwrap()[TEMPLATE_HASH_ANNOTATION]
-                .clone()
-        };
+        let hash = |d: &Deployment| template_annotation(d, TEMPLATE_HASH_ANNOTATION);
         let sysctl = build(&fixtures::minimal(), "{}");
         assert_eq!(hash(&sysctl), hash(&build(&fixtures::minimal(), "{}")));
         let init = build(&with_forwarding(IpForwarding::InitContainer), "{}");
@@ -525,19 +524,7 @@ mod tests {
             .insert("zone".into(), "a".into());
         let first = build(&gateway, "{\"a\":1}");
         let second = build(&gateway, "{\"a\":2}");
-        let hash = |d: &Deployment| {
-            d.spec
-                .as_ref()
-                .unwrap()
-                .template
-                .metadata
-                .as_ref()
-                .unwrap()
-                .annotations
-                .as_ref()
-                .unwrap()[CONFIG_HASH_ANNOTATION]
-                .clone()
-        };
+        let hash = |d: &Deployment| template_annotation(d, CONFIG_HASH_ANNOTATION);
         assert_ne!(hash(&first), hash(&second));
         let pod = first.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.containers[0].image.as_deref(), Some("mirror/gw:2"));
