@@ -1,4 +1,4 @@
-//! The command line: `standalone`, `run` and `user ...`. Every flag can also come from an
+//! The command line: `standalone`, `run`, `user ...` and `enable-ip-forward`. Every flag can also come from an
 //! `SSTP_GATEWAY_*` environment variable. The command lines documented in the README and used
 //! by the tests (`standalone --data-dir`, `run --config`, `user add --users-file NAME`) are
 //! fixed.
@@ -37,6 +37,9 @@ enum Command {
     /// Edit a users file (users.json): add, disable, enable, remove, list.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Turn on IPv4 forwarding (net.ipv4.ip_forward=1) in this network namespace and check it,
+    /// then exit: what the operator's privileged init container runs (the image has no shell).
+    EnableIpForward,
 }
 
 /// Flags of `standalone`.
@@ -189,5 +192,20 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             serve::serve(config, options, None)
         }
         Command::User(command) => user::run(command),
+        Command::EnableIpForward => enable_ip_forward(),
     }
+}
+
+/// `enable-ip-forward`: nothing to write when it is on already (so it also succeeds unprivileged
+/// on a node whose pods inherit forwarding).
+fn enable_ip_forward() -> anyhow::Result<()> {
+    use sstp_gateway::ip_forward::{self, Forwarding};
+    let path = std::path::Path::new(ip_forward::IP_FORWARD_SYSCTL);
+    let outcome = ip_forward::ensure(path).context("cannot turn on IPv4 forwarding")?;
+    let how = match outcome {
+        Forwarding::AlreadyOn => "it was on already",
+        Forwarding::TurnedOn => "turned on",
+    };
+    println!("net.ipv4.ip_forward = 1 ({how})");
+    Ok(())
 }

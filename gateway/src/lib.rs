@@ -7,6 +7,7 @@
 //! - [`router`]: destination address -> session channel, for packets read from the TUN device.
 //! - [`tun`]: the TUN device (Linux).
 //! - [`nat`]: the nftables table for masquerade and MSS clamping.
+//! - [`ip_forward`]: `net.ipv4.ip_forward`, read, turned on when possible, explained when not.
 //! - [`metrics`]: the Prometheus registry and every `sstp_*` metric.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`) and the plain HTTP
 //!   server for `/sstp/ca.crt` and `/sstp/ca.crl`.
@@ -31,6 +32,7 @@ pub mod admin;
 pub mod admission;
 pub mod client;
 pub mod dataplane;
+pub mod ip_forward;
 pub mod ip_pool;
 pub mod k8s_source;
 pub mod listener;

@@ -18,6 +18,7 @@
 //! | `sstp_tun_packets_dropped_total` | counter | `reason` ([`DropReason`]) | TUN packets no session took |
 //! | `sstp_client_packets_dropped_total` | counter | `reason` ([`ClientDropReason`]) | client packets that never reached TUN |
 //! | `sstp_sessions_closed_total` | counter | `reason` ([`CLOSE_REASONS`]) | SSTP connections by why they ended |
+//! | `sstp_ipv4_forwarding` | gauge | | 1 when `net.ipv4.ip_forward` is on in the gateway's network namespace, else 0 (not ready) |
 //!
 //! Label values come from the enums below, never from peer input or user names, so the number of
 //! series is fixed and known up front (every series is created at zero on start, which lets
@@ -69,6 +70,9 @@ pub struct Metrics {
     /// `sstp_sessions_closed_total{reason}`: SSTP connections by why they ended (the
     /// `sstp_proto::CloseReason` label), so protocol errors after setup are counted too.
     sessions_closed_total: IntCounterVec,
+    /// `sstp_ipv4_forwarding`: 1 when IPv4 forwarding is on, 0 when off (the gateway is then
+    /// not ready: clients could log in but reach nothing beyond it).
+    ipv4_forwarding: IntGauge,
 }
 
 /// How a session attempt ended its setup (`sessions_total{result}`).
@@ -252,6 +256,10 @@ impl Metrics {
                 "reason",
                 &CLOSE_REASONS,
             ),
+            ipv4_forwarding: reg.gauge(
+                "ipv4_forwarding",
+                "1 when net.ipv4.ip_forward is on in the gateway's network namespace, else 0",
+            ),
             registry,
         }
     }
@@ -371,6 +379,11 @@ impl Metrics {
     /// The served certificate expires at this Unix timestamp.
     pub fn set_certificate_expiry(&self, unix_seconds: i64) {
         self.certificate_expiry_timestamp_seconds.set(unix_seconds);
+    }
+
+    /// Whether IPv4 forwarding is on.
+    pub fn set_ipv4_forwarding(&self, on: bool) {
+        self.ipv4_forwarding.set(i64::from(on));
     }
 }
 

@@ -104,12 +104,6 @@ pub fn remove_stale(id: &str) -> Result<(), NatError> {
     nft(&reset(&table_name(id)?))
 }
 
-/// Turns on IPv4 forwarding in this network namespace (needed to route between the tunnel and
-/// the pod's other interfaces).
-pub fn enable_ipv4_forwarding() -> std::io::Result<()> {
-    std::fs::write(IP_FORWARD_SYSCTL, b"1\n")
-}
-
 /// The table's name for gateway `id`.
 pub fn table_name(id: &str) -> Result<String, NatError> {
     check_name("id", id)?;
@@ -199,7 +193,6 @@ fn check_name(what: &'static str, value: &str) -> Result<(), NatError> {
 
 const NFT: &str = "nft";
 const TABLE_PREFIX: &str = "sstp_gateway_";
-const IP_FORWARD_SYSCTL: &str = "/proc/sys/net/ipv4/ip_forward";
 /// 20-byte IPv4 header + 20-byte TCP header, both without options.
 const IPV4_TCP_HEADERS: u16 = 40;
 

@@ -8,7 +8,7 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,17 +20,18 @@ use sstp_api::{
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     admin::{self, PublicFiles, Readiness, Site},
     admission::{AdmissionShared, SessionSlots},
     dataplane::Dataplane,
+    ip_forward::{self, Forwarding},
     ip_pool::IpPool,
     k8s_source,
     listener::{self, ListenerSettings, ProxyPolicy},
     metrics::Metrics,
-    nat::{self, NatSettings, NatTable},
+    nat::{NatSettings, NatTable},
     pending::PendingConnections,
     pki,
     router::Router,
@@ -235,9 +236,7 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
     let router = Router::new();
     let dataplane = Dataplane::start(&tun_settings, Arc::clone(&router), metrics.clone())
         .context("cannot create the TUN device (needs CAP_NET_ADMIN)")?;
-    if let Err(err) = nat::enable_ipv4_forwarding() {
-        warn!(error = %err, "cannot enable IPv4 forwarding; clients reach only the gateway itself");
-    }
+    let forwarding = ipv4_forwarding(&metrics);
     let nat_table = NatTable::install(&NatSettings {
         id: config.tun.name.clone(),
         pool: config.address_pool,
@@ -334,13 +333,21 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         tasks.clone(),
     ));
     // Ready only once the users are known: a pod behind a Service that took clients before its
-    // users Secret arrived would refuse every one of them.
+    // users Secret arrived would refuse every one of them. And only with IPv4 forwarding on:
+    // without it every client logs in and then reaches nothing.
     {
         let readiness = readiness.clone();
         let shutdown = until(shutdown.clone());
+        let metrics = metrics.clone();
         tokio::spawn(async move {
+            let ready = async {
+                users_loaded.await;
+                if !forwarding {
+                    wait_for_ipv4_forwarding(&metrics).await;
+                }
+            };
             tokio::select! {
-                () = users_loaded => readiness.set(true),
+                () = ready => readiness.set(true),
                 () = shutdown => {}
             }
         });
@@ -382,6 +389,49 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// How often a gateway started without IPv4 forwarding looks again (someone may turn it on
+/// from outside, e.g. `kubectl debug` with a privileged container).
+const FORWARDING_RECHECK: Duration = Duration::from_secs(5);
+
+/// Turns IPv4 forwarding on if it is off and this process may (standalone as root); in a pod it
+/// is set from outside and only read here. Off is logged as an error that says what to set and
+/// published as `sstp_ipv4_forwarding 0`; the gateway still serves TLS, the CA and metrics.
+fn ipv4_forwarding(metrics: &Metrics) -> bool {
+    let path = Path::new(ip_forward::IP_FORWARD_SYSCTL);
+    let on = match ip_forward::ensure(path) {
+        Ok(Forwarding::AlreadyOn) => true,
+        Ok(Forwarding::TurnedOn) => {
+            info!("turned on IPv4 forwarding (net.ipv4.ip_forward=1)");
+            true
+        }
+        Err(err) => {
+            let err = anyhow::Error::new(err);
+            error!(
+                error = format!("{err:#}"),
+                "IPv4 forwarding is off: clients could log in but reach nothing beyond the \
+                 gateway, so /readyz stays not ready until it is on; {}",
+                ip_forward::HOW_TO_ENABLE
+            );
+            false
+        }
+    };
+    metrics.set_ipv4_forwarding(on);
+    on
+}
+
+/// Returns once IPv4 forwarding reads as on, looking every [`FORWARDING_RECHECK`].
+async fn wait_for_ipv4_forwarding(metrics: &Metrics) {
+    let path = Path::new(ip_forward::IP_FORWARD_SYSCTL);
+    loop {
+        tokio::time::sleep(FORWARDING_RECHECK).await;
+        if matches!(ip_forward::is_enabled(path), Ok(true)) {
+            info!("IPv4 forwarding is on now; ready");
+            metrics.set_ipv4_forwarding(true);
+            return;
+        }
+    }
 }
 
 /// The users file of a standalone data directory.

@@ -262,19 +262,7 @@ fn run_with_a_config_file_serves_and_stops_on_sigterm() {
 fn readyz_waits_until_the_users_document_is_in_force() {
     in_netns("readyz_users", || {
         let dir = TestDir::new("readyz-users");
-        let users = dir.0.join("users.json");
-        let config = dir.0.join("config.json");
-        let text = format!(
-            r#"{{
-  "listen": {{ "sstp": "127.0.0.1:6443", "http": "127.0.0.1:6080", "admin": "127.0.0.1:6090" }},
-  "hostnames": ["localhost"], "addressPool": "10.66.0.0/28", "nat": false,
-  "tls": {{ "selfManaged": {{ "dataDir": "{}" }} }},
-  "users": {{ "file": {{ "path": "{}" }} }}
-}}"#,
-            dir.0.join("pki").display(),
-            users.display()
-        );
-        std::fs::write(&config, text).unwrap();
+        let (config, users) = minimal_run_config(&dir, 6);
         let child = Command::new(BIN)
             .arg("run")
             .arg("--config")
@@ -307,6 +295,67 @@ fn readyz_waits_until_the_users_document_is_in_force() {
     });
 }
 
+#[test]
+fn readyz_waits_for_ipv4_forwarding_and_the_log_says_what_to_set() {
+    in_netns("readyz_forwarding", || {
+        let sysctl = "/proc/sys/net/ipv4/ip_forward";
+        std::fs::write(sysctl, "0\n").unwrap();
+        let dir = TestDir::new("readyz-forwarding");
+        let (config, users) = minimal_run_config(&dir, 5);
+        user_add(&users, "bob", "bob-password");
+        let log = dir.0.join("gateway.log");
+        // As in a pod: /proc/sys read-only, so the gateway cannot turn forwarding on itself.
+        let child = with_read_only_proc_sys(&format!("{BIN} run --config {}", config.display()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let _reaper = Reaper(Some(child));
+        runtime().block_on(async {
+            let admin = "127.0.0.1:5090".parse().unwrap();
+            let start = Instant::now();
+            while !(tokio::net::TcpStream::connect(admin).await.is_ok()
+                && http_get(admin, "/metrics")
+                    .await
+                    .contains("sstp_users_loaded 1"))
+            {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "users never loaded"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // Users are in force, but clients would reach nothing: not ready, and said why.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(!http_get(admin, "/readyz").await.starts_with("ready"));
+            assert!(
+                http_get(admin, "/metrics")
+                    .await
+                    .contains("sstp_ipv4_forwarding 0")
+            );
+            let logged = std::fs::read_to_string(&log).unwrap();
+            assert!(
+                logged.contains("IPv4 forwarding is off")
+                    && logged.contains("spec.pod.ipForwarding")
+                    && logged.contains("sysctl -w net.ipv4.ip_forward=1"),
+                "{logged}"
+            );
+            // Turned on from outside (this thread's /proc/sys is writable): ready soon after.
+            std::fs::write(sysctl, "1\n").unwrap();
+            let start = Instant::now();
+            while !http_get(admin, "/readyz").await.starts_with("ready") {
+                assert!(start.elapsed() < Duration::from_secs(15), "never ready");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert!(
+                http_get(admin, "/metrics")
+                    .await
+                    .contains("sstp_ipv4_forwarding 1")
+            );
+        });
+    });
+}
+
 /// Sends SIGTERM to the gateway and waits for `client` to be told. The gateway ends PPP with LCP
 /// Terminate, then sends CALL_DISCONNECT; the client's own PPP is still in its RFC 1661 Stopping
 /// wait (restart timer) when that arrives, so the call ends by the peer's CALL_DISCONNECT, not a
@@ -333,4 +382,72 @@ fn exits_zero(child: &mut std::process::Child) {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "exit status {status}");
+}
+
+/// `command` (a shell command line) in a mount namespace of its own whose `/proc/sys` is
+/// read-only, as in an unprivileged container.
+fn with_read_only_proc_sys(command: &str) -> Command {
+    let mut shell = Command::new("unshare");
+    shell
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec {command}"
+        ));
+    shell
+}
+
+/// A `run` config in `dir` listening on 127.0.0.1 ports `<prefix>443`, `<prefix>080` and
+/// `<prefix>090`, users from `dir/users.json` (not created); returns (config, users file).
+fn minimal_run_config(dir: &TestDir, prefix: u8) -> (std::path::PathBuf, std::path::PathBuf) {
+    let users = dir.0.join("users.json");
+    let config = dir.0.join("config.json");
+    let text = format!(
+        r#"{{
+  "listen": {{ "sstp": "127.0.0.1:{prefix}443", "http": "127.0.0.1:{prefix}080", "admin": "127.0.0.1:{prefix}090" }},
+  "hostnames": ["localhost"], "addressPool": "10.66.0.0/28", "nat": false,
+  "tls": {{ "selfManaged": {{ "dataDir": "{}" }} }},
+  "users": {{ "file": {{ "path": "{}" }} }}
+}}"#,
+        dir.0.join("pki").display(),
+        users.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    (config, users)
+}
+
+/// `enable-ip-forward` (the operator's init container): turns forwarding on, says so, and
+/// succeeds without writing when it is on already; a read-only `/proc/sys` (an unprivileged
+/// container) is refused with the fix named.
+#[test]
+fn enable_ip_forward_turns_forwarding_on_and_explains_a_read_only_proc_sys() {
+    in_netns("enable_ip_forward", || {
+        let sysctl = "/proc/sys/net/ipv4/ip_forward";
+        // A new namespace inherits the host's value; start from off whatever the host has.
+        std::fs::write(sysctl, "0\n").unwrap();
+        let read_only = with_read_only_proc_sys(&format!("{BIN} enable-ip-forward"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&read_only.stderr);
+        assert!(!read_only.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("cannot write 1 to /proc/sys/net/ipv4/ip_forward")
+                && stderr.contains("privileged: true")
+                && stderr.contains("Read-only file system"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(sysctl).unwrap(), "0\n");
+
+        let enable = || {
+            let out = Command::new(BIN).arg("enable-ip-forward").output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(enable(), "net.ipv4.ip_forward = 1 (turned on)\n");
+        assert_eq!(std::fs::read_to_string(sysctl).unwrap(), "1\n");
+        assert_eq!(enable(), "net.ipv4.ip_forward = 1 (it was on already)\n");
+    });
 }

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::Parser;
+use sstp_api::gateway::ImagePullPolicy;
 use sstp_operator::{
     DEFAULT_LEASE_DURATION, DEFAULT_LEASE_GRACE, Settings, leader::LeaseSettings, metrics::Metrics,
 };
@@ -17,6 +18,15 @@ struct Cli {
     /// Image of gateway pods when an SstpGateway does not set spec.pod.image.
     #[arg(long, env = "SSTP_OPERATOR_GATEWAY_IMAGE")]
     gateway_image: String,
+    /// Pull policy of that image when an SstpGateway does not set spec.pod.imagePullPolicy:
+    /// Always, IfNotPresent or Never (default: unset, so Kubernetes picks Always for a :latest or
+    /// untagged image and IfNotPresent otherwise).
+    #[arg(
+        long,
+        env = "SSTP_OPERATOR_GATEWAY_IMAGE_PULL_POLICY",
+        value_name = "POLICY"
+    )]
+    gateway_image_pull_policy: Option<ImagePullPolicy>,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -74,6 +84,7 @@ fn main() -> ExitCode {
 fn try_main() -> anyhow::Result<()> {
     let Cli {
         gateway_image,
+        gateway_image_pull_policy,
         admin_address,
         lease_name,
         lease_namespace,
@@ -92,6 +103,7 @@ fn try_main() -> anyhow::Result<()> {
             .context("Failed to configure the Kubernetes client")?;
         let settings = Settings {
             gateway_image,
+            gateway_pull_policy: gateway_image_pull_policy,
             lease: LeaseSettings {
                 name: lease_name,
                 namespace: lease_namespace,
@@ -147,6 +159,24 @@ mod tests {
     fn watch_namespace_takes_a_comma_separated_list() {
         let cli = parse(&["--watch-namespace=vpn-a,vpn-b"]);
         assert_eq!(cli.watch_namespace, ["vpn-a", "vpn-b"]);
+    }
+
+    #[test]
+    fn the_gateway_pull_policy_is_optional_and_checked() {
+        assert_eq!(parse(&[]).gateway_image_pull_policy, None);
+        let cli = parse(&["--gateway-image-pull-policy=Never"]);
+        assert_eq!(
+            cli.gateway_image_pull_policy,
+            Some(sstp_api::gateway::ImagePullPolicy::Never)
+        );
+        let wrong = Cli::try_parse_from([
+            "sstp-operator",
+            "--gateway-image=gw:1",
+            "--lease-namespace=ops",
+            "--identity=pod-0",
+            "--gateway-image-pull-policy=sometimes",
+        ]);
+        assert!(wrong.is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use futures::{FutureExt, StreamExt, future::Shared};
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+    core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount},
     policy::v1::PodDisruptionBudget,
     rbac::v1::{Role, RoleBinding},
 };
@@ -13,7 +13,7 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
-use sstp_api::{SstpGateway, SstpUser};
+use sstp_api::{SstpGateway, SstpUser, gateway::ImagePullPolicy};
 use tracing::{info, warn};
 
 use crate::{
@@ -21,6 +21,7 @@ use crate::{
     controller::{self, Context, ErrorCounts, gateway, user},
     leader::{Election, LeaseSettings},
     metrics::Metrics,
+    resources::{APP_NAME, INSTANCE_LABEL, MANAGED_BY_LABEL, NAME_LABEL},
 };
 
 /// How the operator runs.
@@ -28,6 +29,8 @@ use crate::{
 pub struct Settings {
     /// Image of gateway pods when a gateway does not name one.
     pub gateway_image: String,
+    /// Pull policy of that image when a gateway sets none (`None`: Kubernetes' default).
+    pub gateway_pull_policy: Option<ImagePullPolicy>,
     /// Leader election.
     pub lease: LeaseSettings,
     /// Where `/metrics`, `/healthz`, `/readyz` are served (`None`: not at all).
@@ -102,6 +105,7 @@ pub async fn run(
             client.clone(),
             metrics.clone(),
             settings.gateway_image.clone(),
+            settings.gateway_pull_policy,
             settings.lease.identity.clone(),
         ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -276,6 +280,13 @@ async fn gateway_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
         .watches(scope.api::<SstpUser>(), config.clone(), move |user| {
             for_users(user.namespace())
         })
+        // Gateway pods (owned by ReplicaSets, not by the gateway): their status feeds the
+        // gateway's conditions. Only pods with the operator's name label are watched.
+        .watches(
+            scope.api::<Pod>(),
+            config.clone().labels(&format!("{NAME_LABEL}={APP_NAME}")),
+            |pod| gateway_of_pod(&pod),
+        )
         // Password Secrets, BYO and cert-manager TLS Secrets: anything not owned by a gateway.
         .watches(scope.api::<Secret>(), config, move |secret| {
             let owned = secret
@@ -306,6 +317,16 @@ async fn gateway_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
         )
         .for_each(|_| async {})
         .await;
+}
+
+/// The gateway a pod belongs to, by its instance label.
+fn gateway_of_pod(pod: &Pod) -> Option<ObjectRef<SstpGateway>> {
+    let labels = pod.labels();
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(crate::FIELD_MANAGER) {
+        return None;
+    }
+    let name = labels.get(INSTANCE_LABEL)?;
+    Some(ObjectRef::new(name).within(&pod.namespace()?))
 }
 
 async fn user_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {

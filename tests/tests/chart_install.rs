@@ -298,6 +298,18 @@ fn cluster_wide_rbac_allows_what_the_operator_does_and_nothing_more() -> Result<
             true,
         ),
         ("patch", "poddisruptionbudgets.policy", any(), true),
+        ("list", "pods", all(), true),
+        ("watch", "pods", all(), true),
+        // Conditional children the gateway stopped wanting (only if it controls them).
+        ("delete", "secrets", any(), true),
+        ("delete", "services", any(), true),
+        ("delete", "certificates.cert-manager.io", any(), true),
+        (
+            "delete",
+            "servicemonitors.monitoring.coreos.com",
+            any(),
+            true,
+        ),
         ("create", "events.events.k8s.io", any(), true),
         ("patch", "certificates.cert-manager.io", any(), true),
         (
@@ -327,8 +339,12 @@ fn cluster_wide_rbac_allows_what_the_operator_does_and_nothing_more() -> Result<
         ("delete", "sstpgateways.sstp.io", any(), false),
         ("create", "pods", any(), false),
         ("get", "pods", any(), false),
-        ("delete", "secrets", any(), false),
+        ("delete", "configmaps", any(), false),
+        ("delete", "serviceaccounts", any(), false),
         ("delete", "deployments.apps", any(), false),
+        ("delete", "roles.rbac.authorization.k8s.io", any(), false),
+        ("delete", "poddisruptionbudgets.policy", any(), false),
+        ("delete", "pods", any(), false),
         ("update", "deployments.apps", any(), false),
         ("escalate", "roles.rbac.authorization.k8s.io", any(), false),
         ("bind", "roles.rbac.authorization.k8s.io", any(), false),
@@ -407,8 +423,10 @@ fn namespaced_rbac_confines_the_operator_to_the_watched_namespaces() -> Result<(
                 true,
             ),
             ("create", "events.events.k8s.io", n(watched), true),
+            ("watch", "pods", n(watched), true),
             ("create", "pods", n(watched), false),
-            ("delete", "secrets", n(watched), false),
+            ("delete", "secrets", n(watched), true),
+            ("delete", "configmaps", n(watched), false),
         ]);
     }
     checks.extend([
@@ -422,6 +440,8 @@ fn namespaced_rbac_confines_the_operator_to_the_watched_namespaces() -> Result<(
         // Nowhere else: not another namespace, not all of them, not even its own.
         ("get", "secrets", n(other), false),
         ("watch", "secrets", n(other), false),
+        ("list", "pods", n(other), false),
+        ("delete", "secrets", n(other), false),
         ("list", "sstpgateways.sstp.io", n(other), false),
         ("watch", "sstpusers.sstp.io", n(other), false),
         ("create", "deployments.apps", n(other), false),

@@ -277,11 +277,16 @@ fn wait_condition(
     name: &str,
     condition: &str,
 ) -> Result<Value, Error> {
-    wait_for(&format!("{kind} {name} {condition}"), || {
+    let found = wait_for(&format!("{kind} {name} {condition}"), || {
         operator.healthy();
         Ok(get_json(cp, &[kind, name, "-n", namespace])?
             .filter(|object| condition_true(object, condition)))
-    })
+    });
+    if found.is_err() {
+        // The log says why (it goes with the temporary directory otherwise).
+        eprintln!("sstp-operator log:\n{}", operator.log());
+    }
+    found
 }
 
 /// Installs the chart (with the CRDs) as `RELEASE` in `home` with `sets`.

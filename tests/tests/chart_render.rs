@@ -128,19 +128,76 @@ fn the_default_values_render_two_restricted_replicas_with_leader_election_and_cl
     assert_eq!(verbs(&cluster, "sstp.io", "sstpgateways/status"), ["patch"]);
     assert_eq!(
         verbs(&cluster, "", "secrets"),
+        ["create", "delete", "get", "list", "patch", "watch"]
+    );
+    assert_eq!(
+        verbs(&cluster, "", "configmaps"),
         ["create", "get", "list", "patch", "watch"]
     );
-    assert!(verbs(&cluster, "", "pods").is_empty());
+    assert_eq!(verbs(&cluster, "", "pods"), ["list", "watch"]);
+    // delete only on the kinds of conditional children; never a wildcard, escalate or bind.
+    let deletable = ["secrets", "services", "certificates", "servicemonitors"];
     for rule in &cluster {
+        let granted = strings(&rule["verbs"]);
         assert!(
-            !strings(&rule["verbs"])
+            !granted
                 .iter()
-                .any(|v| v == "delete" || v == "*" || v == "escalate" || v == "bind"),
+                .any(|v| v == "*" || v == "escalate" || v == "bind"),
             "{rule}"
         );
+        if granted.iter().any(|v| v == "delete") {
+            assert!(
+                strings(&rule["resources"])
+                    .iter()
+                    .all(|r| deletable.contains(&r.as_str())),
+                "{rule}"
+            );
+        }
     }
+    assert_eq!(
+        verbs(&cluster, "cert-manager.io", "certificates"),
+        ["create", "delete", "get", "patch"]
+    );
     let lease = rules(&docs, "Role", "sstp-sstp-operator-leader-election");
     assert_eq!(verbs(&lease, "coordination.k8s.io", "leases"), ["create"]);
+    Ok(())
+}
+
+#[test]
+fn local_images_and_pull_policies_reach_the_operator_and_its_gateway_flags() -> Result<(), Error> {
+    let cp = ControlPlane::shared()?;
+    let defaults = render(cp, &chart_dir(), RELEASE, NAMESPACE, &[])?;
+    let args = strings(&operator_container(&defaults)["args"]);
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--gateway-image-pull-policy")),
+        "unset by default, so Kubernetes picks IfNotPresent for the appVersion tag: {args:?}"
+    );
+    let docs = render(
+        cp,
+        &chart_dir(),
+        RELEASE,
+        NAMESPACE,
+        &[
+            "image.repository=localhost/sstp-operator",
+            "image.tag=dev",
+            "image.pullPolicy=Never",
+            "gateway.image.repository=localhost/sstp-gateway",
+            "gateway.image.tag=dev",
+            "gateway.image.pullPolicy=Never",
+        ],
+    )?;
+    let container = operator_container(&docs);
+    assert_eq!(container["image"], "localhost/sstp-operator:dev");
+    assert_eq!(container["imagePullPolicy"], "Never");
+    let args = strings(&container["args"]);
+    for expected in [
+        "--gateway-image=localhost/sstp-gateway:dev",
+        "--gateway-image-pull-policy=Never",
+    ] {
+        assert!(args.contains(&expected.to_owned()), "{expected}: {args:?}");
+    }
     Ok(())
 }
 
@@ -325,6 +382,8 @@ fn the_values_schema_refuses_typos_and_impossible_values() -> Result<(), Error> 
     assert!(twice.contains("watchNamespaces"), "{twice}");
     let invalid = refused(cp, &["watchNamespaces={a,B_b}"])?;
     assert!(invalid.contains("watchNamespaces"), "{invalid}");
+    let policy = refused(cp, &["gateway.image.pullPolicy=Sometimes"])?;
+    assert!(policy.contains("pullPolicy"), "{policy}");
     let grace = refused(cp, &["leaderElection.renewGraceSeconds=15"])?;
     assert!(grace.contains("renewGraceSeconds must be less"), "{grace}");
     Ok(())

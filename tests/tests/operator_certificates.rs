@@ -14,18 +14,10 @@ use kube::{
     api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
 };
 use sstp_api::{SstpGateway, SstpGatewayStatus, condition::is_true};
-use sstp_e2e::{ControlPlane, Error, TestNamespace, eventually};
+use sstp_e2e::{Error, eventually};
 use sstp_gateway::pki::{CertInfo, CertificateAuthority, KeyAlgorithm, ServerCertRequest};
 
-use operator_support::{Operator, TIMEOUT, create, install_crds};
-
-async fn setup(label: &str) -> Result<(Client, TestNamespace), Error> {
-    let control_plane = ControlPlane::shared()?;
-    let client = control_plane.client().await?;
-    install_crds(&client).await?;
-    let namespace = TestNamespace::create(control_plane, &client, label).await?;
-    Ok((client, namespace))
-}
+use operator_support::{Operator, TIMEOUT, create, setup, stand_in_crd, status_until};
 
 async fn gateway(client: &Client, ns: &str, tls: serde_json::Value) -> Result<(), Error> {
     create::<SstpGateway>(client, ns, serde_json::json!({
@@ -35,25 +27,6 @@ async fn gateway(client: &Client, ns: &str, tls: serde_json::Value) -> Result<()
     }))
     .await?;
     Ok(())
-}
-
-/// Waits until the gateway's status satisfies `check`.
-async fn status_until(
-    client: &Client,
-    ns: &str,
-    what: &str,
-    check: impl Fn(&SstpGatewayStatus) -> bool,
-) -> Result<SstpGatewayStatus, Error> {
-    let api: Api<SstpGateway> = Api::namespaced(client.clone(), ns);
-    eventually(what, TIMEOUT, || {
-        let api = api.clone();
-        let check = &check;
-        async move {
-            let status = api.get("gw").await?.status.unwrap_or_default();
-            Ok(check(&status).then_some(status))
-        }
-    })
-    .await
 }
 
 fn certificate_reason(status: &SstpGatewayStatus) -> Option<&str> {
@@ -236,18 +209,8 @@ async fn cert_manager_mode_says_when_cert_manager_is_missing_and_creates_a_certi
     assert!(message.contains("cert-manager"), "{message}");
 
     // A stand-in for cert-manager's CRD (schema-less), enough for the operator to detect it.
-    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "certificates.cert-manager.io"},
-        "spec": {
-            "group": "cert-manager.io", "scope": "Namespaced",
-            "names": {"plural": "certificates", "singular": "certificate", "kind": "Certificate"},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
-        }
-    }))
-    .expect("valid CRD");
-    crds.create(&PostParams::default(), &crd).await?;
     let resource = sstp_operator::certs::cert_manager::api_resource();
+    stand_in_crd(&client, &resource).await?;
     let certificates: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
     // Nudge a reconcile (the CRD appearing is not something the operator watches).
     Api::<SstpGateway>::namespaced(client.clone(), ns)

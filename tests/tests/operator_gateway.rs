@@ -19,24 +19,15 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use sstp_api::{SstpGateway, SstpUser, condition::is_true};
-use sstp_e2e::{ControlPlane, Error, TestNamespace, eventually};
+use sstp_e2e::{Error, eventually};
 use sstp_gateway::pki::CertInfo;
 
 use operator_support::{
-    Operator, TIMEOUT, create, install_crds, mark_pods_ready, nt_hash_hex, password_secret,
-    users_document,
+    Operator, TIMEOUT, create, mark_pods_ready, nt_hash_hex, password_secret, setup, users_document,
 };
 
 /// Live user changes must reach `<gw>-users` within this (a bounded wait, not a benchmark).
 const USER_CHANGE_DEADLINE: Duration = Duration::from_secs(1);
-
-async fn setup(label: &str) -> Result<(Client, TestNamespace), Error> {
-    let control_plane = ControlPlane::shared()?;
-    let client = control_plane.client().await?;
-    install_crds(&client).await?;
-    let namespace = TestNamespace::create(control_plane, &client, label).await?;
-    Ok((client, namespace))
-}
 
 /// A gateway `gw` and users `alice` (password Secret) and `bob` (generated password).
 async fn gateway_and_two_users(client: &Client, ns: &str) -> Result<(), Error> {

@@ -199,3 +199,60 @@ async fn a_valid_gateway_gets_its_defaults_and_its_address_pool_cannot_change() 
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ip_forwarding_defaults_to_the_pod_sysctl_and_unknown_modes_or_pull_policies_are_refused()
+-> Result<(), Error> {
+    use kube::api::{ApiResource, DynamicObject};
+    let control_plane = ControlPlane::shared()?;
+    let client = control_plane.client().await?;
+    install_crds(&client).await?;
+    let namespace = TestNamespace::create(control_plane, &client, "validation-pod").await?;
+    // Untyped, so values the Rust types would not even parse reach the apiserver.
+    let resource = ApiResource::erase::<SstpGateway>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client, namespace.name(), &resource);
+    let object = |name: &str, pod: serde_json::Value| -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "sstp.io/v1alpha1", "kind": "SstpGateway",
+            "metadata": {"name": name},
+            "spec": {"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "pod": pod}
+        }))
+        .expect("a valid DynamicObject")
+    };
+    for (pod, field, allowed) in [
+        (
+            serde_json::json!({"ipForwarding": "sysctl"}),
+            "spec.pod.ipForwarding",
+            "\"podSysctl\", \"initContainer\", \"inheritFromNode\"",
+        ),
+        (
+            serde_json::json!({"imagePullPolicy": "Sometimes"}),
+            "spec.pod.imagePullPolicy",
+            "\"Always\", \"IfNotPresent\", \"Never\"",
+        ),
+    ] {
+        match api
+            .create(&PostParams::default(), &object("gw-bad", pod.clone()))
+            .await
+        {
+            Ok(_) => panic!("the apiserver accepted {pod}"),
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{status:?}");
+                assert!(
+                    status.message.contains(field) && status.message.contains(allowed),
+                    "{}",
+                    status.message
+                );
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    let stored = api
+        .create(
+            &PostParams::default(),
+            &object("gw-default", serde_json::json!({})),
+        )
+        .await?;
+    assert_eq!(stored.data["spec"]["pod"]["ipForwarding"], "podSysctl");
+    Ok(())
+}

@@ -63,12 +63,17 @@ app.kubernetes.io/part-of: sstp-operator
        tools see no drift). finalizers/update lets children carry blockOwnerDeletion owner
        references where the OwnerReferencesPermissionEnforcement admission plugin is on.
      - Children of a gateway (server-side apply: create + patch; list/watch: the controller owns
-       them). Nothing is ever deleted: children go by garbage collection of owner references.
+       them). They go by garbage collection of owner references with their gateway; the few that
+       exist only in some configurations are deleted by the operator when the gateway stops
+       wanting them (delete on secrets: <gw>-ca after leaving the built-in CA; services:
+       <gw>-metrics; certificates; servicemonitors), and only if the gateway controls them.
      - secrets get/list/watch also covers the Role the operator gives gateway pods (read their own
        two Secrets): RBAC lets it grant only what it holds, so no bind/escalate is needed.
+     - pods list/watch (never get, create or change): the gateway pods' status says why they
+       cannot start, which the operator copies into the SstpGateway's conditions.
      - Events (events.k8s.io) for every user-visible change.
      - cert-manager Certificates and prometheus-operator ServiceMonitors: applied when a gateway
-       asks for them, read back by name; never listed. */}}
+       asks for them, read back by name, deleted when it no longer does; never listed. */}}
 {{- define "sstp-operator.namespacedRules" -}}
 - apiGroups: ["sstp.io"]
   resources: ["sstpgateways", "sstpusers"]
@@ -82,6 +87,12 @@ app.kubernetes.io/part-of: sstp-operator
 - apiGroups: [""]
   resources: ["secrets", "configmaps", "services", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["secrets", "services"]
+  verbs: ["delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
@@ -96,10 +107,10 @@ app.kubernetes.io/part-of: sstp-operator
   verbs: ["create", "patch"]
 - apiGroups: ["cert-manager.io"]
   resources: ["certificates"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end -}}
 
 {{/* The one cluster-scoped read: whether the cert-manager and ServiceMonitor CRDs exist, by name. */}}

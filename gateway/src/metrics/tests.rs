@@ -23,6 +23,7 @@ fn every_metric_of_the_design_is_exported_with_the_prefix() {
         "sstp_certificate_expiry_timestamp_seconds",
         "sstp_connections_rejected_total",
         "sstp_tun_packets_dropped_total",
+        "sstp_ipv4_forwarding",
     ] {
         assert!(
             text.contains(&format!("\n{name}")),

@@ -49,6 +49,33 @@ pub mod reasons {
     pub const EXPIRED: &str = "Expired";
     /// The user is active.
     pub const ACTIVE: &str = "Active";
+
+    // Why gateway pods cannot start (`Available`, `Degraded`, `Ready`). The kubelet's own
+    // reasons are passed through unchanged, so they match what `kubectl get pods` shows.
+    /// The kubelet rejected a pod: an unsafe sysctl it does not allow (`spec.pod.ipForwarding`).
+    pub const SYSCTL_FORBIDDEN: &str = "SysctlForbidden";
+    /// A pod failed for another reason (evicted, rejected at admission by the kubelet).
+    pub const POD_FAILED: &str = "PodFailed";
+    /// The ReplicaSet cannot create pods (Pod Security admission, quota).
+    pub const FAILED_CREATE: &str = "FailedCreate";
+    /// The scheduler finds no node for a pod.
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    /// Pulling the image failed.
+    pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
+    /// Pulling the image failed and the kubelet is waiting to retry.
+    pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
+    /// The image is not on the node and the pull policy is `Never`.
+    pub const ERR_IMAGE_NEVER_PULL: &str = "ErrImageNeverPull";
+    /// The image reference is malformed.
+    pub const INVALID_IMAGE_NAME: &str = "InvalidImageName";
+    /// A container keeps exiting; the message quotes its last words.
+    pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+    /// A container's configuration cannot be built (a missing Secret or ConfigMap key).
+    pub const CREATE_CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
+    /// The runtime could not create a container.
+    pub const CREATE_CONTAINER_ERROR: &str = "CreateContainerError";
+    /// The runtime could not start a container.
+    pub const RUN_CONTAINER_ERROR: &str = "RunContainerError";
 }
 
 /// `"True"` or `"False"`.

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount},
         policy::v1::PodDisruptionBudget,
         rbac::v1::{Role, RoleBinding},
     },
@@ -15,7 +15,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{DynamicObject, Patch, PatchParams},
+    api::{DynamicObject, ListParams, Patch, PatchParams},
     runtime::controller::Action,
 };
 use sstp_api::{SstpGateway, SstpUser, gateway::CertificateStatus, user::PasswordSecretRef};
@@ -24,6 +24,7 @@ use tracing::{debug, info, instrument};
 use super::{
     Context, RESYNC,
     apply::{apply, apply_with},
+    prune::{Conditional, Pruned, delete_if_controlled, unwanted},
     status::{CertificateReport, Observed, gateway_status},
 };
 use crate::{
@@ -132,6 +133,7 @@ pub async fn reconcile(gateway: Arc<SstpGateway>, ctx: Arc<Context>) -> Result<A
     .await?;
     let inputs = PodInputs {
         default_image: &ctx.gateway_image,
+        default_pull_policy: ctx.gateway_pull_policy,
         config_json: &config_json,
     };
     let (stored_deployment, _) = apply(
@@ -148,11 +150,14 @@ pub async fn reconcile(gateway: Arc<SstpGateway>, ctx: Arc<Context>) -> Result<A
         &ctx.metrics,
     )
     .await?;
-    monitoring(&gateway, &owner, &ctx, &services).await?;
+    let monitored = monitoring(&gateway, &owner, &ctx, &services).await?;
+    prune(&gateway, &owner, &ctx, monitored).await?;
 
+    let pods = gateway_pods(&ctx, &owner).await?;
     let observed = Observed {
         deployment: Some(&stored_deployment),
         service: Some(&stored_service),
+        pods: &pods,
         certificate: &report,
         users: compiled.document.users.len(),
     };
@@ -303,29 +308,92 @@ async fn check_stored(
     }
 }
 
-/// The metrics Service and ServiceMonitor, when asked for and the CRD exists.
+/// The metrics Service and ServiceMonitor, when asked for and the CRD exists. Returns whether
+/// they were applied (else they are not wanted).
 async fn monitoring(
     gateway: &SstpGateway,
     owner: &Owner,
     ctx: &Context,
     services: &Api<Service>,
-) -> Result<()> {
+) -> Result<bool> {
     let (Some(service), Some(monitor)) = (
         metrics_service(gateway, owner),
         service_monitor::service_monitor(gateway, owner),
     ) else {
-        return Ok(());
+        return Ok(false);
     };
     if !crd_exists(ctx, SERVICE_MONITOR_CRD).await? {
         debug!("ServiceMonitor asked for but its CRD is not installed");
-        return Ok(());
+        return Ok(false);
     }
     apply(services, service, &ctx.metrics).await?;
     let resource = service_monitor::api_resource();
     let api =
         Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &owner.namespace, &resource);
     apply_with(&api, monitor, &resource, &ctx.metrics).await?;
+    Ok(true)
+}
+
+/// Deletes the conditional children the spec no longer wants, if this gateway controls them.
+async fn prune(gateway: &SstpGateway, owner: &Owner, ctx: &Context, monitored: bool) -> Result<()> {
+    let uid = owner.reference.uid.as_str();
+    let ns = owner.namespace.as_str();
+    let names = &owner.names;
+    for child in unwanted(&gateway.spec, monitored) {
+        let (kind, name, pruned) = match child {
+            Conditional::CaSecret => {
+                let api = Api::<Secret>::namespaced(ctx.client.clone(), ns);
+                let pruned = delete_if_controlled(&api, &names.ca, uid, &(), &ctx.metrics).await?;
+                ("Secret", names.ca.clone(), pruned)
+            }
+            Conditional::MetricsService => {
+                let name = service_monitor::metrics_service_name(&names.base);
+                let api = Api::<Service>::namespaced(ctx.client.clone(), ns);
+                let pruned = delete_if_controlled(&api, &name, uid, &(), &ctx.metrics).await?;
+                ("Service", name, pruned)
+            }
+            Conditional::Certificate | Conditional::ServiceMonitor => {
+                let (kind, resource) = if child == Conditional::Certificate {
+                    ("Certificate", cert_manager::api_resource())
+                } else {
+                    ("ServiceMonitor", service_monitor::api_resource())
+                };
+                let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &resource);
+                let pruned =
+                    delete_if_controlled(&api, &names.base, uid, &resource, &ctx.metrics).await?;
+                (kind, names.base.clone(), pruned)
+            }
+        };
+        match pruned {
+            Pruned::Absent => {}
+            Pruned::Deleted => {
+                info!(kind, name, "deleted a child that is no longer wanted");
+                let note = format!("deleted {kind} {name}: {}", child.why_unwanted());
+                ctx.event(gateway, "ChildDeleted", note, false).await;
+            }
+            Pruned::NotOurs => {
+                debug!(
+                    kind,
+                    name, "not deleting an object this gateway does not control"
+                );
+            }
+        }
+    }
     Ok(())
+}
+
+/// The gateway's pods, by its selector labels: their status says why they cannot start.
+async fn gateway_pods(ctx: &Context, owner: &Owner) -> Result<Vec<Pod>> {
+    let selector = owner
+        .selector_labels()
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &owner.namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    Ok(pods.items)
 }
 
 /// Reads every referenced password once.

@@ -10,12 +10,15 @@ use kube::{
         events::{Event, EventType, Recorder, Reporter},
     },
 };
+use sstp_api::gateway::ImagePullPolicy;
 use tracing::warn;
 
 use crate::metrics::Metrics;
 
 pub mod apply;
 pub mod gateway;
+pub mod pod_health;
+pub mod prune;
 pub mod status;
 pub mod user;
 
@@ -30,19 +33,28 @@ pub struct Context {
     pub recorder: Recorder,
     /// The gateway image when a gateway does not name one.
     pub gateway_image: String,
+    /// Its pull policy when a gateway sets none (`None`: Kubernetes' default).
+    pub gateway_pull_policy: Option<ImagePullPolicy>,
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("gateway_image", &self.gateway_image)
+            .field("gateway_pull_policy", &self.gateway_pull_policy)
             .finish_non_exhaustive()
     }
 }
 
 impl Context {
     /// A context whose events are reported as `sstp-operator` from `instance`.
-    pub fn new(client: Client, metrics: Metrics, gateway_image: String, instance: String) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        gateway_image: String,
+        gateway_pull_policy: Option<ImagePullPolicy>,
+        instance: String,
+    ) -> Self {
         let reporter = Reporter {
             controller: crate::FIELD_MANAGER.to_owned(),
             instance: Some(instance),
@@ -52,6 +64,7 @@ impl Context {
             client,
             metrics,
             gateway_image,
+            gateway_pull_policy,
         }
     }
 

@@ -1,7 +1,14 @@
 //! The gateway's status, computed from what the reconcile found (pure).
+//!
+//! Pods that cannot start (see [`pod_problem`]) make `Available` (when short of pods) and `Ready`
+//! carry the kubelet's or the admission's reason and message, and `Degraded` True even while
+//! older pods still serve (a rollout that cannot finish). The certificate's problems come first.
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Service},
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Pod, Service},
+    },
     apimachinery::pkg::apis::meta::v1::Time,
 };
 use sstp_api::{
@@ -9,6 +16,8 @@ use sstp_api::{
     condition::{condition, reasons, set_condition, types},
     gateway::CertificateStatus,
 };
+
+use super::pod_health::{PodProblem, pod_problem};
 
 /// The certificate's part of the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +39,8 @@ pub struct Observed<'a> {
     pub deployment: Option<&'a Deployment>,
     /// The stored Service.
     pub service: Option<&'a Service>,
+    /// The gateway's pods (by its selector labels).
+    pub pods: &'a [Pod],
     /// Certificate facts.
     pub certificate: &'a CertificateReport,
     /// Users in the document.
@@ -59,6 +70,8 @@ pub fn gateway_status(
     let progressing =
         !caught_up || updated < desired || deployment_status.replicas.unwrap_or(0) > desired;
     let cert = observed.certificate;
+    let problem = pod_problem(observed.pods, observed.deployment, desired);
+    let pods_available = format!("{available_replicas} of {desired} pods available");
 
     set_condition(
         &mut conditions,
@@ -71,17 +84,20 @@ pub fn gateway_status(
             now.clone(),
         ),
     );
+    let (reason, message) = match (&problem, available) {
+        (_, true) => (reasons::AS_EXPECTED, pods_available.clone()),
+        (Some(PodProblem { reason, message }), false) => {
+            (*reason, format!("{pods_available}; {message}"))
+        }
+        (None, false) => (reasons::PODS_NOT_READY, pods_available.clone()),
+    };
     set_condition(
         &mut conditions,
         condition(
             types::AVAILABLE,
             available,
-            if available {
-                reasons::AS_EXPECTED
-            } else {
-                reasons::PODS_NOT_READY
-            },
-            format!("{available_replicas} of {desired} pods available"),
+            reason,
+            message,
             generation,
             now.clone(),
         ),
@@ -101,22 +117,18 @@ pub fn gateway_status(
             now.clone(),
         ),
     );
-    let degraded = !cert.ready;
+    let (degraded, reason, message) = match (&problem, cert.ready) {
+        (_, false) => (true, cert.reason, cert.message.clone()),
+        (Some(problem), true) => (true, problem.reason, problem.message.clone()),
+        (None, true) => (false, reasons::AS_EXPECTED, String::new()),
+    };
     set_condition(
         &mut conditions,
         condition(
             types::DEGRADED,
             degraded,
-            if degraded {
-                cert.reason
-            } else {
-                reasons::AS_EXPECTED
-            },
-            if degraded {
-                cert.message.clone()
-            } else {
-                String::new()
-            },
+            reason,
+            message,
             generation,
             now.clone(),
         ),
@@ -125,10 +137,9 @@ pub fn gateway_status(
     let (reason, message) = if !cert.ready {
         (cert.reason, cert.message.clone())
     } else if !available {
-        (
-            reasons::PODS_NOT_READY,
-            format!("{available_replicas} of {desired} pods available"),
-        )
+        problem.map_or((reasons::PODS_NOT_READY, pods_available), |p| {
+            (p.reason, p.message)
+        })
     } else {
         (reasons::RECONCILED, format!("{desired} pods serving"))
     };
@@ -224,6 +235,7 @@ mod tests {
             &Observed {
                 deployment: Some(&full),
                 service: None,
+                pods: &[],
                 certificate: &good,
                 users: 2,
             },
@@ -240,6 +252,7 @@ mod tests {
             &Observed {
                 deployment: Some(&half),
                 service: None,
+                pods: &[],
                 certificate: &good,
                 users: 2,
             },
@@ -253,6 +266,7 @@ mod tests {
             &Observed {
                 deployment: Some(&full),
                 service: None,
+                pods: &[],
                 certificate: &bad,
                 users: 2,
             },
@@ -263,6 +277,75 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_the_kubelet_rejects_is_named_in_available_degraded_and_ready_until_pods_serve() {
+        let mut gateway = fixtures::minimal();
+        let none = deployment(0);
+        let good = cert(true);
+        let rejected: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "gw-5c7d8-x2b4q"},
+            "status": {"phase": "Failed", "reason": "SysctlForbidden",
+                       "message": "forbidden sysctl: \"net.ipv4.ip_forward\" not allowlisted"},
+        }))
+        .unwrap();
+        let pods = [rejected];
+        let observed = Observed {
+            deployment: Some(&none),
+            service: None,
+            pods: &pods,
+            certificate: &good,
+            users: 0,
+        };
+        let status = gateway_status(&gateway, &observed, time(1));
+        let find = |status: &SstpGatewayStatus, type_: &str| {
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .cloned()
+                .unwrap()
+        };
+        for type_ in [types::AVAILABLE, types::READY, types::DEGRADED] {
+            let condition = find(&status, type_);
+            assert_eq!(condition.reason, "SysctlForbidden", "{type_}");
+            assert!(
+                condition.message.contains("pod gw-5c7d8-x2b4q")
+                    && condition.message.contains("not allowlisted"),
+                "{type_}: {}",
+                condition.message
+            );
+        }
+        assert!(is_true(&status.conditions, types::DEGRADED));
+        assert!(
+            find(&status, types::AVAILABLE)
+                .message
+                .starts_with("0 of 2 pods available; ")
+        );
+        // Unchanged: identical, so no write.
+        gateway.status = Some(status.clone());
+        assert_eq!(gateway_status(&gateway, &observed, time(50)), status);
+
+        // The node is fixed and the replacements serve: the leftover failed pod is forgotten.
+        let full = deployment(2);
+        let ready_pod = |name: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+            }))
+            .unwrap()
+        };
+        let pods = [pods[0].clone(), ready_pod("gw-a"), ready_pod("gw-b")];
+        let serving = Observed {
+            deployment: Some(&full),
+            pods: &pods,
+            ..observed
+        };
+        let status = gateway_status(&gateway, &serving, time(99));
+        assert!(is_true(&status.conditions, types::READY));
+        assert!(!is_true(&status.conditions, types::DEGRADED));
+        assert_eq!(find(&status, types::DEGRADED).reason, reasons::AS_EXPECTED);
+    }
+
+    #[test]
     fn recomputing_an_unchanged_world_gives_an_identical_status() {
         let mut gateway = fixtures::minimal();
         let full = deployment(2);
@@ -270,6 +353,7 @@ mod tests {
         let observed = Observed {
             deployment: Some(&full),
             service: None,
+            pods: &[],
             certificate: &good,
             users: 0,
         };

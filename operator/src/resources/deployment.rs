@@ -2,11 +2,17 @@
 //!
 //! The data plane needs `NET_ADMIN` (TUN device, addresses, routes, nftables) and
 //! `NET_BIND_SERVICE` (ports 443 and 80), the TUN character device `/dev/net/tun` (mounted from
-//! the host), and IPv4 forwarding in the pod's network namespace (`net.ipv4.ip_forward`, a
-//! namespaced but "unsafe" sysctl that the kubelet must allow). Everything else is dropped: all
-//! other capabilities, privilege escalation, writable root filesystem; seccomp stays on.
+//! the host), and IPv4 forwarding in the pod's network namespace, got one of three ways
+//! (`spec.pod.ipForwarding`): the pod sysctl `net.ipv4.ip_forward` (namespaced but "unsafe": the
+//! kubelet must allow it), a privileged init container running the gateway image's own
+//! `sstp-gateway enable-ip-forward` (the image has no shell), or nothing (inherited from the
+//! node). Everything else is dropped from the gateway container: all other capabilities,
+//! privilege escalation, writable root filesystem; seccomp stays on.
 //! Rolling updates surge by one and never take a pod away first (maxUnavailable 0), so the
 //! desired number of gateways keeps serving during a rollout.
+//!
+//! The pod template carries the hash of itself (`sstp.io/template-hash`), so the status can tell
+//! the pods of the current template from leftovers of earlier ones.
 
 use k8s_openapi::{
     api::{
@@ -24,7 +30,10 @@ use k8s_openapi::{
     },
 };
 use sha2::{Digest, Sha256};
-use sstp_api::SstpGateway;
+use sstp_api::{
+    SstpGateway,
+    gateway::{ImagePullPolicy, IpForwarding},
+};
 
 use super::{
     Owner,
@@ -37,6 +46,8 @@ use super::{
 pub struct PodInputs<'a> {
     /// The gateway image when the spec does not name one.
     pub default_image: &'a str,
+    /// Its pull policy when the spec sets none (`None`: Kubernetes' default).
+    pub default_pull_policy: Option<ImagePullPolicy>,
     /// The rendered `config.json`: its hash goes into a pod annotation, so a configuration
     /// change rolls the pods (the gateway reads it once at start; users and certificate reload
     /// live and do not roll anything).
@@ -50,6 +61,22 @@ pub fn deployment(gateway: &SstpGateway, owner: &Owner, inputs: &PodInputs<'_>) 
         CONFIG_HASH_ANNOTATION.to_owned(),
         sha256_hex(inputs.config_json),
     );
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(owner.labels()),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod_spec(gateway, owner, inputs)),
+    };
+    let hash = sha256_hex(&serde_json::to_string(&template).unwrap_or_default());
+    if let Some(annotations) = template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.annotations.as_mut())
+    {
+        annotations.insert(TEMPLATE_HASH_ANNOTATION.to_owned(), hash);
+    }
     Deployment {
         metadata: owner.meta(&owner.names.base),
         spec: Some(DeploymentSpec {
@@ -65,14 +92,7 @@ pub fn deployment(gateway: &SstpGateway, owner: &Owner, inputs: &PodInputs<'_>) 
                     max_surge: Some(IntOrString::Int(1)),
                 }),
             }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels()),
-                    annotations: Some(annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod_spec(gateway, owner, inputs)),
-            },
+            template,
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
@@ -94,12 +114,16 @@ fn pod_spec(gateway: &SstpGateway, owner: &Owner, inputs: &PodInputs<'_>) -> Pod
                 type_: "RuntimeDefault".to_owned(),
                 ..SeccompProfile::default()
             }),
-            sysctls: Some(vec![Sysctl {
-                name: "net.ipv4.ip_forward".to_owned(),
-                value: "1".to_owned(),
-            }]),
+            sysctls: (pod.ip_forwarding == IpForwarding::PodSysctl).then(|| {
+                vec![Sysctl {
+                    name: IP_FORWARD_SYSCTL.to_owned(),
+                    value: "1".to_owned(),
+                }]
+            }),
             ..PodSecurityContext::default()
         }),
+        init_containers: (pod.ip_forwarding == IpForwarding::InitContainer)
+            .then(|| vec![ip_forward_init_container(gateway, inputs)]),
         containers: vec![container(gateway, inputs)],
         volumes: Some(volumes(owner)),
         node_selector: non_empty_map(&pod.node_selector),
@@ -114,6 +138,43 @@ fn non_empty_vec<T: Clone>(items: &[T]) -> Option<Vec<T>> {
     (!items.is_empty()).then(|| items.to_vec())
 }
 
+/// The gateway image and its pull policy, the same for the init container.
+fn image(gateway: &SstpGateway, inputs: &PodInputs<'_>) -> (String, Option<String>) {
+    let pod = &gateway.spec.pod;
+    let image = pod
+        .image
+        .clone()
+        .unwrap_or_else(|| inputs.default_image.to_owned());
+    let policy = pod
+        .image_pull_policy
+        .or(inputs.default_pull_policy)
+        .map(|policy| policy.as_str().to_owned());
+    (image, policy)
+}
+
+/// `sstp-gateway enable-ip-forward`, privileged: the only way to write `/proc/sys` from a
+/// container (the runtime mounts it read-only otherwise). It exits once the sysctl reads 1; its
+/// error, if any, reaches the pod status through the termination message.
+fn ip_forward_init_container(gateway: &SstpGateway, inputs: &PodInputs<'_>) -> Container {
+    let (image, image_pull_policy) = image(gateway, inputs);
+    Container {
+        name: IP_FORWARD_INIT_CONTAINER.to_owned(),
+        image: Some(image),
+        image_pull_policy,
+        args: Some(vec!["enable-ip-forward".to_owned()]),
+        // Same as the gateway's, so quotas and LimitRanges that ask for them are met; an init
+        // container's requests never add to the pod's.
+        resources: gateway.spec.pod.resources.clone(),
+        security_context: Some(SecurityContext {
+            privileged: Some(true),
+            read_only_root_filesystem: Some(true),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some(TERMINATION_MESSAGE_POLICY.to_owned()),
+        ..Container::default()
+    }
+}
+
 fn container(gateway: &SstpGateway, inputs: &PodInputs<'_>) -> Container {
     let port = |name: &str, number: i32| ContainerPort {
         name: Some(name.to_owned()),
@@ -121,16 +182,14 @@ fn container(gateway: &SstpGateway, inputs: &PodInputs<'_>) -> Container {
         protocol: Some("TCP".to_owned()),
         ..ContainerPort::default()
     };
+    let (image, image_pull_policy) = image(gateway, inputs);
     Container {
         name: CONTAINER_NAME.to_owned(),
-        image: Some(
-            gateway
-                .spec
-                .pod
-                .image
-                .clone()
-                .unwrap_or_else(|| inputs.default_image.to_owned()),
-        ),
+        image: Some(image),
+        image_pull_policy,
+        // A gateway that exits on an error (bad config, no TUN device) leaves its last log
+        // lines in the pod status, where the operator's status condition quotes them.
+        termination_message_policy: Some(TERMINATION_MESSAGE_POLICY.to_owned()),
         args: Some(vec![
             "run".to_owned(),
             "--config".to_owned(),
@@ -243,8 +302,16 @@ fn sha256_hex(text: &str) -> String {
 
 /// Name of the gateway container.
 pub const CONTAINER_NAME: &str = "gateway";
+/// Name of the init container of `ipForwarding: initContainer`.
+pub const IP_FORWARD_INIT_CONTAINER: &str = "enable-ip-forward";
 /// Pod annotation carrying the hash of `config.json`.
 pub const CONFIG_HASH_ANNOTATION: &str = "sstp.io/config-hash";
+/// Pod annotation carrying the hash of the pod template (without this annotation).
+pub const TEMPLATE_HASH_ANNOTATION: &str = "sstp.io/template-hash";
+/// The sysctl of IPv4 forwarding.
+pub const IP_FORWARD_SYSCTL: &str = "net.ipv4.ip_forward";
+/// Both containers: the log's tail becomes the termination message when the process wrote none.
+const TERMINATION_MESSAGE_POLICY: &str = "FallbackToLogsOnError";
 /// The TUN clone device.
 pub const TUN_DEVICE: &str = "/dev/net/tun";
 
@@ -254,15 +321,142 @@ mod tests {
     use crate::resources::fixtures;
 
     fn build(gateway: &SstpGateway, config: &str) -> Deployment {
+        build_with(gateway, config, None)
+    }
+
+    fn build_with(
+        gateway: &SstpGateway,
+        config: &str,
+        default_pull_policy: Option<ImagePullPolicy>,
+    ) -> Deployment {
         let owner = Owner::of(gateway).unwrap();
         deployment(
             gateway,
             &owner,
             &PodInputs {
                 default_image: "example/sstp-gateway:1",
+                default_pull_policy,
                 config_json: config,
             },
         )
+    }
+
+    fn template_annotation(deployment: &Deployment, key: &str) -> String {
+        deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(key))
+            .cloned()
+            .unwrap()
+    }
+
+    fn pod_of(deployment: Deployment) -> PodSpec {
+        deployment.spec.unwrap().template.spec.unwrap()
+    }
+
+    fn with_forwarding(mode: IpForwarding) -> SstpGateway {
+        let mut gateway = fixtures::minimal();
+        gateway.spec.pod.ip_forwarding = mode;
+        gateway
+    }
+
+    fn sysctls(pod: &PodSpec) -> Vec<(String, String)> {
+        pod.security_context
+            .as_ref()
+            .and_then(|s| s.sysctls.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.name, s.value))
+            .collect()
+    }
+
+    #[test]
+    fn by_default_forwarding_is_the_pod_sysctl_and_there_is_no_init_container() {
+        assert_eq!(
+            fixtures::minimal().spec.pod.ip_forwarding,
+            IpForwarding::PodSysctl
+        );
+        let pod = pod_of(build(&fixtures::minimal(), "{}"));
+        assert_eq!(
+            sysctls(&pod),
+            [("net.ipv4.ip_forward".to_owned(), "1".to_owned())]
+        );
+        assert!(pod.init_containers.is_none());
+    }
+
+    #[test]
+    fn init_container_mode_runs_the_gateway_image_privileged_and_only_that_container() {
+        let mut gateway = with_forwarding(IpForwarding::InitContainer);
+        gateway.spec.pod.image = Some("local/gw:dev".into());
+        gateway.spec.pod.image_pull_policy = Some(ImagePullPolicy::Never);
+        let pod = pod_of(build(&gateway, "{}"));
+        assert!(sysctls(&pod).is_empty(), "no unsafe sysctl in this mode");
+        let init = pod.init_containers.clone().unwrap();
+        assert_eq!(init.len(), 1);
+        let init = &init[0];
+        assert_eq!(init.name, "enable-ip-forward");
+        assert_eq!(init.image.as_deref(), Some("local/gw:dev"));
+        assert_eq!(init.image_pull_policy.as_deref(), Some("Never"));
+        assert!(
+            init.command.is_none(),
+            "the image's entrypoint is the binary"
+        );
+        assert_eq!(init.args.clone().unwrap(), ["enable-ip-forward"]);
+        let security = init.security_context.clone().unwrap();
+        assert_eq!(security.privileged, Some(true));
+        assert_eq!(
+            init.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+        let gateway_security = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(gateway_security.privileged, Some(false));
+        assert_eq!(gateway_security.allow_privilege_escalation, Some(false));
+    }
+
+    #[test]
+    fn inherit_mode_sets_neither_a_sysctl_nor_an_init_container() {
+        let pod = pod_of(build(&with_forwarding(IpForwarding::InheritFromNode), "{}"));
+        assert!(sysctls(&pod).is_empty());
+        assert!(pod.init_containers.is_none());
+    }
+
+    #[test]
+    fn the_pull_policy_comes_from_the_spec_else_the_operator_else_kubernetes() {
+        let plain = fixtures::minimal();
+        let policy = |d: Deployment| pod_of(d).containers[0].image_pull_policy.clone();
+        assert_eq!(policy(build(&plain, "{}")), None);
+        assert_eq!(
+            policy(build_with(
+                &plain,
+                "{}",
+                Some(ImagePullPolicy::IfNotPresent)
+            )),
+            Some("IfNotPresent".into())
+        );
+        let mut always = fixtures::minimal();
+        always.spec.pod.image_pull_policy = Some(ImagePullPolicy::Always);
+        assert_eq!(
+            policy(build_with(&always, "{}", Some(ImagePullPolicy::Never))),
+            Some("Always".into())
+        );
+    }
+
+    #[test]
+    fn the_template_hash_follows_the_template_and_only_it() {
+        let hash = |d: &Deployment| template_annotation(d, TEMPLATE_HASH_ANNOTATION);
+        let sysctl = build(&fixtures::minimal(), "{}");
+        assert_eq!(hash(&sysctl), hash(&build(&fixtures::minimal(), "{}")));
+        let init = build(&with_forwarding(IpForwarding::InitContainer), "{}");
+        assert_ne!(hash(&sysctl), hash(&init));
+        let mut more = fixtures::minimal();
+        more.spec.replicas = 5;
+        assert_eq!(
+            hash(&sysctl),
+            hash(&build(&more, "{}")),
+            "replicas are not the template"
+        );
     }
 
     #[test]
@@ -330,19 +524,7 @@ mod tests {
             .insert("zone".into(), "a".into());
         let first = build(&gateway, "{\"a\":1}");
         let second = build(&gateway, "{\"a\":2}");
-        let hash = |d: &Deployment| {
-            d.spec
-                .as_ref()
-                .unwrap()
-                .template
-                .metadata
-                .as_ref()
-                .unwrap()
-                .annotations
-                .as_ref()
-                .unwrap()[CONFIG_HASH_ANNOTATION]
-                .clone()
-        };
+        let hash = |d: &Deployment| template_annotation(d, CONFIG_HASH_ANNOTATION);
         assert_ne!(hash(&first), hash(&second));
         let pod = first.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.containers[0].image.as_deref(), Some("mirror/gw:2"));

@@ -11,14 +11,24 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{ApiResource, ListParams, Patch, PatchParams, PostParams},
 };
-use sstp_e2e::{Error, eventually};
+use sstp_api::{SstpGateway, SstpGatewayStatus};
+use sstp_e2e::{ControlPlane, Error, TestNamespace, eventually};
 use sstp_operator::{Settings, leader::LeaseSettings, metrics::Metrics};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// Bounds a broken run; healthy steps take a second or two.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The shared control plane with the CRDs installed, an admin client and a fresh namespace.
+pub async fn setup(label: &str) -> Result<(Client, TestNamespace), Error> {
+    let control_plane = ControlPlane::shared()?;
+    let client = control_plane.client().await?;
+    install_crds(&client).await?;
+    let namespace = TestNamespace::create(control_plane, &client, label).await?;
+    Ok((client, namespace))
+}
 
 /// Applies the CRDs (idempotent) and waits until the apiserver serves them.
 pub async fn install_crds(client: &Client) -> Result<(), Error> {
@@ -31,23 +41,72 @@ pub async fn install_crds(client: &Client) -> Result<(), Error> {
             &Patch::Apply(&crd),
         )
         .await?;
-        eventually("the CRD to be established", TIMEOUT, || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let crd = crds.get(&name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok(established.then_some(()))
-            }
-        })
-        .await?;
+        established(&crds, &name).await?;
     }
     Ok(())
+}
+
+/// Waits until the CRD `name` is established (served).
+pub async fn established(crds: &Api<CustomResourceDefinition>, name: &str) -> Result<(), Error> {
+    eventually(&format!("CRD {name} to be established"), TIMEOUT, || {
+        let crds = crds.clone();
+        async move {
+            let crd = crds.get(name).await?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            Ok(established.then_some(()))
+        }
+    })
+    .await
+}
+
+/// A schema-less stand-in for a foreign CRD (cert-manager's `Certificate`, prometheus-operator's
+/// `ServiceMonitor`), enough for the operator to find and use the kind. Created if missing (never
+/// deleted: parallel tests of one binary may share it); returns once it is served.
+pub async fn stand_in_crd(client: &Client, resource: &ApiResource) -> Result<(), Error> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = format!("{}.{}", resource.plural, resource.group);
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "group": resource.group, "scope": "Namespaced",
+            "names": {"plural": resource.plural, "singular": resource.kind.to_lowercase(),
+                      "kind": resource.kind},
+            "versions": [{"name": resource.version, "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                                               "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))
+    .expect("valid CRD");
+    match crds.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+        Err(err) => return Err(err.into()),
+    }
+    established(&crds, &name).await
+}
+
+/// Waits until the status of gateway `gw` satisfies `check` and returns it.
+pub async fn status_until(
+    client: &Client,
+    ns: &str,
+    what: &str,
+    check: impl Fn(&SstpGatewayStatus) -> bool,
+) -> Result<SstpGatewayStatus, Error> {
+    let api: Api<SstpGateway> = Api::namespaced(client.clone(), ns);
+    eventually(what, TIMEOUT, || {
+        let api = api.clone();
+        let check = &check;
+        async move {
+            let status = api.get("gw").await?.status.unwrap_or_default();
+            Ok(check(&status).then_some(status))
+        }
+    })
+    .await
 }
 
 /// An operator running in this process, watching one namespace.
@@ -64,6 +123,7 @@ impl Operator {
         let (stop, stopped) = oneshot::channel::<()>();
         let settings = Settings {
             gateway_image: "example.invalid/sstp-gateway:test".to_owned(),
+            gateway_pull_policy: None,
             lease: LeaseSettings {
                 name: "sstp-operator".to_owned(),
                 namespace: namespace.to_owned(),
