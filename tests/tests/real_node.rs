@@ -60,6 +60,8 @@ struct Outcome {
     removal: Result<Removal, String>,
     /// Step 6: the condition a gateway whose pods cannot start gets.
     unstartable: Result<Value, String>,
+    /// A gateway forwarding by `ipForwarding: initContainer`: its pod, and its pod spec.
+    init_container: Result<(GatewayPod, Value), String>,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +118,7 @@ fn run_scenario() -> Outcome {
         calls: Err("not run".into()),
         removal: Err("not run".into()),
         unstartable: Err("not run".into()),
+        init_container: Err("not run".into()),
     };
     if let Some(reason) = sstp_e2e::vm::vm_unavailable() {
         outcome.install = Err(format!("the VM is not available: {reason}"));
@@ -140,6 +143,7 @@ fn run_scenario() -> Outcome {
     if outcome.install.is_ok() {
         outcome.calls = step(|| calls(cp, &images, work.path()));
         outcome.unstartable = step(|| unstartable(cp, work.path()));
+        outcome.init_container = step(|| init_container(cp, work.path()));
         outcome.removal = step(|| removal(cp));
     }
     outcome
@@ -844,6 +848,47 @@ spec:
     Ok(condition)
 }
 
+/// A gateway that gets IPv4 forwarding from a privileged init container of its own image (the
+/// way for clusters whose kubelets allow no unsafe sysctl): Ready, and forwarding, with no pod
+/// sysctl.
+fn init_container(cp: &ControlPlane, dir: &Path) -> Result<(GatewayPod, Value), Error> {
+    let yaml = format!(
+        r#"apiVersion: sstp.io/v1alpha1
+kind: SstpGateway
+metadata:
+  name: branch
+  namespace: {GATEWAY_NS}
+spec:
+  replicas: 1
+  hostnames: [branch.test]
+  addressPool: 10.10.0.0/24
+  service:
+    type: NodePort
+  pod:
+    ipForwarding: initContainer
+"#
+    );
+    apply(cp, dir, "branch", &yaml)?;
+    let selector = "app.kubernetes.io/name=sstp-gateway,app.kubernetes.io/instance=branch";
+    let names = wait_ready_pods(cp, GATEWAY_NS, selector, 1)?;
+    let pod = inspect_gateway_pod(cp, &names[0])?;
+    let spec = get_json(cp, &["pod", "-n", GATEWAY_NS, &names[0]])?
+        .map(|pod| pod["spec"].clone())
+        .unwrap_or_default();
+    kubectl_ok(
+        cp,
+        &[
+            "delete",
+            "sstpgateway",
+            "-n",
+            GATEWAY_NS,
+            "branch",
+            "--wait",
+        ],
+    )?;
+    Ok((pod, spec))
+}
+
 /// Everything labelled as a child of the gateway, as `kind/name`.
 fn children(
     cp: &ControlPlane,
@@ -1102,4 +1147,28 @@ fn a_gateway_whose_pods_cannot_start_says_why_in_its_status() {
         message.contains("broken-"),
         "the message names the pod: {condition}"
     );
+}
+
+#[test]
+fn the_init_container_way_forwards_without_an_unsafe_sysctl() {
+    installed();
+    let (pod, spec) = match &outcome().init_container {
+        Ok(found) => found,
+        Err(reason) => panic!("{reason}"),
+    };
+    assert_eq!(pod.ip_forward, "1", "{pod:?}");
+    assert_eq!(
+        pod.cap_eff, "0000000000001400",
+        "the gateway container stays unprivileged"
+    );
+    assert!(
+        spec["securityContext"]["sysctls"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "no pod sysctl: {}",
+        spec["securityContext"]
+    );
+    let init = &spec["initContainers"][0];
+    assert_eq!(init["args"][0], "enable-ip-forward", "{init}");
+    assert_eq!(init["securityContext"]["privileged"], true, "{init}");
 }
