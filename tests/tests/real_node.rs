@@ -19,13 +19,15 @@ use std::{
     path::Path,
     process::Command,
     sync::OnceLock,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use serde_json::Value;
 use sstp_e2e::{ControlPlane, Error, vm::VmRun};
 
-use chart_support::{TempDir, chart_dir, get_json, helm_ok, kubectl_ok, output, repo_dir, succeed};
+use chart_support::{
+    TempDir, chart_dir, get_json, helm_ok, kubectl_ok, output, repo_dir, succeed, wait_until,
+};
 
 const GUEST_SCRIPT: &str = include_str!("real_node/guest.sh");
 /// Where the operator runs: the "restricted" Pod Security level, as the chart promises.
@@ -212,30 +214,18 @@ fn apply(cp: &ControlPlane, dir: &Path, name: &str, yaml: &str) -> Result<(), Er
     Ok(())
 }
 
-/// Polls `check` every 250 ms until it gives `Some`, for at most `bound`.
-fn wait_until<T>(
-    what: &str,
-    bound: Duration,
-    mut check: impl FnMut() -> Result<Option<T>, Error>,
-) -> Result<T, Error> {
-    let began = Instant::now();
-    loop {
-        if let Some(value) = check()? {
-            return Ok(value);
-        }
-        if began.elapsed() > bound {
-            return Err(Error::Timeout {
-                what: what.to_owned(),
-                after: bound,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn items(list: Option<Value>) -> Vec<Value> {
     list.and_then(|list| list["items"].as_array().cloned())
         .unwrap_or_default()
+}
+
+/// `Kind/name` of an object.
+fn kind_and_name(object: &Value) -> String {
+    format!(
+        "{}/{}",
+        object["kind"].as_str().unwrap_or("?"),
+        name_of(object)
+    )
 }
 
 fn name_of(object: &Value) -> String {
@@ -834,18 +824,17 @@ spec:
             }))
         },
     )?;
+    delete_gateway(cp, "broken")?;
+    Ok(condition)
+}
+
+/// `kubectl delete sstpgateway NAME --wait` in the gateways' namespace.
+fn delete_gateway(cp: &ControlPlane, name: &str) -> Result<(), Error> {
     kubectl_ok(
         cp,
-        &[
-            "delete",
-            "sstpgateway",
-            "-n",
-            GATEWAY_NS,
-            "broken",
-            "--wait",
-        ],
+        &["delete", "sstpgateway", "-n", GATEWAY_NS, name, "--wait"],
     )?;
-    Ok(condition)
+    Ok(())
 }
 
 /// A gateway that gets IPv4 forwarding from a privileged init container of its own image (the
@@ -875,17 +864,7 @@ spec:
     let spec = get_json(cp, &["pod", "-n", GATEWAY_NS, &names[0]])?
         .map(|pod| pod["spec"].clone())
         .unwrap_or_default();
-    kubectl_ok(
-        cp,
-        &[
-            "delete",
-            "sstpgateway",
-            "-n",
-            GATEWAY_NS,
-            "branch",
-            "--wait",
-        ],
-    )?;
+    delete_gateway(cp, "branch")?;
     Ok((pod, spec))
 }
 
@@ -899,7 +878,7 @@ fn children(
     Ok(
         items(get_json(cp, &[kinds, "-n", namespace, "-l", selector])?)
             .iter()
-            .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or("?"), name_of(o)))
+            .map(kind_and_name)
             .collect(),
     )
 }
@@ -932,7 +911,7 @@ fn removal(cp: &ControlPlane) -> Result<Removal, Error> {
                 &["clusterroles,clusterrolebindings", "-l", &release],
             )?)
             .iter()
-            .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or("?"), name_of(o))),
+            .map(kind_and_name),
         );
         // Whatever the operator made at run time and no label names (its Lease).
         for lease in items(get_json(cp, &["leases", "-n", OPERATOR_NS])?) {

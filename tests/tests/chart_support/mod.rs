@@ -230,6 +230,15 @@ pub fn can_i(
 /// Polls `check` until it returns `Some` (its value) or [`TIMEOUT`] passes.
 pub fn wait_for<T>(
     what: &str,
+    check: impl FnMut() -> Result<Option<T>, Error>,
+) -> Result<T, Error> {
+    wait_until(what, TIMEOUT, check)
+}
+
+/// Polls `check` every 250 ms until it returns `Some` (its value), for at most `bound`.
+pub fn wait_until<T>(
+    what: &str,
+    bound: Duration,
     mut check: impl FnMut() -> Result<Option<T>, Error>,
 ) -> Result<T, Error> {
     let began = Instant::now();
@@ -237,10 +246,10 @@ pub fn wait_for<T>(
         if let Some(value) = check()? {
             return Ok(value);
         }
-        if began.elapsed() > TIMEOUT {
+        if began.elapsed() > bound {
             return Err(Error::Timeout {
                 what: what.to_owned(),
-                after: TIMEOUT,
+                after: bound,
             });
         }
         std::thread::sleep(Duration::from_millis(250));
