@@ -286,15 +286,26 @@ pub fn delete_crds(cp: &ControlPlane) -> Result<(), Error> {
     let mut args = vec!["delete", "crd", "--ignore-not-found", "--wait=false"];
     args.extend(CRD_NAMES);
     kubectl_ok(cp, &args)?;
-    wait_for("the CRDs to be deleted", || {
+    // The apiserver deletes every instance first. Once, in a full `tests/run`, this took over
+    // 60 s; the bound is wider and a timeout says what the CRD was still waiting for.
+    let mut waiting = String::new();
+    wait_until("the CRDs to be deleted", CRD_DELETE_BOUND, || {
         for name in CRD_NAMES {
-            if get_json(cp, &["crd", name])?.is_some() {
+            if let Some(crd) = get_json(cp, &["crd", name])? {
+                waiting = format!("{name}: {}", crd["status"]["conditions"]);
                 return Ok(None);
             }
         }
         Ok(Some(()))
     })
+    .map_err(|error| {
+        eprintln!("delete_crds: {error}; still there: {waiting}");
+        error
+    })
 }
+
+/// How long deleting the CRDs (and every instance with them) may take.
+const CRD_DELETE_BOUND: Duration = Duration::from_secs(180);
 
 /// A directory under the system temp dir, removed on drop.
 #[derive(Debug)]
