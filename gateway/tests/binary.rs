@@ -274,23 +274,15 @@ fn readyz_waits_until_the_users_document_is_in_force() {
         let _reaper = Reaper(Some(child));
         runtime().block_on(async {
             let admin = "127.0.0.1:6090".parse().unwrap();
-            let start = Instant::now();
-            while tokio::net::TcpStream::connect(admin).await.is_err() {
-                assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "admin port never up"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            poll_until("admin port up", Duration::from_secs(20), || async {
+                tokio::net::TcpStream::connect(admin).await.is_ok()
+            })
+            .await;
             // Serving, but with no users file every login would fail: not ready.
             tokio::time::sleep(Duration::from_secs(2)).await;
             assert!(!http_get(admin, "/readyz").await.starts_with("ready"));
             user_add(&users, "bob", "bob-password");
-            let start = Instant::now();
-            while !http_get(admin, "/readyz").await.starts_with("ready") {
-                assert!(start.elapsed() < Duration::from_secs(10), "never ready");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            poll_until("ready", Duration::from_secs(10), || ready(admin)).await;
         });
     });
 }
@@ -313,18 +305,13 @@ fn readyz_waits_for_ipv4_forwarding_and_the_log_says_what_to_set() {
         let _reaper = Reaper(Some(child));
         runtime().block_on(async {
             let admin = "127.0.0.1:5090".parse().unwrap();
-            let start = Instant::now();
-            while !(tokio::net::TcpStream::connect(admin).await.is_ok()
-                && http_get(admin, "/metrics")
-                    .await
-                    .contains("sstp_users_loaded 1"))
-            {
-                assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "users never loaded"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            poll_until("users loaded", Duration::from_secs(20), || async {
+                tokio::net::TcpStream::connect(admin).await.is_ok()
+                    && http_get(admin, "/metrics")
+                        .await
+                        .contains("sstp_users_loaded 1")
+            })
+            .await;
             // Users are in force, but clients would reach nothing: not ready, and said why.
             tokio::time::sleep(Duration::from_secs(1)).await;
             assert!(!http_get(admin, "/readyz").await.starts_with("ready"));
@@ -342,11 +329,7 @@ fn readyz_waits_for_ipv4_forwarding_and_the_log_says_what_to_set() {
             );
             // Turned on from outside (this thread's /proc/sys is writable): ready soon after.
             std::fs::write(sysctl, "1\n").unwrap();
-            let start = Instant::now();
-            while !http_get(admin, "/readyz").await.starts_with("ready") {
-                assert!(start.elapsed() < Duration::from_secs(15), "never ready");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            poll_until("ready", Duration::from_secs(15), || ready(admin)).await;
             assert!(
                 http_get(admin, "/metrics")
                     .await
@@ -354,6 +337,21 @@ fn readyz_waits_for_ipv4_forwarding_and_the_log_says_what_to_set() {
             );
         });
     });
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test after `bound` (a safety net, not a
+/// timing assertion: healthy runs pass in a fraction of it).
+async fn poll_until<F: Future<Output = bool>>(what: &str, bound: Duration, check: impl Fn() -> F) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < bound, "never {what} within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether `/readyz` on `admin` says ready.
+async fn ready(admin: std::net::SocketAddr) -> bool {
+    http_get(admin, "/readyz").await.starts_with("ready")
 }
 
 /// Sends SIGTERM to the gateway and waits for `client` to be told. The gateway ends PPP with LCP
