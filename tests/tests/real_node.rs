@@ -573,13 +573,17 @@ fn calls(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Calls, Error>
     }
     let secret = get_json(cp, &["secret", "-n", GATEWAY_NS, &format!("{GATEWAY}-tls")])?
         .ok_or_else(|| Error::Unavailable("no TLS Secret".into()))?;
-    let secret_ca = secret["data"]["ca.crt"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    // k8s-openapi's Secret decodes `data` (base64) itself.
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(secret).map_err(|e| Error::Unavailable(e.to_string()))?;
+    let secret_ca = secret
+        .data
+        .and_then(|data| data.get("ca.crt").map(|bytes| bytes.0.clone()))
+        .unwrap_or_default();
     let served_ca = std::fs::read(&ca).unwrap_or_default();
     calls.ca_matches_secret = !served_ca.is_empty()
-        && pem_body(&String::from_utf8_lossy(&served_ca)) == pem_body(&base64_decode(&secret_ca));
+        && pem_body(&String::from_utf8_lossy(&served_ca))
+            == pem_body(&String::from_utf8_lossy(&secret_ca));
     let verify = output(
         Command::new("openssl").args([
             "crl",
@@ -769,21 +773,6 @@ fn pem_body(text: &str) -> String {
     text.lines()
         .filter(|line| !line.starts_with("-----"))
         .collect::<String>()
-}
-
-fn base64_decode(text: &str) -> String {
-    let out = Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(text.as_bytes())?;
-            child.wait_with_output()
-        });
-    out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
 }
 
 /// A gateway whose image does not exist on the node: its pods cannot start, and the status must
