@@ -113,10 +113,13 @@ impl VmRun {
                 )));
             }
             if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: format!("the guest to write {}", path.display()),
-                    after: timeout,
-                });
+                // The console says where the guest is (its steps log there): without it a
+                // stuck guest leaves nothing to go on once the VM is killed.
+                return Err(Error::Unavailable(format!(
+                    "the guest did not write {} within {timeout:?}; console tail:\n{}",
+                    path.display(),
+                    self.console_tail(60)
+                )));
             }
             std::thread::sleep(POLL);
         }
@@ -130,10 +133,10 @@ impl VmRun {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: "the VM to finish".into(),
-                    after: timeout,
-                });
+                return Err(Error::Unavailable(format!(
+                    "the VM did not finish within {timeout:?}; console tail:\n{}",
+                    self.console_tail(60)
+                )));
             }
             std::thread::sleep(POLL);
         }

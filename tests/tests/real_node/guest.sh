@@ -21,6 +21,9 @@ ip route add "$NODE_NET" via "$VM_HOST_IP"
 echo "$NODE_IP gw.test" >>/etc/hosts
 export CALL_HOST=gw.test
 
+# Every step the host acts in is signalled with ready-STEP whether or not its call came up (the
+# results say which), so a failed call never leaves the host waiting for a file that cannot come.
+
 # wait_go STEP SECS: waits for the host's go-STEP; fails after SECS.
 wait_go() {
     for _ in $(seq $(($2 * 10))); do
@@ -41,12 +44,15 @@ if connect_up svc "$SSTP_PORT" "$CA" alice "$ALICE_PASSWORD" "$MSCHAP_ONLY"; the
         "$OUT/svc.pppd.log" && rec svc.mschap 1
     busybox ping -c 3 -W 5 "$SERVER_IP" >"$OUT/ping.log" 2>&1
     rec ping.rc $?
+    started=$(uptime_s)
     transfer "$SERVER_IP" "$SERVER_PORT" "$GET_BYTES" "$PUT_BYTES"
     rec transfer.rc $?
+    rec transfer.seconds "$(awk -v a="$started" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }')"
     stop_call
     rec svc.pppd_rc "$(pppd_rc)"
 fi
 
+echo "guest: step 2 after $(uptime_s) s"
 # 2. bob's call; the host disables bob with kubectl patch; the gateway must end the call.
 if connect_up disable "$SSTP_PORT" "$CA" bob "$BOB_PASSWORD" "$MSCHAP_ONLY"; then
     rec disable.addr "$addr"
@@ -57,15 +63,24 @@ if connect_up disable "$SSTP_PORT" "$CA" bob "$BOB_PASSWORD" "$MSCHAP_ONLY"; the
     log=$(tr -d '\000' <"$OUT/disable.sstpc.log")
     grep -a -A1 "RECV SSTP CRTL" <<<"$log" | grep -aq "TYPE(6): DISCONNECT," &&
         rec disable.received_disconnect 1
+else
+    touch "$OUT/ready-disable"
 fi
 
+echo "guest: step 3 after $(uptime_s) s"
 # 3. alice again; the host rolls the gateway Deployment. Every time the call ends the guest
 # records how it ended and dials again through the Service, until the host says the rollout is
 # complete (the call then up must be on a new pod: no old one is left).
 if connect_up roll "$SSTP_PORT" "$CA" alice "$ALICE_PASSWORD" "$MSCHAP_ONLY"; then
     touch "$OUT/ready-rollout"
     drops=0 longest=0
+    # Bounded: the host's rollout wait (POD_BOUND in real_node.rs) is shorter.
+    loop_until=$(awk -v now="$(uptime_s)" 'BEGIN { print int(now) + 600 }')
     while ! [[ -e "$OUT/go-rollout-done" ]]; do
+        if (( ${loop_until} <= $(uptime_s | cut -d. -f1) )); then
+            rec roll.loop timeout
+            break
+        fi
         if kill -0 "$call_pid" 2>/dev/null; then
             sleep 0.1
             continue
@@ -98,5 +113,7 @@ if connect_up roll "$SSTP_PORT" "$CA" alice "$ALICE_PASSWORD" "$MSCHAP_ONLY"; th
     busybox ping -c 3 -W 5 "$SERVER_IP" >>"$OUT/ping.log" 2>&1
     rec roll.final_ping_rc $?
     stop_call
+else
+    touch "$OUT/ready-rollout"
 fi
 echo "guest: done after $(uptime_s) s"
