@@ -23,6 +23,15 @@ pub(crate) struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `sstp_gateway=debug`.
     #[arg(long, global = true, env = "SSTP_GATEWAY_LOG", default_value = "info")]
     pub(crate) log: String,
+    /// Log lines as text, or as one JSON object per line (every field a top-level key; the
+    /// session audit records are those with `"target":"sstp_audit"`).
+    #[arg(
+        long,
+        global = true,
+        env = "SSTP_GATEWAY_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +49,24 @@ enum Command {
     /// Turn on IPv4 forwarding (net.ipv4.ip_forward=1) in this network namespace and check it,
     /// then exit: what the operator's privileged init container runs (the image has no shell).
     EnableIpForward,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// `timestamp LEVEL span: message field=value ...`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of both serving commands about the session audit records.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Leave the user name out of the session audit records (for deployments that must not
+    /// log who connected).
+    #[arg(long, env = "SSTP_GATEWAY_AUDIT_OMIT_USER_NAMES")]
+    pub(crate) audit_omit_user_names: bool,
 }
 
 /// Flags of `standalone`.
@@ -151,6 +178,8 @@ pub(crate) struct StandaloneArgs {
     pub(crate) write_stall_timeout: u64,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
+    #[command(flatten)]
+    pub(crate) audit: AuditArgs,
 }
 
 /// TLS flags of both serving commands.
@@ -169,6 +198,8 @@ pub(crate) struct RunArgs {
     pub(crate) config: PathBuf,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
+    #[command(flatten)]
+    pub(crate) audit: AuditArgs,
 }
 
 /// Runs the chosen command.
@@ -177,6 +208,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Standalone(args) => {
             let options = ServeOptions {
                 max_tls_version: args.tls.max_tls_version,
+                audit_user_names: !args.audit.audit_omit_user_names,
             };
             serve::serve(serve::standalone_config(&args)?, options, Some(&args))
         }
@@ -188,6 +220,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             let options = ServeOptions {
                 max_tls_version: args.tls.max_tls_version,
+                audit_user_names: !args.audit.audit_omit_user_names,
             };
             serve::serve(config, options, None)
         }

@@ -9,7 +9,7 @@ mod cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    init_tracing(&args.log);
+    init_tracing(&args.log, args.log_format);
     raise_open_file_limit();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -21,15 +21,21 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr; `filter` is an env-filter directive such as `info` or `sstp_gateway=debug`.
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal; pods and log collectors get plain text.
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // Colour codes only for a person at a terminal; pods and log collectors get plain text.
+        cli::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // Fields at the top level, as log collectors index them; the span list says which
+        // session or connection a line belongs to.
+        cli::LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 /// Every connection is a socket: the usual soft limit of 1024 descriptors is below

@@ -35,7 +35,7 @@ use crate::{
     pending::PendingConnections,
     pki,
     router::Router,
-    session::{Deadlines, SessionShared},
+    session::{AuditConfig, Deadlines, SessionShared},
     throttle::{AuthThrottle, ThrottleLimits},
     tls::{self, CertFiles, MaxTlsVersion, TlsSnapshot, TlsStore},
     tun::TunSettings,
@@ -82,6 +82,8 @@ impl RunningGateway {
 pub struct ServeOptions {
     /// The highest TLS version offered.
     pub max_tls_version: MaxTlsVersion,
+    /// Name users in the session audit records (`--audit-omit-user-names` turns it off).
+    pub audit_user_names: bool,
 }
 
 /// Where the certificate and the files of the plain HTTP site come from.
@@ -285,6 +287,10 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         idle_timeout: limits.idle_timeout(),
         shutdown: shutdown.clone(),
         dhcp_inform: dhcp_inform_config(&config),
+        audit: AuditConfig {
+            user_names: options.audit_user_names,
+            gateway: AuditConfig::instance_name(),
+        },
     });
 
     let sstp_listener = bind(config.listen.sstp, "SSTP").await?;

@@ -78,6 +78,11 @@ struct Outcome {
     exit_b: Option<i32>,
     /// The guest's console, for failure messages.
     console: String,
+    /// What pppd logged in the guest for gateway A's calls (the MS-CHAPv2 challenges and
+    /// responses in hex, among the rest).
+    pppd_logs_a: String,
+    /// Every password the calls used.
+    passwords: Vec<String>,
 }
 
 impl Outcome {
@@ -206,6 +211,13 @@ fn run_scenario() -> Result<Outcome, Error> {
             races.join(", ")
         }
     );
+    let pppd_logs_a = ["mschap", "wrong", "pap_a", "remove", "sigterm"]
+        .iter()
+        .map(|call| {
+            std::fs::read_to_string(out.join(format!("{call}.pppd.log"))).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let transfers = server.transfers();
     // The server must go before the namespace it lives in.
     drop(server);
@@ -221,6 +233,11 @@ fn run_scenario() -> Result<Outcome, Error> {
         exit_a,
         exit_b,
         console: console_text,
+        pppd_logs_a,
+        passwords: [alice, bob]
+            .iter()
+            .flat_map(|password| [password.to_string(), format!("not-{password}")])
+            .collect(),
     })
 }
 
@@ -231,8 +248,43 @@ fn gateway_options(data_dir: PathBuf, pool: &str, tun_name: String, pap: bool) -
         tun_name,
         pap,
         nat: false,
-        extra_args: Vec::new(),
+        // Gateway A (MS-CHAPv2) logs JSON, as a log collector would read it; B plain text.
+        extra_args: if pap {
+            Vec::new()
+        } else {
+            vec!["--log-format".into(), "json".into()]
+        },
     }
+}
+
+/// The text of each log line: a JSON line's `message`, a text line as it is.
+fn messages(log: &str) -> impl Iterator<Item = String> + '_ {
+    log.lines().map(|line| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|record| record["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| line.to_owned())
+    })
+}
+
+/// The session audit records in a JSON log (`"target":"sstp_audit"`).
+fn audit_records(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["target"] == "sstp_audit")
+        .collect()
+}
+
+/// Every `<hex>` pppd logged with a CHAP packet (`rcvd [CHAP Challenge id=0x1 <…>, name = …]`,
+/// `sent [CHAP Response id=0x1 <…>, …]`, and the Success message).
+fn chap_hex(pppd_log: &str) -> Vec<String> {
+    pppd_log
+        .lines()
+        .filter(|line| line.contains("[CHAP "))
+        .flat_map(|line| line.split('<').skip(1))
+        .filter_map(|rest| rest.split_once('>').map(|(hex, _)| hex.to_owned()))
+        .filter(|hex| hex.len() >= 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect()
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
@@ -291,9 +343,11 @@ fn mschapv2_with_crypto_binding_connects_and_the_client_gets_the_first_pool_addr
 fn every_call_runs_over_tls_1_3_with_the_default_gateway_and_client_settings() {
     let Some(o) = outcome() else { return };
     for (name, log) in [("A", &o.log_a), ("B", &o.log_b)] {
-        let suites: Vec<&str> = log
-            .lines()
-            .filter_map(|line| line.split_once(SUITE_LOG).map(|(_, suite)| suite.trim()))
+        let suites: Vec<String> = messages(log)
+            .filter_map(|line| {
+                line.split_once(SUITE_LOG)
+                    .map(|(_, suite)| suite.trim().to_owned())
+            })
             .collect();
         assert!(!suites.is_empty(), "gateway {name} logged no handshake");
         assert!(
@@ -453,5 +507,87 @@ fn no_call_ran_out_of_attempts_and_only_the_client_race_is_retried() {
             o.console
         );
         assert_ne!(o.guest(&format!("{name}.races")), "<missing>", "{name}");
+    }
+}
+
+#[test]
+fn gateway_a_writes_a_json_audit_record_for_each_session_and_refused_login_and_no_secret() {
+    let Some(o) = outcome() else { return };
+    let records = audit_records(&o.log_a);
+    let of = |event: &str| -> Vec<&serde_json::Value> {
+        records.iter().filter(|r| r["event"] == event).collect()
+    };
+    let (starts, ends) = (of("session_start"), of("session_end"));
+    let users = |list: &[&serde_json::Value]| -> Vec<String> {
+        list.iter()
+            .map(|r| r["user"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    // alice (bulk transfer), bob (removed), alice (SIGTERM): in that order.
+    assert_eq!(users(&starts), ["alice", "bob", "alice"], "{records:#?}");
+    assert_eq!(users(&ends), ["alice", "bob", "alice"], "{records:#?}");
+    for (start, end) in starts.iter().zip(&ends) {
+        assert_eq!(start["session"], end["session"]);
+        assert_eq!(start["tunnel_address"], end["tunnel_address"]);
+        assert!(
+            start["client"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("127.0.0.1:")),
+            "{start}"
+        );
+        assert!(
+            start["gateway"].as_str().is_some_and(|g| !g.is_empty()),
+            "{start}"
+        );
+        assert_eq!(start["start"], end["start"]);
+        assert!(end["end"].as_str().is_some(), "{end}");
+    }
+    assert_eq!(starts[0]["tunnel_address"], o.first_client[0].as_str());
+    // The bulk call: what the server counted went through the tunnel, plus headers.
+    let bytes = |record: &serde_json::Value, key: &str| record[key].as_u64().unwrap_or(0);
+    assert!(bytes(ends[0], "bytes_to_client") > GET_BYTES, "{}", ends[0]);
+    assert!(
+        bytes(ends[0], "bytes_from_client") > PUT_BYTES,
+        "{}",
+        ends[0]
+    );
+    assert!(bytes(ends[0], "packets_to_client") > 0 && bytes(ends[0], "packets_from_client") > 0);
+    let reasons: Vec<&str> = ends
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        ["peer_disconnected", "ppp", "transport_closed"].contains(&reasons[0]),
+        "the client ended the first call: {reasons:?}"
+    );
+    assert_eq!(
+        reasons[1..],
+        ["user_not_admitted", "gateway_shutdown"],
+        "{reasons:?}"
+    );
+    let failed = of("login_failed");
+    assert!(
+        failed
+            .iter()
+            .any(|r| r["user"] == "alice" && r["reason"] == "bad_credentials"),
+        "the wrong password left no login_failed record: {records:#?}"
+    );
+
+    // No credential anywhere in the log (debug level included), in any spelling.
+    let log = o.log_a.to_lowercase();
+    let mut secrets: Vec<String> = o.passwords.iter().map(|p| p.to_lowercase()).collect();
+    for password in &o.passwords {
+        secrets.push(hex::encode(sstp_ppp::auth::mschapv2::nt_password_hash(
+            password,
+        )));
+    }
+    let chap = chap_hex(&o.pppd_logs_a);
+    assert!(chap.len() >= 4, "pppd logged no CHAP packets: {chap:?}");
+    secrets.extend(chap.iter().map(|hex| hex.to_lowercase()));
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "gateway A's log holds a secret ({secret})"
+        );
     }
 }

@@ -8,7 +8,7 @@ use sstp_proto::{CloseReason, ServerEvent, http::Rejection};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{Phase, ROUTE_QUEUE, Session};
+use super::{Phase, ROUTE_QUEUE, Session, audit};
 use crate::metrics::{AuthFailureReason, RejectReason, SessionResult};
 
 /// The `sessions_closed_total` reason of a client dropped for reading nothing.
@@ -61,6 +61,7 @@ impl Session {
     fn on_authenticated(&mut self, username: &str) {
         // Limits were applied by the admission before Success went out.
         self.shared.throttle.record_success(username, self.source);
+        self.user = Some(username.to_owned());
     }
 
     fn on_auth_failed(&mut self, username: Option<&str>, reason: AuthFailure) {
@@ -83,6 +84,13 @@ impl Session {
         if let Some(label) = label {
             self.shared.metrics.auth_failure(label);
             self.setup_result = Some(SessionResult::AuthFailed);
+            audit::login_failed(
+                &self.shared.audit,
+                self.id,
+                username,
+                self.client,
+                label.as_label(),
+            );
         }
         // Only guesses count toward the throttle; a refusal because of the throttle does not
         // extend it.
@@ -103,6 +111,15 @@ impl Session {
                 .metrics
                 .session_established(self.accepted.elapsed());
             info!(address = ?self.peer, "tunnel up");
+            if let Some(address) = self.peer {
+                self.open = Some(audit::OpenSession::start(
+                    &self.shared.audit,
+                    self.id,
+                    self.user.as_deref(),
+                    self.client,
+                    address,
+                ));
+            }
         }
     }
 
@@ -113,6 +130,7 @@ impl Session {
             reason.as_str()
         };
         debug!(reason = label, "connection closed");
+        self.close_label = Some(label);
         let metrics = &self.shared.metrics;
         metrics.session_ended(label);
         if self.phase == Phase::Established || self.counted {

@@ -32,7 +32,11 @@ use crate::{
     users::SessionLookup,
 };
 
+mod audit;
 mod events;
+
+pub use audit::AuditConfig;
+use audit::Traffic;
 
 /// What every session shares.
 #[derive(Debug)]
@@ -60,6 +64,8 @@ pub struct SessionShared {
     /// What a client's DHCPINFORM is answered with (split-tunnel routes); `None` when there is
     /// nothing to tell, and the request goes to the TUN device like any packet.
     pub dhcp_inform: Option<Arc<InformConfig>>,
+    /// What the audit records say about this gateway, and whether they name users.
+    pub audit: AuditConfig,
 }
 
 /// Deadlines of session setup.
@@ -125,7 +131,12 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 struct Session {
     shared: Arc<SessionShared>,
     conn: ServerConnection,
+    id: u64,
     source: IpAddr,
+    /// The client's address and port (from the PROXY header when a trusted proxy sent one).
+    client: SocketAddr,
+    /// The name the client authenticated as.
+    user: Option<String>,
     accepted: Instant,
     phase: Phase,
     connected: bool,
@@ -142,6 +153,14 @@ struct Session {
     idle_expired: bool,
     /// Dropped for reading nothing while output waited (closes as `write_stalled`).
     stalled: bool,
+    /// Why we ended the call, when we did and know better than the close reason.
+    ended_by_us: Option<&'static str>,
+    /// How the connection closed (the `sstp_sessions_closed_total` label).
+    close_label: Option<&'static str>,
+    /// The audit record of the tunnel, from the moment it came up.
+    open: Option<audit::OpenSession>,
+    /// IP traffic through the tunnel, for the audit record.
+    traffic: Traffic,
 }
 
 impl Session {
@@ -172,7 +191,10 @@ impl Session {
         Self {
             shared,
             conn,
+            id,
             source: source.ip(),
+            client: source,
+            user: None,
             accepted,
             phase: Phase::Preamble(preamble),
             connected: false,
@@ -184,6 +206,10 @@ impl Session {
             last_data: accepted,
             idle_expired: false,
             stalled: false,
+            ended_by_us: None,
+            close_label: None,
+            open: None,
+            traffic: Traffic::default(),
         }
     }
 
@@ -263,11 +289,13 @@ impl Session {
                 }
                 () = self.kick.notified() => {
                     info!("user no longer admitted; disconnecting");
+                    self.ended_by_us.get_or_insert("user_not_admitted");
                     self.conn.disconnect(Instant::now());
                 }
                 changed = shutdown.changed(), if !shutting_down => {
                     shutting_down = true;
                     if changed.is_ok() {
+                        self.ended_by_us.get_or_insert("gateway_shutdown");
                         self.conn.disconnect(Instant::now());
                     }
                 }
@@ -281,6 +309,13 @@ impl Session {
         .await;
         if self.phase == Phase::Established {
             self.shared.metrics.session_closed();
+        }
+        if let Some(open) = self.open.take() {
+            let reason = self
+                .ended_by_us
+                .or(self.close_label)
+                .unwrap_or("transport_closed");
+            open.end(&self.shared.audit, self.id, self.traffic, reason);
         }
         debug!("session task ended");
     }
@@ -324,6 +359,7 @@ impl Session {
             {
                 info!("idle timeout; disconnecting");
                 self.idle_expired = true;
+                self.ended_by_us.get_or_insert("idle_timeout");
                 self.conn.disconnect(now);
             }
             _ => {}
@@ -375,6 +411,8 @@ impl Session {
         if packets > 0 {
             self.last_data = Instant::now();
             metrics.traffic(Direction::FromClient, packets, bytes);
+            self.traffic.packets_from_client += packets;
+            self.traffic.bytes_from_client += bytes;
         }
         for (reason, count) in [
             (ClientDropReason::ForeignSource, foreign),
@@ -410,6 +448,8 @@ impl Session {
             self.shared
                 .metrics
                 .traffic(Direction::ToClient, packets, bytes);
+            self.traffic.packets_to_client += packets;
+            self.traffic.bytes_to_client += bytes;
         }
     }
 }

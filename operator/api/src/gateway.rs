@@ -122,6 +122,37 @@ pub struct SstpGatewaySpec {
     /// Prometheus integration.
     #[serde(default)]
     pub monitoring: GatewayMonitoring,
+    /// The gateway's log: its format and what the session audit records say.
+    #[serde(default)]
+    pub logging: GatewayLogging,
+}
+
+/// The gateway's log. Every session writes an audit record when its tunnel comes up
+/// (`session_start`) and when it ends (`session_end`: bytes and packets each way, close reason),
+/// and every refused login one (`login_failed`), at info level with the log target
+/// `sstp_audit`; none carries a credential.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayLogging {
+    /// `text` (default), or `json`: one JSON object per line, every field a top-level key, as
+    /// log collectors index them.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Leave the user name out of the audit records (for deployments that must not log who
+    /// connected; the client address and tunnel address stay).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub omit_user_names: bool,
+}
+
+/// How the gateway writes its log lines (see `spec.logging.format`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    /// `timestamp LEVEL span: message field=value ...`
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The Service in front of the gateway pods.

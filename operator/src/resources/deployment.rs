@@ -32,7 +32,7 @@ use k8s_openapi::{
 use sha2::{Digest, Sha256};
 use sstp_api::{
     SstpGateway,
-    gateway::{ImagePullPolicy, IpForwarding},
+    gateway::{ImagePullPolicy, IpForwarding, LogFormat},
 };
 
 use super::{
@@ -175,6 +175,24 @@ fn ip_forward_init_container(gateway: &SstpGateway, inputs: &PodInputs<'_>) -> C
     }
 }
 
+/// `run --config ...`, plus the logging flags only when they differ from the gateway's defaults
+/// (so a gateway that sets nothing keeps the pod template it had before `spec.logging`).
+fn gateway_args(gateway: &SstpGateway) -> Vec<String> {
+    let mut args = vec![
+        "run".to_owned(),
+        "--config".to_owned(),
+        format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+    ];
+    let logging = &gateway.spec.logging;
+    if logging.format == LogFormat::Json {
+        args.extend(["--log-format".to_owned(), "json".to_owned()]);
+    }
+    if logging.omit_user_names {
+        args.push("--audit-omit-user-names".to_owned());
+    }
+    args
+}
+
 fn container(gateway: &SstpGateway, inputs: &PodInputs<'_>) -> Container {
     let port = |name: &str, number: i32| ContainerPort {
         name: Some(name.to_owned()),
@@ -190,11 +208,7 @@ fn container(gateway: &SstpGateway, inputs: &PodInputs<'_>) -> Container {
         // A gateway that exits on an error (bad config, no TUN device) leaves its last log
         // lines in the pod status, where the operator's status condition quotes them.
         termination_message_policy: Some(TERMINATION_MESSAGE_POLICY.to_owned()),
-        args: Some(vec![
-            "run".to_owned(),
-            "--config".to_owned(),
-            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
-        ]),
+        args: Some(gateway_args(gateway)),
         env: Some(vec![
             field_env("POD_NAMESPACE", "metadata.namespace"),
             field_env("POD_NAME", "metadata.name"),
@@ -492,6 +506,26 @@ mod tests {
             &["run", "--config", "/etc/sstp-gateway/config/config.json"]
         );
         assert_eq!(pod.service_account_name.as_deref(), Some("gw"));
+    }
+
+    #[test]
+    fn spec_logging_becomes_the_gateway_flags_and_the_default_adds_none() {
+        let mut gateway = fixtures::minimal();
+        gateway.spec.logging.format = LogFormat::Json;
+        gateway.spec.logging.omit_user_names = true;
+        let deployment = build(&gateway, "{}");
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        assert_eq!(
+            pod.containers[0].args.as_ref().unwrap(),
+            &[
+                "run",
+                "--config",
+                "/etc/sstp-gateway/config/config.json",
+                "--log-format",
+                "json",
+                "--audit-omit-user-names"
+            ]
+        );
     }
 
     #[test]
