@@ -96,6 +96,9 @@ struct Calls {
     disable_elapsed: Option<Duration>,
     rollout_pods_before: Vec<String>,
     rollout_pods_after: Vec<String>,
+    /// The session audit records the gateway pods logged by the time bob was kicked, with the
+    /// pod that logged each.
+    audit: Vec<(String, Value)>,
 }
 
 #[derive(Debug, Default)]
@@ -288,6 +291,8 @@ spec:
     methods: [mschapv2]
   limits:
     idleTimeoutSeconds: 3600
+  logging:
+    format: json
   users:
     selector:
       matchLabels:
@@ -383,6 +388,21 @@ fn install(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Install, Er
     apply(cp, dir, "alice", &user_yaml("alice", ALICE_PASSWORD))?;
     apply(cp, dir, "bob", &user_yaml("bob", BOB_PASSWORD))?;
     let names = wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
+    // A Ready pod has a users document in force, not necessarily the one with both users yet:
+    // on a slow machine the operator may not have rendered bob when the pods came up.
+    wait_until("alice and bob to be Ready", POD_BOUND, || {
+        let users = items(get_json(cp, &["sstpusers", "-n", GATEWAY_NS])?);
+        let ready = users
+            .iter()
+            .filter(|user| {
+                user["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .count();
+        Ok((ready == 2).then_some(()))
+    })?;
     let mut gateway_pods = Vec::new();
     for name in names {
         gateway_pods.push(inspect_gateway_pod(cp, &name)?);
@@ -722,6 +742,7 @@ fn disable_bob(cp: &ControlPlane, out: &Path, calls: &mut Calls) -> Result<(), E
     // loaded machine, is not the gateway's). A kick logged before kubectl got its answer back
     // counts as 0.
     let kicked = kick_time(cp, patched_at)?;
+    calls.audit = audit_records(cp)?;
     calls.disable_elapsed =
         kicked.map(|at| at.duration_since(patch_returned).unwrap_or(Duration::ZERO));
     eprintln!(
@@ -764,6 +785,25 @@ fn roll_the_gateway(cp: &ControlPlane, calls: &mut Calls) -> Result<(), Error> {
         Ok((pods.len() == 2 && ready == 2 && fresh).then_some(names))
     })?;
     Ok(())
+}
+
+/// Every JSON line with `"target":"sstp_audit"` in the gateway pods' logs, with its pod.
+fn audit_records(cp: &ControlPlane) -> Result<Vec<(String, Value)>, Error> {
+    let mut records = Vec::new();
+    for pod in items(get_json(
+        cp,
+        &["pods", "-n", GATEWAY_NS, "-l", GATEWAY_SELECTOR],
+    )?) {
+        let name = name_of(&pod);
+        let logs = kubectl_ok(cp, &["logs", "-n", GATEWAY_NS, &name])?;
+        records.extend(
+            logs.lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|record| record["target"] == "sstp_audit")
+                .map(|record| (name.clone(), record)),
+        );
+    }
+    Ok(records)
 }
 
 /// When a gateway pod logged that it ended sessions of users no longer admitted, after `since`
@@ -1172,4 +1212,41 @@ fn the_init_container_way_forwards_without_an_unsafe_sysctl() {
     let init = &spec["initContainers"][0];
     assert_eq!(init["args"][0], "enable-ip-forward", "{init}");
     assert_eq!(init["securityContext"]["privileged"], true, "{init}");
+}
+
+#[test]
+fn the_gateway_pods_log_json_audit_records_that_name_the_pod_and_the_kick() {
+    let calls = called();
+    let find = |event: &str, user: &str| {
+        calls
+            .audit
+            .iter()
+            .find(|(_, record)| record["event"] == event && record["user"] == user)
+    };
+    let Some((pod, start)) = find("session_start", "alice") else {
+        panic!("no session_start for alice: {:#?}", calls.audit)
+    };
+    assert_eq!(start["gateway"], pod.as_str(), "{start}");
+    assert_eq!(
+        start["tunnel_address"].as_str(),
+        Some(result(calls, "svc.addr")),
+        "{start}"
+    );
+    let (_, alice_end) = find("session_end", "alice").expect("alice's first call ended");
+    assert!(
+        alice_end["bytes_to_client"].as_u64().unwrap_or(0) > GET_BYTES,
+        "{alice_end}"
+    );
+    let Some((pod, end)) = find("session_end", "bob") else {
+        panic!("no session_end for bob: {:#?}", calls.audit)
+    };
+    assert_eq!(end["gateway"], pod.as_str(), "{end}");
+    assert_eq!(end["reason"], "user_not_admitted", "{end}");
+    for (_, record) in &calls.audit {
+        let text = record.to_string();
+        assert!(
+            !text.contains(ALICE_PASSWORD) && !text.contains(BOB_PASSWORD),
+            "{text}"
+        );
+    }
 }
