@@ -10,7 +10,7 @@ use serde_json::Value;
 use sstp_e2e::{ControlPlane, Error};
 
 /// Every documented mode as `--set` values (README "Modes").
-const MODES: [(&str, &[&str]); 6] = [
+const MODES: [(&str, &[&str]); 7] = [
     ("default", &[]),
     ("namespaced", &["watchNamespaces={vpn}"]),
     (
@@ -20,6 +20,13 @@ const MODES: [(&str, &[&str]); 6] = [
     ("without CRDs", &["installCRDs=false"]),
     ("with a ServiceMonitor", &["serviceMonitor.enabled=true"]),
     ("with a NetworkPolicy", &["networkPolicy.enabled=true"]),
+    (
+        "with the alerts and the dashboard",
+        &[
+            "metrics.prometheusRule.enabled=true",
+            "metrics.grafanaDashboard.enabled=true",
+        ],
+    ),
 ];
 
 const RELEASE: &str = "sstp";
