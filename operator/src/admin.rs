@@ -11,7 +11,12 @@ use std::{
 };
 
 use http_body_util::Full;
-use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
+use hyper::{
+    Request, Response, StatusCode,
+    body::Bytes,
+    header::{CONTENT_TYPE, HeaderValue},
+    service::service_fn,
+};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::debug;
@@ -69,17 +74,29 @@ fn respond<B>(
     metrics: &Metrics,
     readiness: &Readiness,
 ) -> Response<Full<Bytes>> {
-    let (status, body) = match request.uri().path() {
-        "/metrics" => (StatusCode::OK, metrics.render()),
-        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
-        "/readyz" if readiness.get() => (StatusCode::OK, "ok\n".to_owned()),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
-        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    let (status, content_type, body) = match request.uri().path() {
+        "/metrics" => (StatusCode::OK, METRICS_TYPE, metrics.render()),
+        "/healthz" => (StatusCode::OK, PLAIN_TYPE, "ok\n".to_owned()),
+        "/readyz" if readiness.get() => (StatusCode::OK, PLAIN_TYPE, "ok\n".to_owned()),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            PLAIN_TYPE,
+            "not ready\n".to_owned(),
+        ),
+        _ => (StatusCode::NOT_FOUND, PLAIN_TYPE, "not found\n".to_owned()),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
+
+/// The Prometheus text format. Prometheus 3 refuses to scrape a target that sends no Content-Type
+/// ("non-compliant scrape target sending blank Content-Type"), so it is not optional.
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const PLAIN_TYPE: &str = "text/plain; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
@@ -102,6 +119,11 @@ mod tests {
         assert_eq!(get("/readyz", &metrics, &readiness), StatusCode::OK);
         assert_eq!(get("/healthz", &metrics, &readiness), StatusCode::OK);
         assert_eq!(get("/metrics", &metrics, &readiness), StatusCode::OK);
+        let request = Request::builder().uri("/metrics").body(()).unwrap();
+        assert_eq!(
+            respond(&request, &metrics, &readiness).headers()[CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
         assert_eq!(get("/nope", &metrics, &readiness), StatusCode::NOT_FOUND);
         metrics.wrote("Secret");
         assert!(

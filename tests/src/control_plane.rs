@@ -395,6 +395,12 @@ fn bin_dir() -> Result<PathBuf, Error> {
     built_dir("build", "K8S_BIN")
 }
 
+/// The directory of kubectl, helm and the control plane binaries ([`ControlPlane::bin_dir`]),
+/// without starting a control plane: for `helm template`, which needs none.
+pub fn k8s_bin_dir() -> Result<PathBuf, Error> {
+    bin_dir()
+}
+
 /// `$env` when set, else the cache directory printed by `tests/k8s/<script>`.
 fn built_dir(script: &str, env: &str) -> Result<PathBuf, Error> {
     if let Some(dir) = std::env::var_os(env).filter(|dir| !dir.is_empty()) {

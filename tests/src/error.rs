@@ -38,6 +38,9 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The Prometheus HTTP API answered with an error or something that is not its JSON.
+    #[error("prometheus: {0}")]
+    Prometheus(String),
     /// A condition did not hold within its timeout.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

@@ -240,6 +240,11 @@ impl GatewayProcess {
         self.sstp
     }
 
+    /// The admin listen address (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -14,19 +14,21 @@
 //! For the data plane: [`gateway_process`] runs the real `sstp-gateway` binary on loopback,
 //! [`netns`] makes the network behind it (a namespace and a veth pair), [`transfer_server`] serves
 //! checksummed bulk transfers inside that namespace, and [`vm`] boots the VM in which the real
-//! SSTP client (sstpc + pppd) runs.
+//! SSTP client (sstpc + pppd) runs. [`prometheus`] runs the real Prometheus and promtool (built by
+//! `tests/prometheus/build`) against them.
 
 mod control_plane;
 mod error;
 pub mod gateway_process;
 mod namespace;
 pub mod netns;
+pub mod prometheus;
 pub mod transfer_server;
 pub mod vm;
 mod wait;
 pub mod workspace_bins;
 
-pub use control_plane::ControlPlane;
+pub use control_plane::{ControlPlane, k8s_bin_dir};
 pub use error::Error;
 pub use namespace::TestNamespace;
 pub use wait::eventually;

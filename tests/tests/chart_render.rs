@@ -10,7 +10,7 @@ use serde_json::Value;
 use sstp_e2e::{ControlPlane, Error};
 
 /// Every documented mode as `--set` values (README "Modes").
-const MODES: [(&str, &[&str]); 6] = [
+const MODES: [(&str, &[&str]); 7] = [
     ("default", &[]),
     ("namespaced", &["watchNamespaces={vpn}"]),
     (
@@ -20,6 +20,13 @@ const MODES: [(&str, &[&str]); 6] = [
     ("without CRDs", &["installCRDs=false"]),
     ("with a ServiceMonitor", &["serviceMonitor.enabled=true"]),
     ("with a NetworkPolicy", &["networkPolicy.enabled=true"]),
+    (
+        "with the alerts and the dashboard",
+        &[
+            "metrics.prometheusRule.enabled=true",
+            "metrics.grafanaDashboard.enabled=true",
+        ],
+    ),
 ];
 
 const RELEASE: &str = "sstp";
@@ -347,6 +354,94 @@ fn the_network_policy_mode_allows_only_metrics_in_and_the_api_server_out() -> Re
         .unwrap_or_default();
     assert_eq!(ports, [443, 6443]);
     assert_eq!(policy["spec"]["egress"].as_array().map(Vec::len), Some(1));
+    Ok(())
+}
+
+#[test]
+fn the_alerts_and_the_dashboard_take_their_namespace_labels_and_thresholds_from_values()
+-> Result<(), Error> {
+    let cp = ControlPlane::shared()?;
+    let docs = render(
+        cp,
+        &chart_dir(),
+        RELEASE,
+        NAMESPACE,
+        &[
+            "metrics.prometheusRule.enabled=true",
+            "metrics.prometheusRule.namespace=monitoring",
+            "metrics.prometheusRule.labels.release=prometheus",
+            "metrics.prometheusRule.alertLabels.team=vpn",
+            "metrics.prometheusRule.gatewayJob=vpn-gateways",
+            "metrics.prometheusRule.alerts.certificateExpiring.days=30",
+            "metrics.prometheusRule.alerts.certificateExpiring.for=",
+            "metrics.prometheusRule.alerts.operatorReconcileErrors.enabled=false",
+            "metrics.grafanaDashboard.enabled=true",
+            "metrics.grafanaDashboard.namespace=grafana",
+            "metrics.grafanaDashboard.annotations.grafana_folder=VPN",
+        ],
+    )?;
+    let rule = find(&docs, "PrometheusRule", FULLNAME);
+    assert_eq!(rule["metadata"]["namespace"], "monitoring");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    // The operator's group goes with its only alert; a group without rules is invalid.
+    let groups: Vec<&str> = rule["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(groups, ["sstp-gateway"]);
+    let alerts = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(alerts.len(), 9);
+    let alert = |name: &str| {
+        alerts
+            .iter()
+            .find(|a| a["alert"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no alert {name}"))
+    };
+    for alert in &alerts {
+        assert_eq!(alert["labels"]["team"], "vpn", "{alert}");
+    }
+    assert_eq!(
+        alert("SstpGatewayDown")["expr"],
+        "up{job=\"vpn-gateways\"} == 0"
+    );
+    let expiring = alert("SstpCertificateExpiringSoon");
+    assert_eq!(
+        expiring["expr"],
+        "sstp_certificate_expiry_timestamp_seconds - time() < 30 * 86400"
+    );
+    assert!(expiring.get("for").is_none(), "{expiring}");
+
+    let dashboard = find(&docs, "ConfigMap", "sstp-sstp-operator-dashboard");
+    assert_eq!(dashboard["metadata"]["namespace"], "grafana");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        dashboard["metadata"]["annotations"]["grafana_folder"],
+        "VPN"
+    );
+    let json: Value = serde_json::from_str(
+        dashboard["data"]["sstp-gateways.json"]
+            .as_str()
+            .unwrap_or_default(),
+    )
+    .unwrap_or_else(|err| panic!("the dashboard is not JSON: {err}"));
+    assert_eq!(json["uid"], "sstp-gateways");
+
+    let typo = refused(
+        cp,
+        &["metrics.prometheusRule.alerts.certificateExpiring.dayz=3"],
+    )?;
+    assert!(typo.contains("dayz"), "{typo}");
+    let ratio = refused(
+        cp,
+        &["metrics.prometheusRule.alerts.addressPoolNearlyFull.ratio=2"],
+    )?;
+    assert!(ratio.contains("ratio"), "{ratio}");
     Ok(())
 }
 

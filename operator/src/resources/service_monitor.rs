@@ -71,6 +71,10 @@ pub fn service_monitor(gateway: &SstpGateway, owner: &Owner) -> Option<DynamicOb
     object.metadata = metadata;
     object.data = serde_json::json!({
         "spec": {
+            // The job is named after the metrics Service's name label, sstp-gateway, the same for
+            // every gateway, so the chart's alerts select gateways by job (the default, the
+            // Service's name `<gw>-metrics`, would also match other apps' `*-metrics` Services).
+            "jobLabel": super::NAME_LABEL,
             "selector": {"matchLabels": {
                 super::INSTANCE_LABEL: owner.names.base,
                 METRICS_LABEL: "true",
@@ -98,8 +102,14 @@ mod tests {
         gateway.spec.monitoring.service_monitor.enabled = true;
         let monitor = service_monitor(&gateway, &owner).unwrap();
         assert_eq!(monitor.data["spec"]["endpoints"][0]["port"], "admin");
+        assert_eq!(monitor.data["spec"]["jobLabel"], "app.kubernetes.io/name");
         assert_eq!(monitor.types.unwrap().kind, "ServiceMonitor");
         let service = metrics_service(&gateway, &owner).unwrap();
+        // The job name prometheus-operator takes from the Service (jobLabel above).
+        assert_eq!(
+            service.metadata.labels.unwrap()["app.kubernetes.io/name"],
+            "sstp-gateway"
+        );
         assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 9090);
     }
 }
