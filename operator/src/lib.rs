@@ -54,6 +54,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value [`Error::metric_label`] gives: the errors metric exports each from the start,
+    /// at zero, so the first failure is already an increase an alert can see.
+    pub const METRIC_LABELS: [&'static str; 5] =
+        ["kube", "missing_field", "pki", "render", "serialize"];
+
     /// A short label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
         match self {

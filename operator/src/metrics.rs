@@ -70,6 +70,15 @@ impl Metrics {
                 .register(collector)
                 .expect("metric names are unique");
         }
+        // Every controller's series exist from the start, at zero. Prometheus' increase() needs two
+        // samples of a series, so a counter born at 1 on the first failure would never alert.
+        for controller in crate::controller::CONTROLLERS {
+            reconciles.with_label_values(&[controller]);
+            duration.with_label_values(&[controller]);
+            for error in crate::Error::METRIC_LABELS {
+                errors.with_label_values(&[controller, error]);
+            }
+        }
         Self {
             registry,
             reconciles,
@@ -157,5 +166,48 @@ impl Drop for ReconcileTimer {
             .duration
             .with_label_values(&[self.controller])
             .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_controller_and_error_series_is_exported_at_zero_from_the_start() {
+        let text = Metrics::new().render();
+        for controller in crate::controller::CONTROLLERS {
+            assert!(
+                text.contains(&format!(
+                    "sstp_operator_reconciles_total{{controller=\"{controller}\"}} 0\n"
+                )),
+                "{text}"
+            );
+            for error in crate::Error::METRIC_LABELS {
+                let series = format!(
+                    "sstp_operator_reconcile_errors_total{{controller=\"{controller}\",error=\"{error}\"}} 0\n"
+                );
+                assert!(text.contains(&series), "no {series} in:\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_label_is_one_of_the_exported_values() {
+        let errors = [
+            crate::Error::MissingField("uid"),
+            crate::Error::Render {
+                what: "users document",
+                problem: "empty".into(),
+            },
+            crate::Error::Serialize(serde_json::from_str::<u8>("x").expect_err("not a number")),
+            crate::Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
+        ];
+        for error in &errors {
+            assert!(
+                crate::Error::METRIC_LABELS.contains(&error.metric_label()),
+                "{error}"
+            );
+        }
     }
 }

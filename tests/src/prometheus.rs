@@ -1,6 +1,7 @@
 //! The real Prometheus and promtool for tests: the binaries `tests/prometheus/build` compiles, a
 //! Prometheus server as a child process (127.0.0.1, a free port, its own temporary directory for
-//! configuration and data, killed and removed on drop) and its HTTP API.
+//! configuration and data, killed and removed on drop) and its HTTP API. [`documented`] reads the
+//! metrics the READMEs promise.
 
 use std::{
     io::{Read, Write},
@@ -14,6 +15,8 @@ use std::{
 use serde_json::Value;
 
 use crate::{Error, gateway_process::free_port};
+
+pub mod documented;
 
 /// Set (to 1) by `tests/run`, which builds Prometheus before the tests: a missing build is then an
 /// error, never a skipped test.
@@ -106,6 +109,21 @@ pub fn binaries() -> Result<Option<Binaries>, Error> {
     Ok(Some(Binaries::in_dir(&dir)))
 }
 
+/// Where a Prometheus runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Placement<'a> {
+    /// On this host, listening on 127.0.0.1.
+    Loopback,
+    /// Inside the network namespace `netns` (a real node's, where pod addresses route), listening
+    /// on `listen`, an address of that namespace this host reaches.
+    Netns {
+        /// The namespace's name under /run/netns.
+        netns: &'a str,
+        /// The address it listens on.
+        listen: Ipv4Addr,
+    },
+}
+
 /// A running Prometheus. Dropping it kills the process and removes its directory.
 #[derive(Debug)]
 pub struct Prometheus {
@@ -119,6 +137,16 @@ impl Prometheus {
     /// directory, starts Prometheus on a free 127.0.0.1 port with its data there, and waits until
     /// `/-/ready` answers 200 (or fails with its log when it exits or takes too long).
     pub fn start(bins: &Binaries, config: &str, files: &[(&str, &str)]) -> Result<Self, Error> {
+        Self::start_in(bins, Placement::Loopback, config, files)
+    }
+
+    /// [`Prometheus::start`], placed as `placement` says.
+    pub fn start_in(
+        bins: &Binaries,
+        placement: Placement<'_>,
+        config: &str,
+        files: &[(&str, &str)],
+    ) -> Result<Self, Error> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "sstp-prometheus-{}-{}",
@@ -149,8 +177,22 @@ impl Prometheus {
             what: "duplicating the log file".into(),
             source,
         })?;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-        let child = Command::new(&bins.prometheus)
+        // A port free here is as good as any in a node's namespace, where only the kubelet's,
+        // kube-proxy's and pods' ports are taken.
+        let port = free_port()?;
+        let (mut command, addr) = match placement {
+            Placement::Loopback => (
+                Command::new(&bins.prometheus),
+                SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            ),
+            Placement::Netns { netns, listen } => {
+                // `ip netns exec` execs the program: the child's pid is Prometheus' own.
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(&bins.prometheus);
+                (command, SocketAddr::from((listen, port)))
+            }
+        };
+        let child = command
             .arg(format!(
                 "--config.file={}",
                 dir.join("prometheus.yml").display()

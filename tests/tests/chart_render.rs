@@ -306,6 +306,12 @@ fn the_service_monitor_mode_adds_a_metrics_service_and_its_monitor() -> Result<(
     let monitor = find(&docs, "ServiceMonitor", FULLNAME);
     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    // The job prometheus-operator takes from the Service: sstp-operator, the alerts' operatorJob.
+    assert_eq!(monitor["spec"]["jobLabel"], "app.kubernetes.io/name");
+    assert_eq!(
+        service["metadata"]["labels"]["app.kubernetes.io/name"],
+        "sstp-operator"
+    );
     assert_eq!(
         monitor["spec"]["selector"]["matchLabels"],
         service["metadata"]["labels"]
@@ -374,7 +380,9 @@ fn the_alerts_and_the_dashboard_take_their_namespace_labels_and_thresholds_from_
             "metrics.prometheusRule.gatewayJob=vpn-gateways",
             "metrics.prometheusRule.alerts.certificateExpiring.days=30",
             "metrics.prometheusRule.alerts.certificateExpiring.for=",
+            "metrics.prometheusRule.operatorJob=vpn-operator",
             "metrics.prometheusRule.alerts.operatorReconcileErrors.enabled=false",
+            "metrics.prometheusRule.alerts.operatorNoLeader.enabled=false",
             "metrics.grafanaDashboard.enabled=true",
             "metrics.grafanaDashboard.namespace=grafana",
             "metrics.grafanaDashboard.annotations.grafana_folder=VPN",
@@ -383,14 +391,43 @@ fn the_alerts_and_the_dashboard_take_their_namespace_labels_and_thresholds_from_
     let rule = find(&docs, "PrometheusRule", FULLNAME);
     assert_eq!(rule["metadata"]["namespace"], "monitoring");
     assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
-    // The operator's group goes with its only alert; a group without rules is invalid.
-    let groups: Vec<&str> = rule["spec"]["groups"]
+    let group_names = |rule: &Value| -> Vec<String> {
+        rule["spec"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(group_names(&rule), ["sstp-gateway", "sstp-operator"]);
+    // The operator's group holds only the alert left on, on the job named by operatorJob.
+    let operator_rules = rule["spec"]["groups"][1]["rules"]
         .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|g| g["name"].as_str())
-        .collect();
-    assert_eq!(groups, ["sstp-gateway"]);
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(operator_rules.len(), 1, "{operator_rules:?}");
+    assert_eq!(operator_rules[0]["alert"], "SstpOperatorDown");
+    assert_eq!(
+        operator_rules[0]["expr"],
+        "sum by (namespace, job) (up{job=\"vpn-operator\"}) == 0\nor\nabsent(up{job=\"vpn-operator\"})"
+    );
+    // With every operator alert off the group goes: a group without rules is invalid.
+    let without_operator = render(
+        cp,
+        &chart_dir(),
+        RELEASE,
+        NAMESPACE,
+        &[
+            "metrics.prometheusRule.enabled=true",
+            "metrics.prometheusRule.alerts.operatorDown.enabled=false",
+            "metrics.prometheusRule.alerts.operatorNoLeader.enabled=false",
+            "metrics.prometheusRule.alerts.operatorReconcileErrors.enabled=false",
+        ],
+    )?;
+    assert_eq!(
+        group_names(&find(&without_operator, "PrometheusRule", FULLNAME)),
+        ["sstp-gateway"]
+    );
     let alerts = rule["spec"]["groups"][0]["rules"]
         .as_array()
         .cloned()

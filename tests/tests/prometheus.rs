@@ -32,7 +32,10 @@ use sstp_e2e::{
     ControlPlane, Error,
     gateway_process::{self, GatewayOptions, GatewayProcess},
     netns::TestNet,
-    prometheus::{self, Binaries, Prometheus},
+    prometheus::{
+        self, Binaries, Prometheus,
+        documented::{self, Documented},
+    },
 };
 
 /// The scrape jobs, named as the chart's alerts expect (`metrics.prometheusRule.gatewayJob`).
@@ -45,7 +48,7 @@ const BOUND: Duration = Duration::from_secs(120);
 const RELEASE: &str = "sstp";
 const FULLNAME: &str = "sstp-sstp-operator";
 /// How many alerts the chart defines (all on by default).
-const ALERTS: usize = 10;
+const ALERTS: usize = 12;
 
 /// The Prometheus binaries, or `None` after saying why the test is skipped.
 fn prometheus_or_skip() -> Option<Binaries> {
@@ -197,107 +200,6 @@ fn the_rendered_alerts_pass_promtool_check_rules_and_a_unit_test_each() -> Resul
         "alerts with a case where they must not fire"
     );
     Ok(())
-}
-
-/// One row of a metrics table: names, type, and the label with the values it documents.
-#[derive(Debug)]
-struct Documented {
-    name: String,
-    kind: String,
-    label: Option<(String, Vec<String>)>,
-}
-
-/// The backticked parts of `text`.
-fn backticked(text: &str) -> Vec<&str> {
-    text.split('`').skip(1).step_by(2).collect()
-}
-
-/// Every row of gateway/README.md's metrics table (one entry per metric name of a row).
-fn gateway_documented() -> Vec<Documented> {
-    let readme = include_str!("../../gateway/README.md");
-    let section = readme
-        .split("## Metrics (`/metrics` on the admin port)")
-        .nth(1)
-        .and_then(|rest| rest.split("\n## ").next())
-        .expect("gateway/README.md has a Metrics section");
-    let mut documented = Vec::new();
-    for line in section.lines().filter(|line| line.starts_with("| `sstp_")) {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        assert_eq!(cells.len(), 6, "metric, type, labels, updated: {line}");
-        let label = (!cells[3].is_empty()).then(|| {
-            let (name, values) = cells[3]
-                .split_once(':')
-                .unwrap_or_else(|| panic!("labels as `label`: values: {line}"));
-            let name = backticked(name)[0].to_owned();
-            // "a, b (a note), ... (every X), c": the first word of each item, "..." aside.
-            let values: Vec<String> = values
-                .split(',')
-                .filter_map(|item| item.split_whitespace().next())
-                .filter(|word| *word != "...")
-                .map(str::to_owned)
-                .collect();
-            for value in &values {
-                assert!(
-                    value
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-                    "{value:?} is not a label value: {line}"
-                );
-            }
-            (name, values)
-        });
-        for name in backticked(cells[1]) {
-            documented.push(Documented {
-                name: name.to_owned(),
-                kind: cells[2].to_owned(),
-                label: label.clone(),
-            });
-        }
-    }
-    documented
-}
-
-/// The operator's metrics as operator/README.md lists them: `name{label,...}` (type; ...).
-fn operator_documented() -> Vec<Documented> {
-    let readme = include_str!("../../operator/README.md");
-    let paragraph = readme
-        .split("Metrics (`/metrics`):")
-        .nth(1)
-        .and_then(|rest| rest.split("\n\n").next())
-        .expect("operator/README.md lists its metrics");
-    let pieces: Vec<&str> = paragraph.split('`').collect();
-    let mut documented = Vec::new();
-    for (index, code) in pieces.iter().enumerate().skip(1).step_by(2) {
-        if !code.starts_with("sstp_operator_") {
-            continue;
-        }
-        let (name, labels) = match code.split_once('{') {
-            Some((name, labels)) => (name, labels.trim_end_matches('}')),
-            None => (*code, ""),
-        };
-        let after = pieces.get(index + 1).copied().unwrap_or_default();
-        let kind = after
-            .trim_start()
-            .strip_prefix('(')
-            .and_then(|rest| rest.split([')', ';']).next())
-            .unwrap_or_else(|| panic!("{code} has no (type) after it in operator/README.md"));
-        let labels: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
-        assert!(labels.len() <= 2, "{code}");
-        documented.push(Documented {
-            name: name.to_owned(),
-            kind: kind.trim().to_owned(),
-            // The values are checked below against what the test makes the operator do.
-            label: labels.first().map(|l| ((*l).to_owned(), Vec::new())),
-        });
-        if let Some(second) = labels.get(1) {
-            documented.push(Documented {
-                name: name.to_owned(),
-                kind: kind.trim().to_owned(),
-                label: Some(((*second).to_owned(), Vec::new())),
-            });
-        }
-    }
-    documented
 }
 
 /// The label names of a query result series.
@@ -664,14 +566,14 @@ fn scrape_scenario(bins: &Binaries) -> Result<(), Error> {
     })?;
 
     // The gateway: every row of its README's table.
-    let gateway_docs = gateway_documented();
+    let gateway_docs = documented::gateway();
     assert!(gateway_docs.len() >= 17, "{gateway_docs:?}");
     check_series(&prom, GATEWAY_JOB, &gateway_docs)?;
     check_types(&prom, GATEWAY_JOB, &gateway_docs)?;
     check_exposition(bins, "the gateway", &gateway.metrics()?)?;
 
     // The operator: its README's list, with the label values this setup must produce.
-    let operator_docs = operator_documented();
+    let operator_docs = documented::operator();
     assert_eq!(
         operator_docs
             .iter()
@@ -686,7 +588,11 @@ fn scrape_scenario(bins: &Binaries) -> Result<(), Error> {
         r#"sstp_operator_reconciles_total{job="sstp-operator", controller="gateway"}"#,
         r#"sstp_operator_reconciles_total{job="sstp-operator", controller="user"}"#,
         r#"sstp_operator_reconcile_duration_seconds_count{job="sstp-operator", controller="gateway"}"#,
-        r#"sstp_operator_reconcile_errors_total{job="sstp-operator", controller="gateway", error="kube"}"#,
+        r#"sstp_operator_reconcile_errors_total{job="sstp-operator", controller="gateway", error="kube"} > 0"#,
+        // Every controller and error kind from the start, at zero where nothing failed: the first
+        // failure of a kind is an increase the alert sees.
+        r#"count(sstp_operator_reconcile_errors_total{job="sstp-operator"}) == 10"#,
+        r#"sstp_operator_reconcile_errors_total{job="sstp-operator", controller="user", error="pki"} == 0"#,
         r#"sstp_operator_writes_total{job="sstp-operator", kind="Secret"}"#,
     ] {
         series(&prom, promql).map_err(|err| {

@@ -22,6 +22,9 @@ pub mod prune;
 pub mod status;
 pub mod user;
 
+/// Every controller's name, as the metrics label it: each series starts at zero with it.
+pub const CONTROLLERS: [&str; 2] = [gateway::CONTROLLER, user::CONTROLLER];
+
 /// What every reconcile gets.
 #[derive(Clone)]
 pub struct Context {
