@@ -366,17 +366,17 @@ fn finish(child: Child, what: &str) -> Result<(), Error> {
     }
 }
 
-/// A minimal HTTP/1.1 GET with `Connection: close`: (status code, body).
+/// `GET path` over HTTP/1.0: (status code, body, lossily UTF-8). HTTP/1.0 because a server then
+/// neither chunks the body (Go's, Prometheus') nor keeps the connection open, so reading to EOF
+/// is the whole answer. The gateway's, the operator's and Prometheus' servers all answer it.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
     stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
     stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
     let status = response
         .split(' ')
         .nth(1)

@@ -4,8 +4,8 @@
 //! metrics the READMEs promise.
 
 use std::{
-    io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
+    io::Write,
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -14,7 +14,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{Error, gateway_process::free_port};
+use crate::{
+    Error,
+    gateway_process::{free_port, http_get},
+};
 
 pub mod documented;
 
@@ -26,8 +29,6 @@ pub const BIN_ENV: &str = "PROMETHEUS_BIN";
 
 /// How long a fresh Prometheus may take to replay its (empty) WAL and serve.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// Deadline of one HTTP request to its API.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the start-up wait looks again.
 const POLL: Duration = Duration::from_millis(100);
 /// The exit code of `build --cached` when nothing is built.
@@ -308,26 +309,4 @@ pub fn url_encode(text: &str) -> String {
         }
     }
     encoded
-}
-
-/// `GET path` over HTTP/1.0: (status code, body). HTTP/1.0 because Go's server then neither
-/// chunks the body nor keeps the connection open, so reading to EOF is the whole answer.
-pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }

@@ -399,7 +399,7 @@ fn the_alerts_and_the_dashboard_take_their_namespace_labels_and_thresholds_from_
             .filter_map(|g| g["name"].as_str().map(str::to_owned))
             .collect()
     };
-    assert_eq!(group_names(&rule), ["sstp-gateway", "sstp-operator"]);
+    assert_eq!(group_names(rule), ["sstp-gateway", "sstp-operator"]);
     // The operator's group holds only the alert left on, on the job named by operatorJob.
     let operator_rules = rule["spec"]["groups"][1]["rules"]
         .as_array()
@@ -425,7 +425,7 @@ fn the_alerts_and_the_dashboard_take_their_namespace_labels_and_thresholds_from_
         ],
     )?;
     assert_eq!(
-        group_names(&find(&without_operator, "PrometheusRule", FULLNAME)),
+        group_names(find(&without_operator, "PrometheusRule", FULLNAME)),
         ["sstp-gateway"]
     );
     let alerts = rule["spec"]["groups"][0]["rules"]

@@ -24,8 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chart_support::{
-    TempDir, chart_dir, documents, find, get_json, kube_version, kubectl_ok, namespace,
-    operator_binary, repo_dir, succeed, wait_established, wait_until,
+    TempDir, apply_server_side, apply_yaml, chart_dir, documents, find, get_json, kube_version,
+    namespace, operator_binary, repo_dir, succeed, wait_established, wait_until,
 };
 use serde_json::{Value, json};
 use sstp_e2e::{
@@ -65,13 +65,19 @@ fn prometheus_or_skip() -> Option<Binaries> {
     }
 }
 
-/// Whether this process can run a gateway (TUN device, nftables); says why not.
-fn root_or_skip() -> bool {
-    let root = nix::unistd::Uid::effective().is_root();
-    if !root {
+/// Runs `scenario` with the Prometheus binaries when this process can run a gateway (root: TUN
+/// device, nftables) and they are built; otherwise says why it skips. An error fails the test.
+fn run_with_a_gateway(scenario: impl FnOnce(&Binaries) -> Result<(), Error>) {
+    if !nix::unistd::Uid::effective().is_root() {
         eprintln!("SKIPPED: the gateway needs root (TUN, nftables)");
+        return;
     }
-    root
+    let Some(bins) = prometheus_or_skip() else {
+        return;
+    };
+    if let Err(err) = scenario(&bins) {
+        panic!("{err}");
+    }
 }
 
 /// `helm template` of the chart with `--set` values, without a control plane (helm needs none).
@@ -436,7 +442,7 @@ impl OperatorProcess {
     }
 
     fn metrics(&self) -> Result<String, Error> {
-        match prometheus::http_get(self.admin, "/metrics") {
+        match gateway_process::http_get(self.admin, "/metrics") {
             Ok((200, body)) => Ok(body),
             Ok((status, body)) => Err(Error::Unavailable(format!(
                 "operator /metrics answered {status}: {body}"
@@ -456,51 +462,14 @@ impl Drop for OperatorProcess {
     }
 }
 
-/// Applies `yaml` with kubectl (server-side).
-fn apply(cp: &ControlPlane, yaml: &str) -> Result<(), Error> {
-    let dir = TempDir::new("prometheus-objects");
-    let file = dir.path().join("objects.yaml");
-    std::fs::write(&file, yaml).unwrap_or_else(|err| panic!("{err}"));
-    let path = file.display().to_string();
-    kubectl_ok(
-        cp,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=sstp-e2e",
-            "-f",
-            &path,
-        ],
-    )?;
-    Ok(())
-}
-
 #[test]
 fn a_real_prometheus_finds_every_documented_series_of_the_gateway_and_the_operator() {
-    if !root_or_skip() {
-        return;
-    }
-    let Some(bins) = prometheus_or_skip() else {
-        return;
-    };
-    if let Err(err) = scrape_scenario(&bins) {
-        panic!("{err}");
-    }
+    run_with_a_gateway(scrape_scenario);
 }
 
 fn scrape_scenario(bins: &Binaries) -> Result<(), Error> {
     let cp = ControlPlane::shared()?;
-    let crds = repo_dir().join("crds").display().to_string();
-    kubectl_ok(
-        cp,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=sstp-e2e",
-            "-f",
-            &crds,
-        ],
-    )?;
+    apply_server_side(cp, &repo_dir().join("crds"))?;
     for name in chart_support::CRD_NAMES {
         wait_established(cp, name)?;
     }
@@ -515,7 +484,7 @@ fn scrape_scenario(bins: &Binaries) -> Result<(), Error> {
              spec: {{hostnames: [vpn.example.com], addressPool: 10.8.0.0/24}}\n"
         )
     };
-    apply(
+    apply_yaml(
         cp,
         &format!(
             "apiVersion: v1\nkind: ResourceQuota\nmetadata: {{name: no-children, namespace: {}}}\n\
@@ -531,7 +500,7 @@ fn scrape_scenario(bins: &Binaries) -> Result<(), Error> {
                 .map(|_| ()),
         )
     })?;
-    apply(
+    apply_yaml(
         cp,
         &format!(
             "{gw_q}---\n{gw}---\n\
@@ -655,15 +624,7 @@ fn check_dashboard(prom: &Prometheus) -> Result<(), Error> {
 
 #[test]
 fn the_certificate_alert_fires_in_a_real_prometheus_for_a_short_lived_certificate_only() {
-    if !root_or_skip() {
-        return;
-    }
-    let Some(bins) = prometheus_or_skip() else {
-        return;
-    };
-    if let Err(err) = certificate_scenario(&bins) {
-        panic!("{err}");
-    }
+    run_with_a_gateway(certificate_scenario);
 }
 
 /// Puts a CA and a server certificate for `localhost` valid for `validity` into `dir`, in the

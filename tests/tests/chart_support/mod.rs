@@ -93,6 +93,33 @@ pub fn kubectl_ok(cp: &ControlPlane, args: &[&str]) -> Result<String, Error> {
     )
 }
 
+/// `kubectl apply --server-side` of `path` (a file or a directory), as the test's field manager.
+pub fn apply_server_side(cp: &ControlPlane, path: &Path) -> Result<(), Error> {
+    let path = path.display().to_string();
+    kubectl_ok(
+        cp,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=sstp-e2e",
+            "-f",
+            &path,
+        ],
+    )?;
+    Ok(())
+}
+
+/// [`apply_server_side`] of the objects in `yaml` (one or more documents).
+pub fn apply_yaml(cp: &ControlPlane, yaml: &str) -> Result<(), Error> {
+    let dir = TempDir::new("objects");
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, yaml).map_err(|source| Error::Io {
+        what: format!("writing {}", file.display()),
+        source,
+    })?;
+    apply_server_side(cp, &file)
+}
+
 /// `kubectl get <args> -o json`, parsed; `None` when the object does not exist.
 pub fn get_json(cp: &ControlPlane, args: &[&str]) -> Result<Option<Value>, Error> {
     let out = output(
@@ -367,24 +394,13 @@ pub fn foreign_crds(cp: &ControlPlane) -> Result<(), Error> {
             singular = kind.to_lowercase()
         )
     };
-    let temp = TempDir::new("foreign-crds");
-    let file = temp.path().join("crds.yaml");
-    let yaml = [
-        stub("cert-manager.io", "Certificate", "certificates"),
-        stub("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
-    ]
-    .join("---\n");
-    std::fs::write(&file, yaml).unwrap_or_else(|err| panic!("{err}"));
-    let path = file.display().to_string();
-    kubectl_ok(
+    apply_yaml(
         cp,
         &[
-            "apply",
-            "--server-side",
-            "--field-manager=sstp-e2e",
-            "-f",
-            &path,
-        ],
+            stub("cert-manager.io", "Certificate", "certificates"),
+            stub("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
+        ]
+        .join("---\n"),
     )?;
     for name in [
         "certificates.cert-manager.io",
