@@ -4,7 +4,9 @@
 //! in the VM) dialling **through the Service** (its NodePort on the node's address): MS-CHAPv2 with
 //! crypto binding, ping and 50 MB each way to a server pod with NAT on, the CA and CRL fetched
 //! through the Service's port 80, a user disabled with `kubectl patch`, a rollout while a client is
-//! connected, deleting the gateway, `helm uninstall`, and a pod that cannot start.
+//! connected, deleting the gateway, `helm uninstall`, and a pod that cannot start. A real
+//! Prometheus on the node, configured with the chart README's scrape jobs, finds the gateway and
+//! operator pods through Kubernetes service discovery against the project's API server.
 //!
 //! One control plane with one node per test binary ([`ControlPlane::shared_with_node`]) and one
 //! VM boot for every call (a boot costs about 20 s of emulated CPU): the first test to run drives
@@ -15,7 +17,8 @@
 mod chart_support;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
     path::Path,
     process::Command,
     sync::OnceLock,
@@ -23,7 +26,11 @@ use std::{
 };
 
 use serde_json::Value;
-use sstp_e2e::{ControlPlane, Error, vm::VmRun};
+use sstp_e2e::{
+    ControlPlane, Error,
+    prometheus::{self, Placement, Prometheus, documented},
+    vm::VmRun,
+};
 
 use chart_support::{
     TempDir, chart_dir, get_json, helm_ok, kubectl_ok, output, repo_dir, succeed, wait_until,
@@ -56,6 +63,9 @@ const BOB_PASSWORD: &str = "bob-staple-lantern-orbit";
 struct Outcome {
     /// Step 1: `helm install`, the operator pods, the Lease, the gateway pods.
     install: Result<Install, String>,
+    /// What a real Prometheus on the node discovered and scraped; `None` when Prometheus is not
+    /// built (a plain `cargo test` without `tests/prometheus/build`).
+    discovered: Result<Option<Discovered>, String>,
     /// Steps 2-4: the VM's results file, the host's measurements.
     calls: Result<Calls, String>,
     /// Step 5: what was left after deleting the gateway, then after `helm uninstall`.
@@ -101,6 +111,17 @@ struct Calls {
     audit: Vec<(String, Value)>,
 }
 
+/// A real Prometheus's view of the installed pods, found by Kubernetes service discovery.
+#[derive(Debug, Default)]
+struct Discovered {
+    /// The `pod` label of every healthy target, by job.
+    up: BTreeMap<String, BTreeSet<String>>,
+    /// The `sstp_` metric names each pod exposes (a histogram's by its base name), by pod.
+    metrics: BTreeMap<String, BTreeSet<String>>,
+    /// The operator pods whose `sstp_operator_leader` is 1.
+    leaders: BTreeSet<String>,
+}
+
 #[derive(Debug, Default)]
 struct Removal {
     after_delete: Vec<String>,
@@ -120,6 +141,7 @@ fn outcome() -> &'static Outcome {
 fn run_scenario() -> Outcome {
     let mut outcome = Outcome {
         install: Err("not run".into()),
+        discovered: Err("not run".into()),
         calls: Err("not run".into()),
         removal: Err("not run".into()),
         unstartable: Err("not run".into()),
@@ -145,7 +167,8 @@ fn run_scenario() -> Outcome {
     };
     let work = TempDir::new("real-node");
     outcome.install = step(|| install(cp, &images, work.path()));
-    if outcome.install.is_ok() {
+    if let Ok(install) = &outcome.install {
+        outcome.discovered = step(|| discovered(cp, install));
         outcome.calls = step(|| calls(cp, &images, work.path()));
         outcome.unstartable = step(|| unstartable(cp, work.path()));
         outcome.init_container = step(|| init_container(cp, work.path()));
@@ -486,6 +509,134 @@ fn container_pid(cp: &ControlPlane, container: &str) -> Result<u32, Error> {
             (words.next()? == container).then(|| words.next()?.parse().ok())?
         })
         .ok_or_else(|| Error::Unavailable(format!("containerd has no task {container}: {tasks}")))
+}
+
+/// Bounds the wait for Prometheus to discover and scrape every pod: 2 s scrapes, so seconds when
+/// healthy; a loaded machine gets room.
+const SCRAPE_BOUND: Duration = Duration::from_secs(180);
+
+/// The `scrape_configs` of the chart README's "Scraping without prometheus-operator", with the
+/// API server's address and credentials (`kubeconfig_file`) and the two namespaces added to each
+/// discovery, as a Prometheus outside the cluster needs them.
+fn documented_scrape_configs(cp: &ControlPlane) -> Value {
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).unwrap();
+    let block = readme
+        .split("## Scraping without prometheus-operator")
+        .nth(1)
+        .and_then(|rest| rest.split("```yaml\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the chart README has a scrape_configs block under its Scraping section");
+    let mut config: Value = serde_norway::from_str(block).unwrap();
+    let jobs = config["scrape_configs"]
+        .as_array_mut()
+        .expect("scrape_configs");
+    assert_eq!(jobs.len(), 2, "{block}");
+    for job in jobs {
+        for sd in job["kubernetes_sd_configs"]
+            .as_array_mut()
+            .expect("kubernetes_sd_configs")
+        {
+            sd["kubeconfig_file"] = cp.kubeconfig().display().to_string().into();
+            sd["namespaces"] = serde_json::json!({ "names": [GATEWAY_NS, OPERATOR_NS] });
+        }
+    }
+    config["scrape_configs"].take()
+}
+
+/// Step 2: a real Prometheus in the node's network namespace (where pod addresses route), with
+/// the documented scrape jobs, discovers the pods from the API server and scrapes them.
+fn discovered(cp: &ControlPlane, install: &Install) -> Result<Option<Discovered>, Error> {
+    let Some(bins) = prometheus::binaries()? else {
+        return Ok(None);
+    };
+    let state_dir = cp
+        .state_dir()
+        .ok_or_else(|| Error::Unavailable("the control plane has no state dir".into()))?;
+    let netns_file = state_dir.join("nodes/node0/netns");
+    let netns = std::fs::read_to_string(&netns_file).map_err(|source| Error::Io {
+        what: format!("reading {}", netns_file.display()),
+        source,
+    })?;
+    let (node_ip, _, _) = service_endpoint(cp)?;
+    let listen: Ipv4Addr = node_ip
+        .parse()
+        .map_err(|_| Error::Unavailable(format!("node0's InternalIP {node_ip} is not IPv4")))?;
+    let config = serde_json::json!({
+        "global": { "scrape_interval": "2s", "scrape_timeout": "2s" },
+        "scrape_configs": documented_scrape_configs(cp),
+    });
+    let prom = Prometheus::start_in(
+        &bins,
+        Placement::Netns {
+            netns: netns.trim(),
+            listen,
+        },
+        &config.to_string(),
+        &[],
+    )?;
+    let expected: BTreeMap<String, BTreeSet<String>> = [
+        (
+            "sstp-gateway".to_owned(),
+            install
+                .gateway_pods
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
+        ),
+        (
+            "sstp-operator".to_owned(),
+            install.operator_pods.iter().cloned().collect(),
+        ),
+    ]
+    .into();
+    let mut up = BTreeMap::new();
+    let waited = wait_until(
+        "Prometheus to discover and scrape every pod",
+        SCRAPE_BOUND,
+        || {
+            let targets = prom.api("/api/v1/targets?state=active")?;
+            up.clear();
+            for target in targets["activeTargets"].as_array().into_iter().flatten() {
+                if target["health"] == "up" {
+                    let label =
+                        |name: &str| target["labels"][name].as_str().unwrap_or("").to_owned();
+                    up.entry(label("job"))
+                        .or_insert_with(BTreeSet::new)
+                        .insert(label("pod"));
+                }
+            }
+            Ok((up == expected).then_some(()))
+        },
+    );
+    if let Err(error) = waited {
+        let targets = prom.api("/api/v1/targets").unwrap_or_default();
+        return Err(Error::Unavailable(format!(
+            "{error}; up: {up:?}, expected {expected:?}\ntargets: {targets:#}\nprometheus log:\n{}",
+            prom.log()
+        )));
+    }
+    let mut metrics: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for series in prom.query(r#"count by (pod, __name__) ({__name__=~"sstp_.+"})"#)? {
+        let name = series["metric"]["__name__"].as_str().unwrap_or("");
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        metrics
+            .entry(series["metric"]["pod"].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .insert(base.to_owned());
+    }
+    let leaders = prom
+        .query(r#"sstp_operator_leader{job="sstp-operator"} == 1"#)?
+        .iter()
+        .filter_map(|series| series["metric"]["pod"].as_str().map(str::to_owned))
+        .collect();
+    Ok(Some(Discovered {
+        up,
+        metrics,
+        leaders,
+    }))
 }
 
 /// The node's InternalIP and the gateway Service's NodePorts (sstp, http).
@@ -1003,6 +1154,14 @@ fn installed() -> &'static Install {
     }
 }
 
+fn discovery() -> Option<&'static Discovered> {
+    installed();
+    match &outcome().discovered {
+        Ok(discovered) => discovered.as_ref(),
+        Err(reason) => panic!("the discovery step failed: {reason}"),
+    }
+}
+
 fn called() -> &'static Calls {
     installed();
     match &outcome().calls {
@@ -1263,4 +1422,53 @@ fn the_gateway_pods_log_json_audit_records_that_name_the_pod_and_the_kick() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn a_real_prometheus_finds_every_pod_and_documented_series_through_kubernetes_discovery() {
+    let install = installed();
+    let Some(found) = discovery() else {
+        eprintln!("skipped: Prometheus is not built (tests/prometheus/build)");
+        return;
+    };
+    let gateway_pods: BTreeSet<String> = install
+        .gateway_pods
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(found.up["sstp-gateway"], gateway_pods, "{found:#?}");
+    let operator_pods: BTreeSet<String> = install.operator_pods.iter().cloned().collect();
+    assert_eq!(found.up["sstp-operator"], operator_pods, "{found:#?}");
+    // Every series the gateway README documents, on each pod: what an alert or the dashboard
+    // selects is there from the start, not only once something happened.
+    let documented: BTreeSet<String> = documented::gateway().into_iter().map(|d| d.name).collect();
+    for pod in &gateway_pods {
+        assert_eq!(
+            found.metrics.get(pod),
+            Some(&documented),
+            "gateway pod {pod}"
+        );
+    }
+    let operator_documented: BTreeSet<String> =
+        documented::operator().into_iter().map(|d| d.name).collect();
+    for pod in &operator_pods {
+        let exposed = found.metrics.get(pod).cloned().unwrap_or_default();
+        // writes_total appears with the first write, which only the leader makes.
+        let missing: Vec<&String> = operator_documented
+            .difference(&exposed)
+            .filter(|name| name.as_str() != "sstp_operator_writes_total")
+            .collect();
+        assert!(missing.is_empty(), "operator pod {pod} lacks {missing:?}");
+        assert!(
+            exposed.is_subset(&operator_documented),
+            "{pod}: {exposed:?}"
+        );
+    }
+    assert_eq!(found.leaders.len(), 1, "one operator leads: {found:#?}");
+    let leader = found.leaders.first().unwrap();
+    assert!(
+        install.lease_holder.starts_with(leader.as_str()),
+        "the pod reporting leadership {leader} holds the Lease {}",
+        install.lease_holder
+    );
 }
