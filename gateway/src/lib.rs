@@ -12,14 +12,21 @@
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`) and the plain HTTP
 //!   server for `/sstp/ca.crt` and `/sstp/ca.crl`.
 //! - [`users_file`]: the users document, loaded from a file and reloaded on change.
+//! - [`k8s_source`]: the users document and the TLS Secret, watched through the Kubernetes API
+//!   when the gateway config names them (the operator's does), so changes apply within seconds.
 //! - [`client`]: the project's own SSTP client (tests, load tool).
 //! - [`tls`]: the rustls server configuration that follows its certificate files.
 //! - [`proxy_protocol`]: re-export of `sstp_proto::proxy_protocol`, the sans-IO PROXY
 //!   protocol v1/v2 header parser the listener runs before TLS.
 //! - [`listener`]: the SSTP port (limits, PROXY header, TLS handshake deadline).
+//! - [`pending`]: the budget of connections not logged in yet (a place each, a share per
+//!   source, the oldest of the biggest source evicted when full).
+//! - [`admission`]: a session whose credentials checked out, admitted before Success: the
+//!   user's session limit, `maxSessions`, an address.
 //! - `tls_sni`: reads the ClientHello's `server_name` before rustls, to explain and count the
 //!   names rustls refuses (`HOST:PORT` from `sstpc --tls-ext`).
-//! - [`session`]: one task per connection driving `sstp_proto::ServerConnection`.
+//! - [`session`]: one task per connection driving `sstp_proto::ServerConnection`, and its
+//!   audit records; `io_buffers`: that task's read and write buffers.
 //! - [`users`]: credential lookup, address allocation and the session registry.
 //! - [`throttle`]: auth-failure throttling per (user, source address).
 //! - [`dataplane`]: the TUN reader and writer tasks.

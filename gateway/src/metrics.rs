@@ -181,25 +181,25 @@ impl Metrics {
                 "sessions_total",
                 "SSTP session attempts by how their setup ended",
                 "result",
-                &SessionResult::ALL.map(SessionResult::as_label),
+                &SessionResult::ALL.map(SessionResult::metric_label),
             ),
             auth_failures_total: reg.counters(
                 "auth_failures_total",
                 "Failed PPP authentications by reason",
                 "reason",
-                &AuthFailureReason::ALL.map(AuthFailureReason::as_label),
+                &AuthFailureReason::ALL.map(AuthFailureReason::metric_label),
             ),
             bytes_total: reg.counters(
                 "bytes_total",
                 "IP bytes carried through tunnels",
                 "direction",
-                &Direction::ALL.map(Direction::as_label),
+                &Direction::ALL.map(Direction::metric_label),
             ),
             packets_total: reg.counters(
                 "packets_total",
                 "IP packets carried through tunnels",
                 "direction",
-                &Direction::ALL.map(Direction::as_label),
+                &Direction::ALL.map(Direction::metric_label),
             ),
             handshake_duration_seconds: reg.histogram(
                 "handshake_duration_seconds",
@@ -216,7 +216,7 @@ impl Metrics {
                 "users_reload_total",
                 "Users document loads by result",
                 "result",
-                &ReloadResult::ALL.map(ReloadResult::as_label),
+                &ReloadResult::ALL.map(ReloadResult::metric_label),
             ),
             certificate_expiry_timestamp_seconds: reg.gauge(
                 "certificate_expiry_timestamp_seconds",
@@ -226,7 +226,7 @@ impl Metrics {
                 "connections_rejected_total",
                 "Connections refused before they became SSTP sessions, by reason",
                 "reason",
-                &RejectReason::ALL.map(RejectReason::as_label),
+                &RejectReason::ALL.map(RejectReason::metric_label),
             ),
             connections_pending: reg.gauge(
                 "connections_pending",
@@ -236,19 +236,19 @@ impl Metrics {
                 "certificate_reload_total",
                 "Certificate file loads after start-up by result",
                 "result",
-                &ReloadResult::ALL.map(ReloadResult::as_label),
+                &ReloadResult::ALL.map(ReloadResult::metric_label),
             ),
             tun_packets_dropped_total: reg.counters(
                 "tun_packets_dropped_total",
                 "Packets from the TUN device that no session took, by reason",
                 "reason",
-                &DropReason::ALL.map(DropReason::as_label),
+                &DropReason::ALL.map(DropReason::metric_label),
             ),
             client_packets_dropped_total: reg.counters(
                 "client_packets_dropped_total",
                 "IP packets from clients that never reached the TUN device, by reason",
                 "reason",
-                &ClientDropReason::ALL.map(ClientDropReason::as_label),
+                &ClientDropReason::ALL.map(ClientDropReason::metric_label),
             ),
             sessions_closed_total: reg.counters(
                 "sessions_closed_total",
@@ -275,7 +275,7 @@ impl Metrics {
     pub fn session_established(&self, setup: Duration) {
         self.sessions_active.inc();
         self.sessions_total
-            .with_label_values(&[SessionResult::Established.as_label()])
+            .with_label_values(&[SessionResult::Established.metric_label()])
             .inc();
         self.handshake_duration_seconds.observe(setup.as_secs_f64());
     }
@@ -288,31 +288,31 @@ impl Metrics {
     /// A session attempt failed during setup.
     pub fn session_failed(&self, result: SessionResult) {
         self.sessions_total
-            .with_label_values(&[result.as_label()])
+            .with_label_values(&[result.metric_label()])
             .inc();
     }
 
     /// An authentication failed.
     pub fn auth_failure(&self, reason: AuthFailureReason) {
         self.auth_failures_total
-            .with_label_values(&[reason.as_label()])
+            .with_label_values(&[reason.metric_label()])
             .inc();
     }
 
     /// `packets` packets totalling `bytes` bytes went `direction`.
     pub fn traffic(&self, direction: Direction, packets: u64, bytes: u64) {
         self.packets_total
-            .with_label_values(&[direction.as_label()])
+            .with_label_values(&[direction.metric_label()])
             .inc_by(packets);
         self.bytes_total
-            .with_label_values(&[direction.as_label()])
+            .with_label_values(&[direction.metric_label()])
             .inc_by(bytes);
     }
 
     /// A connection was refused before it became a session.
     pub fn connection_rejected(&self, reason: RejectReason) {
         self.connections_rejected_total
-            .with_label_values(&[reason.as_label()])
+            .with_label_values(&[reason.metric_label()])
             .inc();
     }
 
@@ -327,14 +327,14 @@ impl Metrics {
     /// A packet from the TUN device was dropped.
     pub fn tun_packet_dropped(&self, reason: DropReason) {
         self.tun_packets_dropped_total
-            .with_label_values(&[reason.as_label()])
+            .with_label_values(&[reason.metric_label()])
             .inc();
     }
 
     /// Packets from a client were dropped before the TUN device.
     pub fn client_packets_dropped(&self, reason: ClientDropReason, packets: u64) {
         self.client_packets_dropped_total
-            .with_label_values(&[reason.as_label()])
+            .with_label_values(&[reason.metric_label()])
             .inc_by(packets);
     }
 
@@ -355,7 +355,7 @@ impl Metrics {
     /// A users document load finished; on success `users` is the number of users now in force.
     pub fn users_reloaded(&self, result: ReloadResult, users: Option<usize>) {
         self.users_reload_total
-            .with_label_values(&[result.as_label()])
+            .with_label_values(&[result.metric_label()])
             .inc();
         if let Some(users) = users {
             self.users_loaded
@@ -372,7 +372,7 @@ impl Metrics {
     /// A certificate reload finished.
     pub fn certificate_reloaded(&self, result: ReloadResult) {
         self.certificate_reload_total
-            .with_label_values(&[result.as_label()])
+            .with_label_values(&[result.metric_label()])
             .inc();
     }
 

@@ -178,7 +178,7 @@ impl DropReason {
     ];
 
     /// The metric label value.
-    pub fn as_label(self) -> &'static str {
+    pub fn metric_label(self) -> &'static str {
         match self {
             Self::NotIpv4 => "not_ipv4",
             Self::NoRoute => "no_route",

@@ -3,8 +3,9 @@
 //! sessions that enforces per-user limits and ends sessions whose user was disabled, expired or
 //! removed.
 //!
-//! The document arrives through a `watch` channel fed by a users source ([`crate::users_file`]
-//! today, a Kubernetes Secret watch later); nothing here knows where it came from.
+//! The document arrives through a `watch` channel fed by a users source (a file,
+//! [`crate::users_file`], or the Secret watched by [`crate::k8s_source`]); nothing here knows
+//! where it came from.
 
 use std::{
     collections::HashMap,

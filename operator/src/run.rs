@@ -403,8 +403,6 @@ fn policy<K: ResourceExt>(
 pub const DEFAULT_LEASE_DURATION: u64 = 15;
 /// Default renewal margin.
 pub const DEFAULT_LEASE_GRACE: u64 = 5;
-/// Unused marker so the constant type stays visible in docs.
-const _: Duration = Duration::from_secs(DEFAULT_LEASE_DURATION);
 
 #[cfg(test)]
 mod tests {

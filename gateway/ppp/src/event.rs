@@ -76,7 +76,6 @@ pub enum ClientEvent {
 
 /// Why a PPP link went down.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum DownReason {
     /// The peer sent an LCP Terminate-Request.
     PeerTerminated,
@@ -115,7 +114,7 @@ pub enum DownReason {
 impl DownReason {
     /// A stable lowercase label for metrics.
     #[must_use]
-    pub fn as_str(&self) -> &'static str {
+    pub fn metric_label(&self) -> &'static str {
         match self {
             Self::PeerTerminated => "peer_terminated",
             Self::LocalClose { .. } => "local_close",
@@ -139,7 +138,7 @@ impl fmt::Display for DownReason {
             Self::NotConverging { protocol } => write!(f, "{protocol}: not converging"),
             Self::PeerRejected { protocol } => write!(f, "{protocol}: rejected by peer"),
             Self::AuthFailed(reason) => write!(f, "authentication failed: {reason}"),
-            other => f.write_str(other.as_str()),
+            other => f.write_str(other.metric_label()),
         }
     }
 }

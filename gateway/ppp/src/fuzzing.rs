@@ -225,8 +225,10 @@ impl AddressAllocator for OneAddress {
     }
 }
 
-/// A fixed-seed generator: fuzzing needs reproducibility, not secrecy.
-struct XorShift(u64);
+/// xorshift64, a fixed-seed generator: fuzzing needs reproducibility (a crashing input replays),
+/// not secrecy; never use it outside fuzzing. sstp-proto's fuzz entry points use it too.
+#[derive(Debug)]
+pub struct XorShift(pub u64);
 
 impl TryRng for XorShift {
     type Error = Infallible;

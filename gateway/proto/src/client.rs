@@ -13,9 +13,9 @@ use sstp_ppp::{
 
 use crate::{
     attribute::{AttributeId, EncapsulatedProtocol, HashProtocol, NONCE_LEN, Status, StatusInfo},
+    common::CommonState,
     config::{CallConnectedTiming, ClientConfig},
     control::ControlMessage,
-    core::Core,
     crypto_binding::{self, CertHashes},
     deframer::Frame,
     event::{ClientEvent, CloseReason, SendError},
@@ -48,7 +48,7 @@ pub struct ClientConnection {
     config: ClientConfig,
     cert_hashes: CertHashes,
     nt_hash: NtHash,
-    core: Core,
+    common: CommonState,
     ppp: sstp_ppp::Client,
     state: State,
     negotiation: Option<Instant>,
@@ -75,13 +75,17 @@ impl ClientConnection {
         {
             config.correlation_id = Some(style.generate(&mut *rng));
         }
-        let mut core = Core::new(config.timers);
+        let mut common = CommonState::new(config.timers);
         if config.record {
-            core.recorded = Some(Vec::new());
+            common.recorded = Some(Vec::new());
         }
-        write_request(&mut core.tx, &config.host, config.correlation_id.as_deref());
-        let request = String::from_utf8_lossy(&core.tx).into_owned();
-        core.record(false, || RecordedPacket::Http(request));
+        write_request(
+            &mut common.tx,
+            &config.host,
+            config.correlation_id.as_deref(),
+        );
+        let request = String::from_utf8_lossy(&common.tx).into_owned();
+        common.record(false, || RecordedPacket::Http(request));
         Self {
             nt_hash: NtHash::from_password(&config.ppp.password),
             ppp: sstp_ppp::Client::new(config.ppp.clone(), rng),
@@ -89,7 +93,7 @@ impl ClientConnection {
             negotiation: Some(now + config.timers.negotiation),
             config,
             cert_hashes: server_cert,
-            core,
+            common,
             state: State::ExpectHttpResponse(ResponseParser::new()),
             ppp_started: false,
             ppp_down: false,
@@ -101,7 +105,7 @@ impl ClientConnection {
 
     /// Feeds bytes decrypted from the TLS stream.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
-        if self.core.is_closed() {
+        if self.common.is_closed() {
             return;
         }
         if let State::ExpectHttpResponse(parser) = &mut self.state {
@@ -109,13 +113,13 @@ impl ClientConnection {
                 Ok(None) => {}
                 Ok(Some(rest)) => {
                     let head = String::from_utf8_lossy(parser.head()).into_owned();
-                    self.core.record(true, || RecordedPacket::Http(head));
+                    self.common.record(true, || RecordedPacket::Http(head));
                     self.events.push_back(ClientEvent::HttpAccepted);
                     self.send_connect_request(now);
                     self.state = State::ExpectConnectAck { naks: 0 };
                     self.feed_sstp(now, &rest);
                 }
-                Err(err) => self.core.close_now(CloseReason::HttpResponse(err)),
+                Err(err) => self.common.close_now(CloseReason::HttpResponse(err)),
             }
         } else {
             self.feed_sstp(now, bytes);
@@ -125,20 +129,20 @@ impl ClientConnection {
 
     /// Fires the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.core.is_closed() {
+        if self.common.is_closed() {
             return;
         }
         if self.negotiation.is_some_and(|t| now >= t) {
             self.negotiation = None;
             if matches!(self.state, State::ExpectHttpResponse(_)) {
-                self.core.close_now(CloseReason::NegotiationTimeout);
+                self.common.close_now(CloseReason::NegotiationTimeout);
             } else {
                 let status = StatusInfo::new(AttributeId::NO_ERROR, Status::NEGOTIATION_TIMEOUT);
-                self.core
+                self.common
                     .abort(now, status, CloseReason::NegotiationTimeout);
             }
         }
-        self.core.handle_timeout(now);
+        self.common.handle_timeout(now);
         if self.ppp_running() {
             self.ppp.handle_timeout(now);
             self.drain_ppp(now);
@@ -149,12 +153,12 @@ impl ClientConnection {
     /// When [`ClientConnection::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.core.is_closed() {
+        if self.common.is_closed() {
             return None;
         }
-        let negotiation = self.negotiation.filter(|_| self.core.is_active());
+        let negotiation = self.negotiation.filter(|_| self.common.is_active());
         let ppp = self.ppp.poll_timeout().filter(|_| self.ppp_running());
-        [negotiation, self.core.poll_timeout(), ppp]
+        [negotiation, self.common.poll_timeout(), ppp]
             .into_iter()
             .flatten()
             .min()
@@ -162,7 +166,7 @@ impl ClientConnection {
 
     /// Appends every byte ready for the TLS stream to `out`.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) {
-        self.core.poll_transmit(out);
+        self.common.poll_transmit(out);
     }
 
     /// The next event, if any.
@@ -174,7 +178,7 @@ impl ClientConnection {
     /// The next IP packet received from the server, if any.
     #[must_use]
     pub fn poll_ip(&mut self) -> Option<&[u8]> {
-        self.core.ip_rx.pop()
+        self.common.ip_rx.pop()
     }
 
     /// Queues one IP packet for the server.
@@ -184,12 +188,12 @@ impl ClientConnection {
     pub fn send_ip(&mut self, packet: &[u8]) -> Result<(), SendError> {
         let ip_up = self.ip_up();
         let compression = self.compression();
-        self.core.send_ip(packet, ip_up, compression)
+        self.common.send_ip(packet, ip_up, compression)
     }
 
     /// The transcript kept since the last call, when [`ClientConfig::record`] is on.
     pub fn take_recorded(&mut self) -> Vec<Recorded> {
-        self.core
+        self.common
             .recorded
             .as_mut()
             .map(std::mem::take)
@@ -214,68 +218,68 @@ impl ClientConnection {
 
     /// Ends the call gracefully: LCP Terminate first if PPP is up, then CALL_DISCONNECT.
     pub fn disconnect(&mut self, now: Instant) {
-        if !self.core.is_active() {
+        if !self.common.is_active() {
             return;
         }
-        self.core.note(CloseReason::LocalDisconnect);
+        self.common.note(CloseReason::LocalDisconnect);
         match self.state {
-            State::ExpectHttpResponse(_) => self.core.close_now(CloseReason::LocalDisconnect),
+            State::ExpectHttpResponse(_) => self.common.close_now(CloseReason::LocalDisconnect),
             _ if self.ppp_running() && !self.ppp_down => {
                 self.ppp.close(now, "user disconnect");
                 self.drain_ppp(now);
             }
-            _ => self.core.disconnect(now, CloseReason::LocalDisconnect),
+            _ => self.common.disconnect(now, CloseReason::LocalDisconnect),
         }
         self.after_input();
     }
 
     /// The TLS stream is gone: clean up at once.
     pub fn transport_closed(&mut self) {
-        self.core.close_now(CloseReason::TransportClosed);
+        self.common.close_now(CloseReason::TransportClosed);
         self.after_input();
     }
 
     /// Whether the connection is over.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
+        self.common.is_closed()
     }
 
     fn ppp_running(&self) -> bool {
-        self.ppp_started && self.core.is_active()
+        self.ppp_started && self.common.is_active()
     }
 
     fn send_connect_request(&mut self, now: Instant) {
-        self.core.send(&ControlMessage::CallConnectRequest(
+        self.common.send(&ControlMessage::CallConnectRequest(
             EncapsulatedProtocol::PPP,
         ));
         self.negotiation = Some(now + self.config.timers.negotiation);
     }
 
     fn feed_sstp(&mut self, now: Instant, bytes: &[u8]) {
-        let mut deframer = std::mem::take(&mut self.core.deframer);
+        let mut deframer = std::mem::take(&mut self.common.deframer);
         let result = deframer.feed(bytes, |frame| self.handle_packet(now, frame));
-        self.core.deframer = deframer;
+        self.common.deframer = deframer;
         if let Err(err) = result {
-            self.core.close_now(CloseReason::Framing(err));
+            self.common.close_now(CloseReason::Framing(err));
         }
     }
 
     fn handle_packet(&mut self, now: Instant, frame: Frame<'_>) {
-        if self.core.is_closed() {
+        if self.common.is_closed() {
             return;
         }
-        self.core.packet_received(now);
+        self.common.packet_received(now);
         if frame.header.control {
             self.handle_control(now, frame.body());
-        } else if self.core.is_active() {
+        } else if self.common.is_active() {
             self.handle_data(now, frame.body());
         }
     }
 
     fn handle_data(&mut self, now: Instant, payload: &[u8]) {
         let ip_up = self.ip_up();
-        let Some(frame) = self.core.route_data(payload, ip_up) else {
+        let Some(frame) = self.common.route_data(payload, ip_up) else {
             return;
         };
         if matches!(
@@ -299,18 +303,18 @@ impl ClientConnection {
         let message = match ControlMessage::decode(body) {
             Ok(message) => message,
             // Everything is ignored during a teardown, even garbage (§3.1.2.1).
-            Err(_) if !self.core.is_active() => return,
+            Err(_) if !self.common.is_active() => return,
             Err(err) => {
                 let status = StatusInfo::new(AttributeId::NO_ERROR, Status::INVALID_FRAME_RECEIVED);
                 return self
-                    .core
+                    .common
                     .abort(now, status, CloseReason::InvalidMessage(err));
             }
         };
-        self.core
+        self.common
             .record(true, || RecordedPacket::Control(message.clone()));
         let connected = matches!(self.state, State::Connected);
-        if self.core.handle_common(now, &message, connected) {
+        if self.common.handle_common(now, &message, connected) {
             return;
         }
         match (&mut self.state, message) {
@@ -323,7 +327,7 @@ impl ClientConnection {
                         Status::VALUE_NOT_SUPPORTED,
                     );
                     return self
-                        .core
+                        .common
                         .abort(now, status, CloseReason::NoCommonHashProtocol);
                 };
                 self.state = State::ExpectAuthentication {
@@ -339,14 +343,14 @@ impl ClientConnection {
                 if *naks >= self.config.max_connect_naks {
                     let status =
                         StatusInfo::new(AttributeId::STATUS_INFO, Status::RETRY_COUNT_EXCEEDED);
-                    self.core
+                    self.common
                         .abort(now, status, CloseReason::RetryCountExceeded);
                 } else {
                     *naks += 1;
                     self.send_connect_request(now);
                 }
             }
-            (_, message) => self.core.abort_unexpected(now, &message),
+            (_, message) => self.common.abort_unexpected(now, &message),
         }
     }
 
@@ -373,9 +377,9 @@ impl ClientConnection {
                             compression,
                             &mut compressed,
                         );
-                        self.core.send_ppp(&compressed);
+                        self.common.send_ppp(&compressed);
                     }
-                    _ => self.core.send_ppp(&frame),
+                    _ => self.common.send_ppp(&frame),
                 }
                 if let (Some(hlak), false) = (early, before) {
                     self.send_call_connected(now, &hlak);
@@ -425,19 +429,20 @@ impl ClientConnection {
             return;
         };
         if let Some(Ok(message)) = bytes.get(4..).map(ControlMessage::decode) {
-            self.core.record(false, || RecordedPacket::Control(message));
+            self.common
+                .record(false, || RecordedPacket::Control(message));
         }
-        self.core.tx.extend_from_slice(&bytes);
+        self.common.tx.extend_from_slice(&bytes);
         self.state = State::Connected;
         self.negotiation = None;
-        self.core.start_hello(now);
+        self.common.start_hello(now);
         self.events
             .push_back(ClientEvent::Connected { hash_protocol });
     }
 
     fn on_ppp_event(&mut self, now: Instant, event: sstp_ppp::ClientEvent) {
         use sstp_ppp::ClientEvent as Ppp;
-        if !self.core.is_active() {
+        if !self.common.is_active() {
             return;
         }
         match event {
@@ -464,18 +469,18 @@ impl ClientConnection {
             }
             Ppp::Down { reason } => {
                 self.ppp_down = true;
-                self.core.disconnect(now, CloseReason::Ppp(reason));
+                self.common.disconnect(now, CloseReason::Ppp(reason));
             }
         }
     }
 
     fn after_input(&mut self) {
-        if !self.core.is_active() && self.ppp_started {
+        if !self.common.is_active() && self.ppp_started {
             self.ppp_started = false;
             self.ppp.lower_down();
             while self.ppp.poll_event().is_some() {}
         }
-        if let Some(reason) = self.core.take_closed() {
+        if let Some(reason) = self.common.take_closed() {
             self.events.push_back(ClientEvent::Closed { reason });
         }
     }
@@ -485,8 +490,8 @@ impl std::fmt::Debug for ClientConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConnection")
             .field("state", &self.state)
-            .field("teardown", &self.core.teardown)
-            .field("closed", &self.core.is_closed())
+            .field("teardown", &self.common.teardown)
+            .field("closed", &self.common.is_closed())
             .finish_non_exhaustive()
     }
 }

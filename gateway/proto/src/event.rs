@@ -134,7 +134,7 @@ pub enum CloseReason {
 impl CloseReason {
     /// A stable lowercase label for metrics.
     #[must_use]
-    pub fn as_str(&self) -> &'static str {
+    pub fn metric_label(&self) -> &'static str {
         match self {
             Self::HttpRejected(_) => "http_rejected",
             Self::HttpResponse(_) => "http_response",

@@ -108,10 +108,9 @@ pub fn server_session(data: &[u8]) {
 
 /// A fixed server for [`server_session`]: one user, one address, a deterministic generator.
 pub(crate) mod session {
-    use std::{convert::Infallible, net::Ipv4Addr, sync::Arc, time::Instant};
+    use std::{net::Ipv4Addr, sync::Arc, time::Instant};
 
-    use rand_core::TryRng;
-    use sstp_ppp::{AddressAllocator, AuthPolicy, Lookup, NtHash, UserLookup};
+    use sstp_ppp::{AddressAllocator, AuthPolicy, Lookup, NtHash, UserLookup, fuzzing::XorShift};
 
     use crate::{CertHashes, ServerConfig, ServerConnection};
 
@@ -137,32 +136,6 @@ pub(crate) mod session {
         fn release(&mut self, _addr: Ipv4Addr) {}
     }
 
-    /// xorshift64: deterministic, so a crashing input replays; never use outside fuzzing.
-    struct Xorshift(u64);
-
-    impl TryRng for Xorshift {
-        type Error = Infallible;
-
-        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-            Ok((self.try_next_u64()? >> 32) as u32)
-        }
-
-        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            Ok(self.0)
-        }
-
-        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-            for chunk in dst.chunks_mut(8) {
-                let bytes = self.try_next_u64()?.to_le_bytes();
-                chunk.copy_from_slice(bytes.get(..chunk.len()).unwrap_or_default());
-            }
-            Ok(())
-        }
-    }
-
     pub(crate) fn server(now: Instant) -> ServerConnection {
         let ppp = sstp_ppp::ServerConfig {
             auth: AuthPolicy {
@@ -181,7 +154,7 @@ pub(crate) mod session {
             CertHashes::from_der(b"fuzz"),
             Arc::new(OneUser),
             Box::new(OneAddress),
-            Box::new(Xorshift(0x9e37_79b9_7f4a_7c15)),
+            Box::new(XorShift(0x9e37_79b9_7f4a_7c15)),
             now,
         )
     }

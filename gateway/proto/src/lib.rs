@@ -42,9 +42,9 @@
 pub mod attribute;
 mod client;
 pub mod client_hello;
+mod common;
 mod config;
 pub mod control;
-mod core;
 pub mod crypto_binding;
 pub mod deframer;
 mod event;

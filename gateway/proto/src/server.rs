@@ -10,9 +10,9 @@ use crate::{
     attribute::{
         AttributeId, CryptoBindingRequest, EncapsulatedProtocol, NONCE_LEN, Status, StatusInfo,
     },
+    common::CommonState,
     config::ServerConfig,
     control::ControlMessage,
-    core::Core,
     crypto_binding::{self, CALL_CONNECTED_LEN, CertHashes},
     deframer::Frame,
     event::{CloseReason, SendError, ServerEvent},
@@ -44,7 +44,7 @@ enum State {
 pub struct ServerConnection {
     config: Arc<ServerConfig>,
     cert_hashes: CertHashes,
-    core: Core,
+    common: CommonState,
     ppp: sstp_ppp::Server,
     state: State,
     nonce: [u8; NONCE_LEN],
@@ -78,7 +78,7 @@ impl ServerConnection {
         rng.fill_bytes(&mut nonce);
         let ppp = sstp_ppp::Server::new(config.ppp.clone(), users, allocator, rng);
         Self {
-            core: Core::new(config.timers),
+            common: CommonState::new(config.timers),
             negotiation: Some(now + config.timers.negotiation),
             config,
             cert_hashes,
@@ -105,7 +105,7 @@ impl ServerConnection {
 
     /// Feeds bytes decrypted from the TLS stream.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
-        if self.core.is_closed() {
+        if self.common.is_closed() {
             return;
         }
         if let State::ExpectHttpRequest(parser) = &mut self.state {
@@ -114,11 +114,11 @@ impl ServerConnection {
                 Ok(Some(_)) if self.busy => {
                     let rejection = crate::http::Rejection::Busy;
                     tracing::debug!(%rejection, "HTTP request refused");
-                    rejection.write_response(&mut self.core.tx);
-                    self.core.close_now(CloseReason::HttpRejected(rejection));
+                    rejection.write_response(&mut self.common.tx);
+                    self.common.close_now(CloseReason::HttpRejected(rejection));
                 }
                 Ok(Some(request)) => {
-                    write_ok_response(&mut self.core.tx);
+                    write_ok_response(&mut self.common.tx);
                     self.events.push_back(ServerEvent::HttpAccepted {
                         host: request.host,
                         correlation_id: request.correlation_id,
@@ -128,8 +128,8 @@ impl ServerConnection {
                 }
                 Err(rejection) => {
                     tracing::debug!(%rejection, "HTTP request refused");
-                    rejection.write_response(&mut self.core.tx);
-                    self.core.close_now(CloseReason::HttpRejected(rejection));
+                    rejection.write_response(&mut self.common.tx);
+                    self.common.close_now(CloseReason::HttpRejected(rejection));
                 }
             }
         } else {
@@ -140,21 +140,21 @@ impl ServerConnection {
 
     /// Fires the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.core.is_closed() {
+        if self.common.is_closed() {
             return;
         }
         if self.negotiation.is_some_and(|t| now >= t) {
             self.negotiation = None;
             if matches!(self.state, State::ExpectHttpRequest(_)) {
                 // No SSTP yet, so no CALL_ABORT: just drop the connection.
-                self.core.close_now(CloseReason::NegotiationTimeout);
+                self.common.close_now(CloseReason::NegotiationTimeout);
             } else {
                 let status = StatusInfo::new(AttributeId::NO_ERROR, Status::NEGOTIATION_TIMEOUT);
-                self.core
+                self.common
                     .abort(now, status, CloseReason::NegotiationTimeout);
             }
         }
-        self.core.handle_timeout(now);
+        self.common.handle_timeout(now);
         if self.ppp_running() {
             self.ppp.handle_timeout(now);
             self.drain_ppp(now);
@@ -165,12 +165,12 @@ impl ServerConnection {
     /// When [`ServerConnection::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.core.is_closed() {
+        if self.common.is_closed() {
             return None;
         }
-        let negotiation = self.negotiation.filter(|_| self.core.is_active());
+        let negotiation = self.negotiation.filter(|_| self.common.is_active());
         let ppp = self.ppp.poll_timeout().filter(|_| self.ppp_running());
-        [negotiation, self.core.poll_timeout(), ppp]
+        [negotiation, self.common.poll_timeout(), ppp]
             .into_iter()
             .flatten()
             .min()
@@ -178,7 +178,7 @@ impl ServerConnection {
 
     /// Appends every byte ready for the TLS stream to `out`.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) {
-        self.core.poll_transmit(out);
+        self.common.poll_transmit(out);
     }
 
     /// The next event, if any.
@@ -190,7 +190,7 @@ impl ServerConnection {
     /// The next IP packet received from the peer, if any (IPv4 or IPv6, without PPP header).
     #[must_use]
     pub fn poll_ip(&mut self) -> Option<&[u8]> {
-        self.core.ip_rx.pop()
+        self.common.ip_rx.pop()
     }
 
     /// Queues one IP packet (IPv4 or IPv6) for the peer.
@@ -199,31 +199,31 @@ impl ServerConnection {
     /// [`SendError`] when the call or that IP version is not up, or the packet is too large.
     pub fn send_ip(&mut self, packet: &[u8]) -> Result<(), SendError> {
         let ip_up = self.ip_up();
-        self.core
+        self.common
             .send_ip(packet, ip_up, sstp_ppp::FrameCompression::default())
     }
 
     /// Ends the call gracefully (e.g. on SIGTERM): LCP Terminate first if PPP is up, then
     /// CALL_DISCONNECT, then [`ServerEvent::Closed`] once acknowledged or timed out.
     pub fn disconnect(&mut self, now: Instant) {
-        if !self.core.is_active() {
+        if !self.common.is_active() {
             return;
         }
-        self.core.note(CloseReason::LocalDisconnect);
+        self.common.note(CloseReason::LocalDisconnect);
         match self.state {
-            State::ExpectHttpRequest(_) => self.core.close_now(CloseReason::LocalDisconnect),
+            State::ExpectHttpRequest(_) => self.common.close_now(CloseReason::LocalDisconnect),
             _ if self.ppp_running() && !self.ppp_down => {
                 self.ppp.close(now, "administrative disconnect");
                 self.drain_ppp(now);
             }
-            _ => self.core.disconnect(now, CloseReason::LocalDisconnect),
+            _ => self.common.disconnect(now, CloseReason::LocalDisconnect),
         }
         self.after_input();
     }
 
     /// The TLS stream is gone: clean up at once without sending anything (§3.1.7.2).
     pub fn transport_closed(&mut self) {
-        self.core.close_now(CloseReason::TransportClosed);
+        self.common.close_now(CloseReason::TransportClosed);
         self.after_input();
     }
 
@@ -231,7 +231,7 @@ impl ServerConnection {
     /// (an HTTP error or the last control message may be pending), then close the transport.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
+        self.common.is_closed()
     }
 
     /// The address PPP assigned to the peer, if any.
@@ -241,34 +241,34 @@ impl ServerConnection {
     }
 
     fn ppp_running(&self) -> bool {
-        self.ppp_started && self.core.is_active()
+        self.ppp_started && self.common.is_active()
     }
 
     fn feed_sstp(&mut self, now: Instant, bytes: &[u8]) {
-        let mut deframer = std::mem::take(&mut self.core.deframer);
+        let mut deframer = std::mem::take(&mut self.common.deframer);
         let result = deframer.feed(bytes, |frame| self.handle_packet(now, frame));
-        self.core.deframer = deframer;
+        self.common.deframer = deframer;
         if let Err(err) = result {
             tracing::debug!(%err, "SSTP framing failed; dropping the connection");
-            self.core.close_now(CloseReason::Framing(err));
+            self.common.close_now(CloseReason::Framing(err));
         }
     }
 
     fn handle_packet(&mut self, now: Instant, frame: Frame<'_>) {
-        if self.core.is_closed() {
+        if self.common.is_closed() {
             return;
         }
-        self.core.packet_received(now);
+        self.common.packet_received(now);
         if frame.header.control {
             self.handle_control(now, frame.bytes);
-        } else if self.core.is_active() {
+        } else if self.common.is_active() {
             self.handle_data(now, frame.body());
         }
     }
 
     fn handle_data(&mut self, now: Instant, payload: &[u8]) {
         let ip_up = self.ip_up();
-        let Some(frame) = self.core.route_data(payload, ip_up) else {
+        let Some(frame) = self.common.route_data(payload, ip_up) else {
             return;
         };
         if matches!(
@@ -296,7 +296,7 @@ impl ServerConnection {
         };
         tracing::trace!(message = ?message.message_type(), "sstp receive");
         let connected = matches!(self.state, State::Connected);
-        if self.core.handle_common(now, &message, connected) {
+        if self.common.handle_common(now, &message, connected) {
             return;
         }
         match (&mut self.state, message) {
@@ -315,15 +315,15 @@ impl ServerConnection {
                         *early = Some(Box::new(raw));
                     }
                     // A second CALL_CONNECTED while the first still waits for the HLAK.
-                    (None, true) => self.core.abort_unexpected(now, &message),
+                    (None, true) => self.common.abort_unexpected(now, &message),
                 }
             }
-            (_, message) => self.core.abort_unexpected(now, &message),
+            (_, message) => self.common.abort_unexpected(now, &message),
         }
     }
 
     fn handle_invalid(&mut self, now: Instant, body: &[u8], err: DecodeError) {
-        if !self.core.is_active() {
+        if !self.common.is_active() {
             return;
         }
         tracing::debug!(%err, "invalid control message");
@@ -341,7 +341,7 @@ impl ServerConnection {
             }
             _ => {
                 let status = StatusInfo::new(AttributeId::NO_ERROR, Status::INVALID_FRAME_RECEIVED);
-                self.core
+                self.common
                     .abort(now, status, CloseReason::InvalidMessage(err));
             }
         }
@@ -356,7 +356,7 @@ impl ServerConnection {
             };
             return self.nak(now, vec![info]);
         }
-        self.core
+        self.common
             .send(&ControlMessage::CallConnectAck(CryptoBindingRequest {
                 hash_protocols: self.config.hash_protocols,
                 nonce: self.nonce,
@@ -375,11 +375,11 @@ impl ServerConnection {
         };
         if *naks >= self.config.max_connect_naks {
             let status = StatusInfo::new(AttributeId::STATUS_INFO, Status::RETRY_COUNT_EXCEEDED);
-            self.core
+            self.common
                 .abort(now, status, CloseReason::RetryCountExceeded);
         } else {
             *naks += 1;
-            self.core.send(&ControlMessage::CallConnectNak(infos));
+            self.common.send(&ControlMessage::CallConnectNak(infos));
         }
     }
 
@@ -388,7 +388,7 @@ impl ServerConnection {
             AttributeId::STATUS_INFO,
             Status::ATTRIB_NOT_SUPPORTED_IN_MSG,
         );
-        self.core
+        self.common
             .abort(now, status, CloseReason::InvalidMessage(err));
     }
 
@@ -408,7 +408,7 @@ impl ServerConnection {
                 tracing::debug!(hash = ?binding.hash_protocol, "crypto binding verified; call connected");
                 self.state = State::Connected;
                 self.negotiation = None;
-                self.core.start_hello(now);
+                self.common.start_hello(now);
                 self.events.push_back(ServerEvent::Connected {
                     hash_protocol: binding.hash_protocol,
                 });
@@ -416,7 +416,7 @@ impl ServerConnection {
             Err(err) => {
                 let status =
                     StatusInfo::new(AttributeId::CRYPTO_BINDING, Status::VALUE_NOT_SUPPORTED);
-                self.core
+                self.common
                     .abort(now, status, CloseReason::CryptoBinding(err));
             }
         }
@@ -427,7 +427,7 @@ impl ServerConnection {
         loop {
             while let Some(frame) = self.ppp.poll_transmit() {
                 if self.ppp_running() {
-                    self.core.send_ppp(&frame);
+                    self.common.send_ppp(&frame);
                 }
             }
             let Some(event) = self.ppp.poll_event() else {
@@ -439,7 +439,7 @@ impl ServerConnection {
 
     fn on_ppp_event(&mut self, now: Instant, event: sstp_ppp::ServerEvent) {
         use sstp_ppp::ServerEvent as Ppp;
-        if !self.core.is_active() {
+        if !self.common.is_active() {
             return;
         }
         match event {
@@ -472,7 +472,7 @@ impl ServerConnection {
             }
             Ppp::Down { reason } => {
                 self.ppp_down = true;
-                self.core.disconnect(now, CloseReason::Ppp(reason));
+                self.common.disconnect(now, CloseReason::Ppp(reason));
             }
         }
     }
@@ -480,13 +480,13 @@ impl ServerConnection {
     /// Once the call left the active state, PPP is told the link is gone (it gives the
     /// address back), and the single Closed event is queued when the connection is over.
     fn after_input(&mut self) {
-        if !self.core.is_active() && self.ppp_started {
+        if !self.common.is_active() && self.ppp_started {
             self.ppp_started = false;
             self.ppp.lower_down();
             while self.ppp.poll_event().is_some() {}
         }
-        if let Some(reason) = self.core.take_closed() {
-            tracing::debug!(reason = reason.as_str(), "connection closed");
+        if let Some(reason) = self.common.take_closed() {
+            tracing::debug!(reason = reason.metric_label(), "connection closed");
             self.events.push_back(ServerEvent::Closed { reason });
         }
     }
@@ -496,8 +496,8 @@ impl std::fmt::Debug for ServerConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConnection")
             .field("state", &self.state)
-            .field("teardown", &self.core.teardown)
-            .field("closed", &self.core.is_closed())
+            .field("teardown", &self.common.teardown)
+            .field("closed", &self.common.is_closed())
             .finish_non_exhaustive()
     }
 }

@@ -267,7 +267,7 @@ pub enum ClientError {
     #[error("the server refused the login: {0}")]
     AuthFailed(String),
     /// The call ended before (or while) the operation could complete.
-    #[error("the call ended: {}", .0.as_str())]
+    #[error("the call ended: {}", .0.metric_label())]
     Closed(CloseReason),
 }
 

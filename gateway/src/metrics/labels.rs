@@ -17,7 +17,7 @@ impl SessionResult {
     ];
 
     /// The `result` label value.
-    pub fn as_label(self) -> &'static str {
+    pub fn metric_label(self) -> &'static str {
         match self {
             Self::Established => "established",
             Self::AuthFailed => "auth_failed",
@@ -43,7 +43,7 @@ impl AuthFailureReason {
     ];
 
     /// The `reason` label value.
-    pub fn as_label(self) -> &'static str {
+    pub fn metric_label(self) -> &'static str {
         match self {
             Self::UnknownUser => "unknown_user",
             Self::BadCredentials => "bad_credentials",
@@ -63,7 +63,7 @@ impl Direction {
     pub const ALL: [Self; 2] = [Self::FromClient, Self::ToClient];
 
     /// The `direction` label value.
-    pub fn as_label(self) -> &'static str {
+    pub fn metric_label(self) -> &'static str {
         match self {
             Self::FromClient => "from_client",
             Self::ToClient => "to_client",
@@ -88,7 +88,7 @@ impl RejectReason {
     ];
 
     /// The `reason` label value.
-    pub fn as_label(self) -> &'static str {
+    pub fn metric_label(self) -> &'static str {
         match self {
             Self::MaxSessions => "max_sessions",
             Self::PerSourceLimit => "per_source_limit",
@@ -110,7 +110,7 @@ impl ClientDropReason {
     pub const ALL: [Self; 2] = [Self::ForeignSource, Self::TunQueueFull];
 
     /// The `reason` label value.
-    pub fn as_label(self) -> &'static str {
+    pub fn metric_label(self) -> &'static str {
         match self {
             Self::ForeignSource => "foreign_source",
             Self::TunQueueFull => "tun_queue_full",
@@ -123,7 +123,7 @@ impl ReloadResult {
     pub const ALL: [Self; 2] = [Self::Success, Self::Error];
 
     /// The `result` label value.
-    pub fn as_label(self) -> &'static str {
+    pub fn metric_label(self) -> &'static str {
         match self {
             Self::Success => "success",
             Self::Error => "error",

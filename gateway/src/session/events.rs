@@ -31,7 +31,7 @@ impl Session {
                     self.on_authenticated(&username);
                 }
                 ServerEvent::AuthFailed { username, reason } => {
-                    debug!(user = ?username, reason = reason.as_str(), "authentication failed");
+                    debug!(user = ?username, reason = reason.metric_label(), "authentication failed");
                     self.on_auth_failed(username.as_deref(), reason);
                 }
                 ServerEvent::Connected { hash_protocol } => {
@@ -77,9 +77,9 @@ impl Session {
             AuthFailure::SessionLimit => Some(AuthFailureReason::SessionLimit),
             AuthFailure::AddressExhausted => Some(AuthFailureReason::AddressExhausted),
             AuthFailure::GatewayFull => Some(AuthFailureReason::GatewayFull),
-            // Counted as a setup timeout when the connection closes; future reasons as a
-            // negotiation failure.
-            _ => None,
+            // Counted as a setup timeout when the connection closes. No wildcard: a new reason
+            // must be mapped here (or left out on purpose) before this compiles.
+            AuthFailure::Timeout => None,
         };
         if let Some(label) = label {
             self.shared.metrics.auth_failure(label);
@@ -89,7 +89,7 @@ impl Session {
                 self.id,
                 username,
                 self.client,
-                label.as_label(),
+                label.metric_label(),
             );
         }
         // Only guesses count toward the throttle; a refusal because of the throttle does not
@@ -127,7 +127,7 @@ impl Session {
         let label = if self.stalled {
             WRITE_STALLED
         } else {
-            reason.as_str()
+            reason.metric_label()
         };
         debug!(reason = label, "connection closed");
         self.close_label = Some(label);

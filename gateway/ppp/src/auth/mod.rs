@@ -86,7 +86,6 @@ pub enum AuthMethod {
 /// the distinction is for logs and metrics only. The three refusals after verified credentials
 /// ([`crate::Refusal`]) are told to the peer (E=649 with a message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum AuthFailure {
     /// The password does not match.
     BadPassword,
@@ -125,7 +124,7 @@ impl From<crate::Refusal> for AuthFailure {
 impl AuthFailure {
     /// A stable lowercase label for metrics.
     #[must_use]
-    pub fn as_str(self) -> &'static str {
+    pub fn metric_label(self) -> &'static str {
         match self {
             Self::BadPassword => "bad_password",
             Self::UnknownUser => "unknown_user",
@@ -144,7 +143,7 @@ impl AuthFailure {
 
 impl fmt::Display for AuthFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.metric_label())
     }
 }
 

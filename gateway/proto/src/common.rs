@@ -51,10 +51,10 @@ struct Hello {
     echo_sent: bool,
 }
 
-/// Shared connection machinery. The owner (server or client) checks [`Core::take_closed`]
+/// Shared connection machinery. The owner (server or client) checks [`CommonState::take_closed`]
 /// after every input to report the single `Closed` event.
 #[derive(Debug)]
-pub(crate) struct Core {
+pub(crate) struct CommonState {
     pub(crate) timers: Timers,
     pub(crate) deframer: Deframer,
     /// Bytes ready for the transport.
@@ -70,7 +70,7 @@ pub(crate) struct Core {
     closed_reported: bool,
 }
 
-impl Core {
+impl CommonState {
     pub(crate) fn new(timers: Timers) -> Self {
         Self {
             timers,
@@ -146,7 +146,7 @@ impl Core {
         if !self.is_active() {
             return;
         }
-        tracing::debug!(reason = reason.as_str(), ?status, "aborting call");
+        tracing::debug!(reason = reason.metric_label(), ?status, "aborting call");
         self.note(reason);
         self.send(&ControlMessage::CallAbort(Some(status)));
         self.teardown = Some(Teardown::AbortPending(now + self.timers.abort_1));
@@ -168,7 +168,7 @@ impl Core {
         if !self.is_active() {
             return;
         }
-        tracing::debug!(reason = reason.as_str(), "disconnecting call");
+        tracing::debug!(reason = reason.metric_label(), "disconnecting call");
         self.note(reason);
         self.send(&ControlMessage::CallDisconnect(
             Some(StatusInfo::no_error()),
@@ -302,7 +302,7 @@ impl Core {
     }
 }
 
-impl Core {
+impl CommonState {
     /// Sorts the payload of a data packet: IP frames are queued for the owner when `ip_up`
     /// allows their protocol and dropped otherwise (§3.3.5.2.3: no data before the call is
     /// connected); PPP control frames are returned for the PPP layer.
