@@ -60,6 +60,3 @@ pub mod users_file;
 
 mod io_buffers;
 mod tls_sni;
-
-#[cfg(test)]
-mod netns;

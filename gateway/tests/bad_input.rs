@@ -7,7 +7,7 @@ mod common;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use common::{Harness, USERS, in_netns, metric, ping, runtime, start};
+use common::{Harness, USERS, in_new_netns, metric, ping, runtime, start};
 use rustls::pki_types::ServerName;
 use sstp_gateway::client::tls_config_with_ca;
 use tokio::{
@@ -34,7 +34,7 @@ where
     F: FnOnce(Arc<Harness>) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    in_netns(test, move || {
+    in_new_netns(test, move || {
         runtime().block_on(async move {
             let h = Arc::new(start(test, |_| {}).await);
             let (mut good, addr) = h.connect(USERS[0].0, USERS[0].1).await;
@@ -243,7 +243,7 @@ fn a_client_that_never_authenticates_is_dropped_at_the_negotiation_deadline() {
 
 #[test]
 fn without_the_expected_proxy_header_a_connection_is_refused_and_counted() {
-    in_netns("proxy_missing", || {
+    in_new_netns("proxy_missing", || {
         runtime().block_on(async {
             let h = start("proxymissing", |c| {
                 c.proxy_protocol = true;

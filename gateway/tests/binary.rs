@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Reaper, TestDir, client_options, http_get, in_netns, ping, runtime};
+use common::{Reaper, TestDir, client_options, http_get, in_new_netns, ping, runtime};
 use sstp_api::UsersDocument;
 use sstp_gateway::client::Client;
 use sstp_proto::CloseReason;
@@ -112,7 +112,7 @@ fn the_user_commands_edit_the_file_keep_other_fields_and_never_store_the_passwor
 
 #[test]
 fn sigterm_disconnects_clients_removes_the_tun_device_and_nft_table_and_exits_zero() {
-    in_netns("sigterm", || {
+    in_new_netns("sigterm", || {
         let dir = TestDir::new("sigterm");
         let data = dir.0.join("data");
         std::fs::create_dir_all(&data).unwrap();
@@ -192,7 +192,7 @@ fn sigterm_disconnects_clients_removes_the_tun_device_and_nft_table_and_exits_ze
 
 #[test]
 fn run_with_a_config_file_serves_and_stops_on_sigterm() {
-    in_netns("run_config", || {
+    in_new_netns("run_config", || {
         let dir = TestDir::new("run-config");
         let users = dir.0.join("users.json");
         user_add(&users, "bob", "bob-password");
@@ -260,7 +260,7 @@ fn run_with_a_config_file_serves_and_stops_on_sigterm() {
 
 #[test]
 fn readyz_waits_until_the_users_document_is_in_force() {
-    in_netns("readyz_users", || {
+    in_new_netns("readyz_users", || {
         let dir = TestDir::new("readyz-users");
         let (config, users) = minimal_run_config(&dir, 6);
         let child = Command::new(BIN)
@@ -289,7 +289,7 @@ fn readyz_waits_until_the_users_document_is_in_force() {
 
 #[test]
 fn readyz_waits_for_ipv4_forwarding_and_the_log_says_what_to_set() {
-    in_netns("readyz_forwarding", || {
+    in_new_netns("readyz_forwarding", || {
         let sysctl = "/proc/sys/net/ipv4/ip_forward";
         std::fs::write(sysctl, "0\n").unwrap();
         let dir = TestDir::new("readyz-forwarding");
@@ -418,7 +418,7 @@ fn minimal_run_config(dir: &TestDir, prefix: u8) -> (std::path::PathBuf, std::pa
 /// container) is refused with the fix named.
 #[test]
 fn enable_ip_forward_turns_forwarding_on_and_explains_a_read_only_proc_sys() {
-    in_netns("enable_ip_forward", || {
+    in_new_netns("enable_ip_forward", || {
         let sysctl = "/proc/sys/net/ipv4/ip_forward";
         // A new namespace inherits the host's value; start from off whatever the host has.
         std::fs::write(sysctl, "0\n").unwrap();

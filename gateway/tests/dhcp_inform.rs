@@ -8,7 +8,7 @@ mod common;
 use std::{net::Ipv4Addr, time::Duration};
 
 use bytes::Bytes;
-use common::{USERS, in_netns, ping, runtime, start};
+use common::{USERS, in_new_netns, ping, runtime, start};
 use sstp_gateway::client::Client;
 use sstp_ppp::dhcp_inform::{Ack, ClasslessRoute, parse_ack};
 
@@ -75,7 +75,7 @@ fn ack_for(xid: u32) -> impl Fn(&[u8]) -> Option<Ack> {
 
 #[test]
 fn a_dhcpinform_through_the_tunnel_gets_the_configured_routes_back() {
-    in_netns("dhcp_inform_routes", || {
+    in_new_netns("dhcp_inform_routes", || {
         runtime().block_on(async {
             let h = start("dhcproutes", |config| {
                 config.routes = ["10.17.0.0/16", "192.168.1.0/24", "198.51.100.7/32"]
@@ -118,7 +118,7 @@ fn a_dhcpinform_through_the_tunnel_gets_the_configured_routes_back() {
 
 #[test]
 fn without_routes_a_dhcpinform_is_forwarded_like_any_packet() {
-    in_netns("dhcp_inform_none", || {
+    in_new_netns("dhcp_inform_none", || {
         runtime().block_on(async {
             let h = start("dhcpnone", |_| {}).await;
             let (mut client, addr) = h.connect(USERS[0].0, USERS[0].1).await;

@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Reaper, TestDir, client_options, http_get, in_netns, metric, ping, runtime};
+use common::{Reaper, TestDir, client_options, http_get, in_new_netns, metric, ping, runtime};
 use rustls::pki_types::ServerName;
 use sstp_gateway::client::{Client, tls_config_with_ca};
 use sstp_proto::{CertHashes, ClientConnection, ClientEvent, ControlMessage};
@@ -358,7 +358,7 @@ const FLOOD_RSS_CAP_KIB: u64 = 32 * 1024;
 
 #[test]
 fn clients_that_flood_and_never_read_hold_bounded_memory_and_are_cut_off() {
-    in_netns("hostile_flood", || {
+    in_new_netns("hostile_flood", || {
         let gateway = Gateway::start(
             "hostile-flood",
             r#"{ "negotiationTimeoutSeconds": 6, "writeStallTimeoutSeconds": 3 }"#,
@@ -455,7 +455,7 @@ async fn attacker(
 
 #[test]
 fn idle_and_stalled_connections_from_many_sources_never_keep_a_user_out() {
-    in_netns("hostile_pending", || {
+    in_new_netns("hostile_pending", || {
         raise_nofile();
         // The gateway's defaults: 256 pending, 32 per source, 10 s handshake deadline.
         let gateway = Gateway::start("hostile-pending", "{}");

@@ -7,7 +7,7 @@ mod common;
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use common::{USERS, in_netns, metric, ping, replace_file, runtime, start, users_document};
+use common::{USERS, in_new_netns, metric, ping, replace_file, runtime, start, users_document};
 use sstp_gateway::client::Client;
 
 /// Connects and expects the call to fail (refused at TCP/TLS or closed during setup).
@@ -25,7 +25,7 @@ async fn refused(options: sstp_gateway::client::ClientOptions) {
 
 #[test]
 fn a_users_max_sessions_refuses_the_extra_session_and_counts_it() {
-    in_netns("max_per_user", || {
+    in_new_netns("max_per_user", || {
         runtime().block_on(async {
             let h = start("maxperuser", |_| {}).await;
             let reloads = r#"sstp_users_reload_total{result="success"}"#;
@@ -72,7 +72,7 @@ fn assert_refusal(message: &str, text: &str) {
 
 #[test]
 fn an_exhausted_pool_is_refused_at_authentication_with_its_reason_and_counted() {
-    in_netns("pool_refusal", || {
+    in_new_netns("pool_refusal", || {
         runtime().block_on(async {
             // A /30: the gateway's address and one client address.
             let h = start("poolrefusal", |c| {
@@ -102,7 +102,7 @@ fn an_exhausted_pool_is_refused_at_authentication_with_its_reason_and_counted() 
 
 #[test]
 fn a_static_address_goes_to_its_user_and_never_to_anyone_else() {
-    in_netns("static_address", || {
+    in_new_netns("static_address", || {
         runtime().block_on(async {
             let h = start("static", |_| {}).await;
             let fixed = Ipv4Addr::new(10, 77, 0, 2);
@@ -127,7 +127,7 @@ fn a_static_address_goes_to_its_user_and_never_to_anyone_else() {
 
 #[test]
 fn disabling_a_user_and_reaching_expires_at_end_sessions_and_refuse_logins() {
-    in_netns("disable_expire", || {
+    in_new_netns("disable_expire", || {
         runtime().block_on(async {
             let h = start("disexp", |_| {}).await;
             let (mut alice, _) = h.connect(USERS[0].0, USERS[0].1).await;
@@ -160,7 +160,7 @@ fn disabling_a_user_and_reaching_expires_at_end_sessions_and_refuse_logins() {
 
 #[test]
 fn an_idle_session_is_ended_after_the_idle_timeout() {
-    in_netns("idle", || {
+    in_new_netns("idle", || {
         runtime().block_on(async {
             let h = start("idle", |c| c.limits.idle_timeout_seconds = Some(1)).await;
             let (mut client, _) = h.connect(USERS[0].0, USERS[0].1).await;
@@ -194,7 +194,7 @@ async fn closed_by_gateway(stream: &mut tokio::net::TcpStream) -> bool {
 
 #[test]
 fn the_session_cap_answers_503_and_the_per_source_share_counts_only_pending_connections() {
-    in_netns("caps", || {
+    in_new_netns("caps", || {
         runtime().block_on(async {
             let h = start("caps", |c| {
                 c.limits.max_sessions = 3;
@@ -260,7 +260,7 @@ fn v1_header(client: &str) -> Vec<u8> {
 
 #[test]
 fn proxy_headers_are_honoured_only_from_trusted_proxies_and_key_the_limits_and_the_throttle() {
-    in_netns("proxy", || {
+    in_new_netns("proxy", || {
         runtime().block_on(async {
             let h = start("proxy", |c| {
                 c.proxy_protocol = true;

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Harness, USERS, in_netns, ping, replace_file, runtime, start, users_document};
+use common::{Harness, USERS, in_new_netns, ping, replace_file, runtime, start, users_document};
 use rustls::pki_types::pem::PemObject;
 use sstp_gateway::client::{Client, ClientError};
 use sstp_proto::CloseReason;
@@ -22,7 +22,7 @@ const SESSIONS: usize = 200;
 
 #[test]
 fn two_hundred_sessions_get_distinct_addresses_carry_traffic_and_give_the_pool_back() {
-    in_netns("many_sessions", || {
+    in_new_netns("many_sessions", || {
         runtime().block_on(async {
             let h = Arc::new(start("many", |_| {}).await);
             let (name, password) = USERS[2];
@@ -99,7 +99,7 @@ fn two_hundred_sessions_get_distinct_addresses_carry_traffic_and_give_the_pool_b
 
 #[test]
 fn removing_a_user_from_the_file_ends_their_session_within_two_seconds() {
-    in_netns("remove_user", || {
+    in_new_netns("remove_user", || {
         runtime().block_on(async {
             let h = start("remove", |_| {}).await;
             let (mut alice, _) = h.connect(USERS[0].0, USERS[0].1).await;
@@ -134,7 +134,7 @@ fn removing_a_user_from_the_file_ends_their_session_within_two_seconds() {
 
 #[test]
 fn a_users_file_with_a_syntax_error_keeps_the_last_good_document() {
-    in_netns("parse_error", || {
+    in_new_netns("parse_error", || {
         runtime().block_on(async {
             let h = start("parse", |_| {}).await;
             replace_file(
@@ -155,7 +155,7 @@ fn a_users_file_with_a_syntax_error_keeps_the_last_good_document() {
 
 #[test]
 fn a_wrong_password_is_refused_and_counted() {
-    in_netns("wrong_password", || {
+    in_new_netns("wrong_password", || {
         runtime().block_on(async {
             let h = start("wrongpw", |_| {}).await;
             let mut client = Client::connect(h.options(USERS[0].0, "not-the-password"))
@@ -192,7 +192,7 @@ fn a_wrong_password_is_refused_and_counted() {
 /// alice from 127.0.0.2 still gets in.
 #[test]
 fn after_ten_failures_the_pair_is_throttled_but_the_user_from_another_source_gets_in() {
-    in_netns("throttle", || {
+    in_new_netns("throttle", || {
         runtime().block_on(async {
             let h = start("throttle", |_| {}).await;
             let attacker: IpAddr = "127.0.0.1".parse().unwrap();
@@ -232,7 +232,7 @@ fn after_ten_failures_the_pair_is_throttled_but_the_user_from_another_source_get
 /// while an established session keeps running on the old one.
 #[test]
 fn a_replaced_certificate_serves_new_connections_and_the_established_session_stays() {
-    in_netns("cert_reload", || {
+    in_new_netns("cert_reload", || {
         runtime().block_on(async {
             let h: Harness = start("certreload", |_| {}).await;
             let (mut old, old_addr) = h.connect(USERS[0].0, USERS[0].1).await;
@@ -281,7 +281,7 @@ fn reissue_server_cert(pki: &std::path::Path) {
 /// TLS 1.2: the tunnel comes up and carries traffic.
 #[test]
 fn an_rsa_certificate_chain_from_files_works_over_tls_1_2() {
-    in_netns("rsa_tls12", || {
+    in_new_netns("rsa_tls12", || {
         runtime().block_on(async {
             use sstp_api::gateway_config::{TlsConfig, TlsFiles};
             use sstp_gateway::pki::{

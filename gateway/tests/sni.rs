@@ -14,7 +14,7 @@ mod common;
 
 use std::{error::Error, time::Duration};
 
-use common::{USERS, in_netns, metric, ping, runtime, start, wait_for_metric};
+use common::{USERS, in_new_netns, metric, ping, runtime, start, wait_for_metric};
 use rustls::{ClientConnection, pki_types::ServerName};
 use sstp_gateway::client::tls_config_with_ca;
 use tokio::{
@@ -84,7 +84,7 @@ fn recut(hello: &[u8], size: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_client_hello_cut_into_many_records_and_reads_still_completes_the_handshake() {
-    in_netns("sni_recut", || {
+    in_new_netns("sni_recut", || {
         runtime().block_on(async {
             let h = start("sni_recut", |_| {}).await;
             // 100-byte records, each in its own TCP write (rustls itself refuses a ClientHello
@@ -105,7 +105,7 @@ fn a_client_hello_cut_into_many_records_and_reads_still_completes_the_handshake(
 
 #[test]
 fn host_port_sni_is_refused_with_illegal_parameter_and_counted_as_invalid_sni() {
-    in_netns("sni_host_port", || {
+    in_new_netns("sni_host_port", || {
         runtime().block_on(async {
             let h = start("sni_host_port", |_| {}).await;
             let (mut good, addr) = h.connect(USERS[0].0, USERS[0].1).await;
@@ -148,7 +148,7 @@ fn host_port_sni_is_refused_with_illegal_parameter_and_counted_as_invalid_sni() 
 
 #[test]
 fn rewriting_the_client_hello_for_rustls_would_break_the_handshake_transcript() {
-    in_netns("sni_rewrite", || {
+    in_new_netns("sni_rewrite", || {
         runtime().block_on(async {
             let h = start("sni_rewrite", |_| {}).await;
             // The gentlest rewrite there is: the same name in upper case (DNS names compare

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Harness, USERS, in_netns, ping, runtime, start};
+use common::{Harness, USERS, in_new_netns, ping, runtime, start};
 use rustls::{CipherSuite, ProtocolVersion, pki_types::ServerName};
 use sstp_api::gateway_config::{TlsConfig, TlsFiles};
 use sstp_gateway::{
@@ -401,21 +401,21 @@ async fn windows_call(test: &str, profile: ClientProfile, multilink: bool) {
 
 #[test]
 fn windows10_profile_against_the_gateway_gets_every_answer_windows_needs() {
-    in_netns("windows10", || {
+    in_new_netns("windows10", || {
         runtime().block_on(windows_call("win10", ClientProfile::Windows10, false));
     });
 }
 
 #[test]
 fn windows10_profile_with_multilink_gets_mrru_and_endpoint_rejected_too() {
-    in_netns("windows10_multilink", || {
+    in_new_netns("windows10_multilink", || {
         runtime().block_on(windows_call("win10ml", ClientProfile::Windows10, true));
     });
 }
 
 #[test]
 fn windows11_profile_against_the_gateway_gets_every_answer_windows_needs() {
-    in_netns("windows11", || {
+    in_new_netns("windows11", || {
         runtime().block_on(windows_call("win11", ClientProfile::Windows11, false));
     });
 }
@@ -424,7 +424,7 @@ fn windows11_profile_against_the_gateway_gets_every_answer_windows_needs() {
 /// the gateway, which configures no ALPN, must complete the handshake either way.
 #[test]
 fn a_windows_client_offering_alpn_http11_is_served() {
-    in_netns("windows_alpn", || {
+    in_new_netns("windows_alpn", || {
         runtime().block_on(async {
             let (h, _certs) = rsa_gateway("winalpn").await;
             for profile in [ClientProfile::Windows10, ClientProfile::Windows11] {
@@ -448,7 +448,7 @@ fn a_windows_client_offering_alpn_http11_is_served() {
 /// must take both: the Windows 11 profile with uncompressed frames still works end to end.
 #[test]
 fn windows_profile_sending_uncompressed_frames_works_too() {
-    in_netns("windows_uncompressed", || {
+    in_new_netns("windows_uncompressed", || {
         runtime().block_on(async {
             let (h, _certs) = rsa_gateway("winplain").await;
             let mut options = windows_options(&h, h.gateway.sstp_addr, ClientProfile::Windows11);
@@ -476,7 +476,7 @@ fn windows_profile_sending_uncompressed_frames_works_too() {
 /// CALL_ABORT and the call ends cleanly.
 #[test]
 fn a_windows_call_abort_with_status_info_is_answered_with_an_abort() {
-    in_netns("windows_abort", || {
+    in_new_netns("windows_abort", || {
         runtime().block_on(async {
             let (h, _certs) = rsa_gateway("winabort").await;
             let mut options = windows_options(&h, h.gateway.sstp_addr, ClientProfile::Windows10);
@@ -515,7 +515,7 @@ fn a_windows_call_abort_with_status_info_is_answered_with_an_abort() {
 /// first suite of its list, and the call works.
 #[test]
 fn windows10_against_the_default_ecdsa_certificate_uses_ecdhe_ecdsa_aes256_gcm() {
-    in_netns("windows10_ecdsa", || {
+    in_new_netns("windows10_ecdsa", || {
         runtime().block_on(async {
             let h = start("win10ecdsa", |_| {}).await;
             let mut base =

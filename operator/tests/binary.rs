@@ -6,29 +6,17 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
 use kube::{Api, api::PostParams};
 use sstp_api::SstpGateway;
-use sstp_e2e::{ControlPlane, Error, TestNamespace, eventually};
+use sstp_e2e::{ControlPlane, Error, TestNamespace, eventually, reaper::Reaper};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sstp-operator");
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Kills the child on drop so a failing test leaves no process behind.
-struct Reaper(Option<Child>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

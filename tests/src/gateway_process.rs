@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::OnceLock,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use nix::{
@@ -17,7 +17,7 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::Error;
+use crate::{Error, poll_until};
 
 /// How often the waits below look again.
 const POLL: Duration = Duration::from_millis(50);
@@ -196,24 +196,23 @@ impl GatewayProcess {
     }
 
     fn wait_ready(&mut self) -> Result<(), Error> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        // Some(None): ready; Some(Some(status)): exited while starting.
+        let outcome = poll_until(START_TIMEOUT, POLL, || {
             if let Some(status) = self.try_wait()? {
-                return Err(Error::Unavailable(format!(
-                    "the gateway exited ({status}) while starting; its log:\n{}",
-                    self.log()
-                )));
+                return Ok(Some(Some(status)));
             }
-            if let Ok((200, _)) = http_get(self.admin, "/readyz") {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Unavailable(format!(
-                    "the gateway was not ready within {START_TIMEOUT:?}; its log:\n{}",
-                    self.log()
-                )));
-            }
-            std::thread::sleep(POLL);
+            Ok(matches!(http_get(self.admin, "/readyz"), Ok((200, _))).then_some(None))
+        })?;
+        match outcome {
+            Some(None) => Ok(()),
+            Some(Some(status)) => Err(Error::Unavailable(format!(
+                "the gateway exited ({status}) while starting; its log:\n{}",
+                self.log()
+            ))),
+            None => Err(Error::Unavailable(format!(
+                "the gateway was not ready within {START_TIMEOUT:?}; its log:\n{}",
+                self.log()
+            ))),
         }
     }
 
@@ -291,19 +290,10 @@ impl GatewayProcess {
 
     /// Waits up to `timeout` for the process to exit and returns its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: "the gateway to exit".into(),
-                    after: timeout,
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+        poll_until(timeout, POLL, || self.try_wait())?.ok_or_else(|| Error::Timeout {
+            what: "the gateway to exit".into(),
+            after: timeout,
+        })
     }
 
     fn try_wait(&mut self) -> Result<Option<ExitStatus>, Error> {

@@ -16,6 +16,9 @@
 //! checksummed bulk transfers inside that namespace, and [`vm`] boots the VM in which the real
 //! SSTP client (sstpc + pppd) runs. [`prometheus`] runs the real Prometheus and promtool (built by
 //! `tests/prometheus/build`) against them.
+//!
+//! For the gateway's own tests: [`thread_netns`] runs a body in a throwaway network namespace
+//! and [`reaper::Reaper`] kills a child process when its test ends.
 
 mod control_plane;
 mod error;
@@ -23,6 +26,8 @@ pub mod gateway_process;
 mod namespace;
 pub mod netns;
 pub mod prometheus;
+pub mod reaper;
+pub mod thread_netns;
 pub mod transfer_server;
 pub mod vm;
 mod wait;
@@ -31,4 +36,4 @@ pub mod workspace_bins;
 pub use control_plane::{ControlPlane, k8s_bin_dir};
 pub use error::Error;
 pub use namespace::TestNamespace;
-pub use wait::eventually;
+pub use wait::{eventually, poll_until};

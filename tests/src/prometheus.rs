@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::{
     Error,
     gateway_process::{free_port, http_get},
+    poll_until,
 };
 
 pub mod documented;
@@ -220,24 +221,23 @@ impl Prometheus {
     }
 
     fn wait_ready(&mut self) -> Result<(), Error> {
-        let began = Instant::now();
-        loop {
+        // Some(None): ready; Some(Some(status)): exited while starting.
+        let outcome = poll_until(START_TIMEOUT, POLL, || {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(Error::Unavailable(format!(
-                    "prometheus exited ({status}) while starting; its log:\n{}",
-                    self.log()
-                )));
+                return Ok(Some(Some(status)));
             }
-            if let Ok((200, _)) = http_get(self.addr, "/-/ready") {
-                return Ok(());
-            }
-            if began.elapsed() > START_TIMEOUT {
-                return Err(Error::Unavailable(format!(
-                    "prometheus was not ready within {START_TIMEOUT:?}; its log:\n{}",
-                    self.log()
-                )));
-            }
-            std::thread::sleep(POLL);
+            Ok(matches!(http_get(self.addr, "/-/ready"), Ok((200, _))).then_some(None))
+        })?;
+        match outcome {
+            Some(None) => Ok(()),
+            Some(Some(status)) => Err(Error::Unavailable(format!(
+                "prometheus exited ({status}) while starting; its log:\n{}",
+                self.log()
+            ))),
+            None => Err(Error::Unavailable(format!(
+                "prometheus was not ready within {START_TIMEOUT:?}; its log:\n{}",
+                self.log()
+            ))),
         }
     }
 

@@ -14,7 +14,7 @@ use std::{
 
 use nix::sys::signal::Signal;
 
-use crate::{Error, gateway_process::signal};
+use crate::{Error, gateway_process::signal, poll_until};
 
 /// How often [`VmRun::wait_for_file`] and [`VmRun::wait`] look again.
 const POLL: Duration = Duration::from_millis(100);
@@ -100,45 +100,38 @@ impl VmRun {
     /// Waits until `path` exists (the guest wrote it through the shared directory). Fails at
     /// once if the VM ends first, and after `timeout` otherwise.
     pub fn wait_for_file(&mut self, path: &Path, timeout: Duration) -> Result<(), Error> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        // Some(None): the file is there; Some(Some(status)): the VM ended first.
+        let outcome = poll_until(timeout, POLL, || {
             if path.exists() {
-                return Ok(());
+                return Ok(Some(None));
             }
-            if let Some(status) = self.try_wait()? {
-                return Err(Error::Unavailable(format!(
-                    "the VM ended ({status}) before writing {}; console tail:\n{}",
-                    path.display(),
-                    self.console_tail(60)
-                )));
-            }
-            if Instant::now() >= deadline {
-                // The console says where the guest is (its steps log there): without it a
-                // stuck guest leaves nothing to go on once the VM is killed.
-                return Err(Error::Unavailable(format!(
-                    "the guest did not write {} within {timeout:?}; console tail:\n{}",
-                    path.display(),
-                    self.console_tail(60)
-                )));
-            }
-            std::thread::sleep(POLL);
+            Ok(self.try_wait()?.map(Some))
+        })?;
+        match outcome {
+            Some(None) => Ok(()),
+            Some(Some(status)) => Err(Error::Unavailable(format!(
+                "the VM ended ({status}) before writing {}; console tail:\n{}",
+                path.display(),
+                self.console_tail(60)
+            ))),
+            // The console says where the guest is (its steps log there): without it a stuck
+            // guest leaves nothing to go on once the VM is killed.
+            None => Err(Error::Unavailable(format!(
+                "the guest did not write {} within {timeout:?}; console tail:\n{}",
+                path.display(),
+                self.console_tail(60)
+            ))),
         }
     }
 
     /// Waits up to `timeout` for the VM to end; returns `run`'s exit status (the script's).
     pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Unavailable(format!(
-                    "the VM did not finish within {timeout:?}; console tail:\n{}",
-                    self.console_tail(60)
-                )));
-            }
-            std::thread::sleep(POLL);
+        match poll_until(timeout, POLL, || self.try_wait())? {
+            Some(status) => Ok(status),
+            None => Err(Error::Unavailable(format!(
+                "the VM did not finish within {timeout:?}; console tail:\n{}",
+                self.console_tail(60)
+            ))),
         }
     }
 

@@ -1,7 +1,8 @@
-//! Polling for eventually-consistent cluster state (controllers act asynchronously).
+//! Polling: [`eventually`] for eventually-consistent cluster state (controllers act
+//! asynchronously), [`poll_until`] for threads without a runtime (child processes, the VM).
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Error;
 
@@ -28,5 +29,26 @@ where
             });
         }
         tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Calls `check` every `poll` until it returns `Ok(Some(value))` and returns that value, or
+/// `Ok(None)` once `timeout` has passed, so each caller says what did not happen with what it
+/// knows (a log, a console tail). An `Err` from `check` ends the wait at once. Blocking: for
+/// test threads without a runtime.
+pub fn poll_until<T>(
+    timeout: Duration,
+    poll: Duration,
+    mut check: impl FnMut() -> Result<Option<T>, Error>,
+) -> Result<Option<T>, Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check()? {
+            return Ok(Some(value));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(poll);
     }
 }

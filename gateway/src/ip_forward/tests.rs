@@ -1,5 +1,5 @@
 use super::*;
-use crate::netns::in_new_netns;
+use sstp_e2e::thread_netns::in_new_netns;
 
 /// A file standing in for the sysctl, holding `content`.
 fn sysctl_file(name: &str, content: &str) -> PathBuf {

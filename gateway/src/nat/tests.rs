@@ -1,5 +1,5 @@
 use super::*;
-use crate::netns::{in_new_netns, run};
+use sstp_e2e::thread_netns::{in_new_netns, run};
 
 fn settings(id: &str) -> NatSettings {
     NatSettings {

@@ -3,7 +3,7 @@ use std::time::Duration;
 use tokio::{net::UdpSocket, time::timeout};
 
 use super::*;
-use crate::netns::{in_new_netns, run, runtime};
+use sstp_e2e::thread_netns::{in_new_netns, run};
 
 fn settings() -> TunSettings {
     TunSettings {
@@ -107,4 +107,12 @@ fn a_taken_name_is_a_clear_error() {
             assert!(err.to_string().contains("sstptest0"), "{err}");
         });
     });
+}
+
+/// A current-thread tokio runtime, built on the calling (namespaced) thread.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
 }

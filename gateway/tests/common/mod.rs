@@ -12,16 +12,11 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
-    process::Command,
     sync::Arc,
     time::Duration,
 };
 
 use bytes::Bytes;
-use nix::{
-    sched::{CloneFlags, unshare},
-    unistd::Uid,
-};
 use rustls::pki_types::ServerName;
 use sstp_api::{
     GatewayConfig, UserEntry, UsersDocument,
@@ -33,6 +28,13 @@ use sstp_gateway::{
     server::{self, RunningGateway},
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+// Each test binary includes this module and uses some of these.
+#[allow(unused_imports)]
+pub use sstp_e2e::{
+    reaper::Reaper,
+    thread_netns::{in_new_netns, run},
+};
 
 /// A temporary directory removed on drop.
 #[derive(Debug)]
@@ -51,39 +53,6 @@ impl Drop for TestDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Runs `body` on a thread inside a new network namespace (loopback up). The kernel removes
-/// the namespace, its TUN device and nftables tables when the thread and its processes are
-/// gone, on panic too. `None` when not root.
-pub fn in_netns<T: Send + 'static>(
-    test: &str,
-    body: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    if !Uid::effective().is_root() {
-        eprintln!("SKIPPED {test}: needs root for network namespaces and TUN");
-        return None;
-    }
-    let thread = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-        run(&["ip", "link", "set", "lo", "up"]);
-        body()
-    });
-    match thread.join() {
-        Ok(value) => Some(value),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
-
-/// Runs a command and returns its stdout; panics with stderr on failure.
-pub fn run(argv: &[&str]) -> String {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A tokio runtime built on the (namespaced) calling thread; its workers inherit the namespace.
@@ -117,18 +86,6 @@ pub fn replace_file(path: &Path, contents: &[u8]) {
     let tmp = path.with_extension("tmp-test");
     std::fs::write(&tmp, contents).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-/// Kills the child on drop so a failing test leaves no process behind.
-pub struct Reaper(pub Option<std::process::Child>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// A started in-process gateway.

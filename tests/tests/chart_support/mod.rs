@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -266,21 +266,12 @@ pub fn wait_for<T>(
 pub fn wait_until<T>(
     what: &str,
     bound: Duration,
-    mut check: impl FnMut() -> Result<Option<T>, Error>,
+    check: impl FnMut() -> Result<Option<T>, Error>,
 ) -> Result<T, Error> {
-    let began = Instant::now();
-    loop {
-        if let Some(value) = check()? {
-            return Ok(value);
-        }
-        if began.elapsed() > bound {
-            return Err(Error::Timeout {
-                what: what.to_owned(),
-                after: bound,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    sstp_e2e::poll_until(bound, Duration::from_millis(250), check)?.ok_or_else(|| Error::Timeout {
+        what: what.to_owned(),
+        after: bound,
+    })
 }
 
 /// A namespace for this test (deleted when the guard drops).

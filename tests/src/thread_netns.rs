@@ -1,12 +1,13 @@
-//! Test helper: run a test body inside a fresh network namespace.
+//! A test body inside a fresh network namespace of its own, for the gateway's unit and
+//! integration tests (TUN devices, nftables, sockets) that must not touch the host's.
 //!
 //! The body runs on its own thread, which leaves the test process's namespace with
 //! `unshare(CLONE_NEWNET)`; namespaces are per thread on Linux, so the rest of the test binary is
 //! untouched. Anything the body creates there (TUN devices, nftables tables, sockets, the
-//! processes it spawns) lives in that namespace, and the kernel destroys the namespace with all
-//! of it once the thread and its file descriptors are gone: cleanup needs no code, happens on
-//! panic too, and even when the test process is killed. That is why this beats `ip netns add`,
-//! whose named namespaces outlive a crashed test.
+//! processes it spawns, tokio workers it starts) lives in that namespace, and the kernel destroys
+//! the namespace with all of it once the thread and its file descriptors are gone: cleanup needs
+//! no code, happens on panic too, and even when the test process is killed. That is why this
+//! beats `ip netns add` ([`crate::netns`]), whose named namespaces outlive a crashed test.
 
 use std::process::Command;
 
@@ -15,14 +16,15 @@ use nix::{
     unistd::Uid,
 };
 
-/// Runs `body` in a new network namespace with loopback up. Returns `None` (after saying why on
-/// stderr) when not root, since only root may create namespaces here.
-pub(crate) fn in_new_netns<T: Send + 'static>(
+/// Runs `body` in a new network namespace with loopback up and returns what it returns; a panic
+/// in it is the caller's panic. `None` (after saying why on stderr, naming `test`) when not root,
+/// since only root may create namespaces, TUN devices and nftables tables here.
+pub fn in_new_netns<T: Send + 'static>(
     test: &str,
     body: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
     if !Uid::effective().is_root() {
-        eprintln!("SKIPPED {test}: creating a network namespace needs root");
+        eprintln!("SKIPPED {test}: needs root (network namespaces, TUN, nftables)");
         return None;
     }
     let thread = std::thread::spawn(move || {
@@ -38,24 +40,16 @@ pub(crate) fn in_new_netns<T: Send + 'static>(
 
 /// Runs a command (inside the calling thread's namespace) and returns its stdout; panics with
 /// its stderr if it fails.
-pub(crate) fn run(argv: &[&str]) -> String {
+pub fn run(argv: &[&str]) -> String {
     let (program, args) = argv.split_first().expect("a command line");
     let out = Command::new(program)
         .args(args)
         .output()
-        .expect("command runs");
+        .unwrap_or_else(|error| panic!("{argv:?} did not start: {error}"));
     assert!(
         out.status.success(),
         "{argv:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A current-thread tokio runtime, built on the calling (namespaced) thread.
-pub(crate) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
 }
