@@ -46,7 +46,8 @@ pub mod listener;
 pub mod metrics;
 pub mod nat;
 pub mod pending;
-pub mod pki;
+/// The certificates: the crate `sstp-pki`, shared with the operator.
+pub use sstp_pki as pki;
 pub use sstp_proto::proxy_protocol;
 pub mod router;
 pub mod server;

@@ -39,7 +39,7 @@ pub enum Error {
     MissingField(&'static str),
     /// Building the certificate failed.
     #[error("certificate: {0}")]
-    Pki(#[from] sstp_gateway::pki::PkiError),
+    Pki(#[from] sstp_pki::PkiError),
     /// A rendered document did not pass its own validation.
     #[error("rendered {what} is invalid: {problem}")]
     Render {

@@ -3,7 +3,7 @@
 //! come with the private key of its leaf. Each failure is a sentence for `CertificateReady`.
 
 use jiff::Timestamp;
-use sstp_gateway::pki::CertInfo;
+use sstp_pki::CertInfo;
 
 use super::{Checked, unix};
 use crate::resources::secrets::TlsMaterial;
@@ -53,7 +53,7 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
-    use sstp_gateway::pki::{CertificateAuthority, KeyAlgorithm, ServerCertRequest};
+    use sstp_pki::{CertificateAuthority, KeyAlgorithm, ServerCertRequest};
 
     use super::*;
 

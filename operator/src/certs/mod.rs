@@ -12,7 +12,7 @@ pub mod cert_manager;
 pub mod self_managed;
 
 use jiff::Timestamp;
-use sstp_gateway::pki::CertInfo;
+use sstp_pki::CertInfo;
 
 /// A served certificate that passed its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,9 +8,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 use sstp_api::gateway::{KeyAlgorithmName, SelfManagedTls};
-use sstp_gateway::pki::{
-    CertInfo, CertificateAuthority, KeyAlgorithm, RsaBits, ServerCertRequest, crl_url,
-};
+use sstp_pki::{CertInfo, CertificateAuthority, KeyAlgorithm, RsaBits, ServerCertRequest, crl_url};
 
 use super::{Checked, offset, unix};
 use crate::{

@@ -448,7 +448,7 @@ async fn patch_status(
     Ok(())
 }
 
-fn cert_status(info: &sstp_gateway::pki::CertInfo, secret: &str) -> CertificateStatus {
+fn cert_status(info: &sstp_pki::CertInfo, secret: &str) -> CertificateStatus {
     CertificateStatus {
         not_after: certs::not_after_text(info),
         sha256_fingerprint: info.fingerprint_hex(),

@@ -3,7 +3,7 @@ use std::os::unix::fs::PermissionsExt;
 use time::macros::datetime;
 
 use super::*;
-use crate::pki::{
+use crate::{
     parse_pem_certificates,
     tests::{assert_openssl_verifies, tempdir},
 };

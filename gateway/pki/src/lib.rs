@@ -4,10 +4,15 @@
 //! Windows' SSTP client checks revocation of the server certificate and refuses to connect when
 //! it cannot (error 0x80092013, CRYPT_E_REVOCATION_OFFLINE). So every server certificate carries a
 //! CRL Distribution Point at `http://<first hostname>/sstp/ca.crl`, which the gateway serves
-//! itself on port 80 (see [`crate::admin`]).
+//! itself on port 80 (the gateway's admin module), and which the operator issues into Secrets.
+//!
+//! A crate of its own so that the operator, which issues the same certificates, depends on this
+//! and not on the gateway's I/O shell (TUN, NAT, sessions).
 //!
 //! Key algorithms: ECDSA P-256 by default, RSA (2048/3072/4096) opt-in. Both work because rcgen
 //! uses the aws-lc-rs backend here; with ring, RSA key generation would not be available.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![warn(missing_docs)]
 
 use std::net::IpAddr;
 
