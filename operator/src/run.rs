@@ -2,7 +2,10 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use futures::{FutureExt, StreamExt, future::Shared};
+use futures::{
+    FutureExt, StreamExt,
+    future::{BoxFuture, Shared},
+};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount},
@@ -10,8 +13,13 @@ use k8s_openapi::api::{
     rbac::v1::{Role, RoleBinding},
 };
 use kube::{
-    Api, Client, ResourceExt,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        Controller,
+        controller::Action,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
 };
 use sstp_api::{SstpGateway, SstpUser, gateway::ImagePullPolicy};
 use tracing::{info, warn};
@@ -257,6 +265,7 @@ async fn gateway_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
     let config = watcher::Config::default().any_semantic();
     let controller = Controller::new(scope.api::<SstpGateway>(), config.clone());
     let store = controller.store();
+    let live = store.clone();
     let by_namespace = move |namespace: Option<String>| {
         store
             .state()
@@ -267,7 +276,6 @@ async fn gateway_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
     };
     let for_users = by_namespace.clone();
     let errors = ErrorCounts::default();
-    let clear = errors.clone();
     controller
         .owns(scope.api::<Deployment>(), config.clone())
         .owns(scope.api::<Service>(), config.clone())
@@ -301,18 +309,17 @@ async fn gateway_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
         })
         .graceful_shutdown_on(stop)
         .run(
-            move |gw, ctx| {
-                let clear = clear.clone();
-                async move {
-                    let key = format!("{}/{}", gw.namespace().unwrap_or_default(), gw.name_any());
-                    let result = gateway::reconcile(gw, ctx).await;
-                    if result.is_ok() {
-                        controller::clear_errors(&clear, &key);
-                    }
-                    result
-                }
+            counting(errors.clone(), live.clone(), gateway::reconcile),
+            move |gw, error, ctx| {
+                policy(
+                    &errors,
+                    &live,
+                    gateway::CONTROLLER,
+                    gw.as_ref(),
+                    error,
+                    &ctx,
+                )
             },
-            move |gw, error, ctx| policy(&errors, gateway::CONTROLLER, gw.as_ref(), error, &ctx),
             ctx,
         )
         .for_each(|_| async {})
@@ -334,8 +341,8 @@ async fn user_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
     let controller = Controller::new(scope.api::<SstpUser>(), config.clone());
     let store = controller.store();
     let for_gateways = store.clone();
+    let live = store.clone();
     let errors = ErrorCounts::default();
-    let clear = errors.clone();
     controller
         .owns(scope.api::<Secret>(), config.clone())
         .watches(scope.api::<SstpGateway>(), config.clone(), move |gw| {
@@ -359,44 +366,67 @@ async fn user_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
         })
         .graceful_shutdown_on(stop)
         .run(
-            move |user, ctx| {
-                let clear = clear.clone();
-                async move {
-                    let key = format!(
-                        "{}/{}",
-                        user.namespace().unwrap_or_default(),
-                        user.name_any()
-                    );
-                    let result = user::reconcile(user, ctx).await;
-                    if result.is_ok() {
-                        controller::clear_errors(&clear, &key);
-                    }
-                    result
-                }
+            counting(errors.clone(), live.clone(), user::reconcile),
+            move |user, error, ctx| {
+                policy(&errors, &live, user::CONTROLLER, user.as_ref(), error, &ctx)
             },
-            move |user, error, ctx| policy(&errors, user::CONTROLLER, user.as_ref(), error, &ctx),
             ctx,
         )
         .for_each(|_| async {})
         .await;
 }
 
+/// Whether `store` still has the object of an [`ErrorCounts`] key (`namespace/name`).
+fn in_store<K>(store: &Store<K>, key: &str) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    key.split_once('/').is_some_and(|(namespace, name)| {
+        store.get(&ObjectRef::new(name).within(namespace)).is_some()
+    })
+}
+
+/// `reconcile`, wrapped the same way for both controllers: a success forgets the object's
+/// failures, and any reconcile forgets those of objects the store no longer has.
+fn counting<K, Fut>(
+    errors: ErrorCounts,
+    store: Store<K>,
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, crate::Result<Action>>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    Fut: Future<Output = crate::Result<Action>> + Send + 'static,
+{
+    move |object, ctx| {
+        let (errors, store) = (errors.clone(), store.clone());
+        async move {
+            let key = ErrorCounts::key(object.as_ref());
+            let result = reconcile(object, ctx).await;
+            if result.is_ok() {
+                errors.succeeded(&key, |other| in_store(&store, other));
+            }
+            result
+        }
+        .boxed()
+    }
+}
+
 /// Logs, counts and backs off.
-fn policy<K: ResourceExt>(
+fn policy<K>(
     errors: &ErrorCounts,
+    store: &Store<K>,
     name: &'static str,
     object: &K,
     error: &crate::Error,
     ctx: &Context,
-) -> Action {
+) -> Action
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
     warn!(controller = name, namespace = object.namespace(), object = object.name_any(), error = %error, "reconcile failed");
     ctx.metrics.reconcile_failed(name, error);
-    let key = format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    );
-    controller::error_backoff(controller::count_error(errors, key))
+    let failures = errors.failed(ErrorCounts::key(object), |other| in_store(store, other));
+    controller::error_backoff(failures)
 }
 
 /// Default lease timings (seconds): a standby takes over at most this long after a crash.

@@ -106,25 +106,53 @@ pub fn error_backoff(consecutive: u32) -> Action {
     Action::requeue(Duration::from_secs(seconds))
 }
 
-/// Shared error counter per object, for [`error_backoff`].
-pub type ErrorCounts = Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>;
+/// Consecutive failed reconciles per object (`namespace/name`), for [`error_backoff`]. Cloning
+/// shares it. An object's entry goes when it reconciles, and the entries of objects that are gone
+/// go whenever any reconcile ends: a deleted object gets no last reconcile that would clear it, so
+/// without that an object deleted while failing would stay here for good.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorCounts(Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>);
 
-/// Records an error for `key` and returns how many happened in a row.
-pub fn count_error(counts: &ErrorCounts, key: String) -> u32 {
-    let mut counts = counts
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let entry = counts.entry(key).or_insert(0);
-    *entry = entry.saturating_add(1);
-    *entry - 1
-}
+impl ErrorCounts {
+    /// The entry name of `object`.
+    pub fn key(object: &impl kube::ResourceExt) -> String {
+        format!(
+            "{}/{}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        )
+    }
 
-/// Forgets the errors of `key` after a successful reconcile.
-pub fn clear_errors(counts: &ErrorCounts, key: &str) {
-    counts
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(key);
+    /// Records a failure of `key` and returns how many came before it in a row; forgets every
+    /// other entry `live` says is gone.
+    pub fn failed(&self, key: String, live: impl Fn(&str) -> bool) -> u32 {
+        let mut counts = self.lock();
+        counts.retain(|other, _| *other == key || live(other));
+        let entry = counts.entry(key).or_insert(0);
+        *entry = entry.saturating_add(1);
+        *entry - 1
+    }
+
+    /// Forgets `key` after a successful reconcile, and every entry `live` says is gone.
+    pub fn succeeded(&self, key: &str, live: impl Fn(&str) -> bool) {
+        self.lock().retain(|other, _| other != key && live(other));
+    }
+
+    /// How many objects have failures recorded.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no object has failures recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// First retry after an error.
@@ -144,9 +172,34 @@ mod tests {
         assert_eq!(error_backoff(3), Action::requeue(Duration::from_secs(8)));
         assert_eq!(error_backoff(30), Action::requeue(Duration::from_secs(256)));
         let counts = ErrorCounts::default();
-        assert_eq!(count_error(&counts, "a".into()), 0);
-        assert_eq!(count_error(&counts, "a".into()), 1);
-        clear_errors(&counts, "a");
-        assert_eq!(count_error(&counts, "a".into()), 0);
+        let all = |_: &str| true;
+        assert_eq!(counts.failed("ns/a".into(), all), 0);
+        assert_eq!(counts.failed("ns/a".into(), all), 1);
+        counts.succeeded("ns/a", all);
+        assert_eq!(counts.failed("ns/a".into(), all), 0);
+    }
+
+    #[test]
+    fn an_object_deleted_while_failing_is_forgotten_at_the_next_reconcile_of_any_object() {
+        let counts = ErrorCounts::default();
+        let all = |_: &str| true;
+        counts.failed("ns/deleted".into(), all);
+        counts.failed("ns/deleted".into(), all);
+        counts.failed("ns/failing".into(), all);
+        assert_eq!(counts.len(), 2);
+        // ns/deleted is gone from the store; another object's success prunes it.
+        let live = |key: &str| key != "ns/deleted";
+        counts.succeeded("ns/other", live);
+        assert_eq!(counts.len(), 1);
+        // ns/failing still counts on, and a failure prunes too.
+        assert_eq!(counts.failed("ns/failing".into(), live), 1);
+        counts.failed("ns/gone-too".into(), all);
+        assert_eq!(
+            counts.failed("ns/failing".into(), |key: &str| key == "ns/failing"),
+            2
+        );
+        assert_eq!(counts.len(), 1);
+        counts.succeeded("ns/failing", live);
+        assert!(counts.is_empty());
     }
 }
