@@ -4,70 +4,43 @@
 
 use std::fmt;
 
-/// A PPP protocol number (RFC 1661 §2). Unknown values round-trip unchanged.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Protocol(pub u16);
+crate::wire_enum! {
+    /// A PPP protocol number (RFC 1661 §2). Unknown values round-trip unchanged.
+    #[derive(PartialOrd, Ord)]
+    pub struct Protocol(pub u16);
+    debug = "Protocol(0x{:04X})", named = "{}(0x{:04X})";
+    /// Internet Protocol version 4 (RFC 1332).
+    pub const IPV4 = 0x0021, "IPv4";
+    /// Multilink PPP (RFC 1990); we never negotiate it.
+    pub const MP = 0x003D, "MP";
+    /// Internet Protocol version 6 (RFC 5072).
+    pub const IPV6 = 0x0057, "IPv6";
+    /// IP Control Protocol (RFC 1332).
+    pub const IPCP = 0x8021, "IPCP";
+    /// Encryption Control Protocol (RFC 1968); rejected.
+    pub const ECP = 0x8053, "ECP";
+    /// IPv6 Control Protocol (RFC 5072).
+    pub const IPV6CP = 0x8057, "IPv6CP";
+    /// Compression Control Protocol (RFC 1962); rejected, MPPE is pointless inside TLS.
+    pub const CCP = 0x80FD, "CCP";
+    /// Link Control Protocol (RFC 1661).
+    pub const LCP = 0xC021, "LCP";
+    /// Password Authentication Protocol (RFC 1334).
+    pub const PAP = 0xC023, "PAP";
+    /// Callback Control Protocol (Microsoft CBCP); rejected.
+    pub const CBCP = 0xC029, "CBCP";
+    /// Challenge Handshake Authentication Protocol (RFC 1994), carrying MS-CHAPv2.
+    pub const CHAP = 0xC223, "CHAP";
+    /// Extensible Authentication Protocol (RFC 3748); not supported.
+    pub const EAP = 0xC227, "EAP";
+}
 
 impl Protocol {
-    /// Internet Protocol version 4 (RFC 1332).
-    pub const IPV4: Self = Self(0x0021);
-    /// Multilink PPP (RFC 1990); we never negotiate it.
-    pub const MP: Self = Self(0x003D);
-    /// Internet Protocol version 6 (RFC 5072).
-    pub const IPV6: Self = Self(0x0057);
-    /// IP Control Protocol (RFC 1332).
-    pub const IPCP: Self = Self(0x8021);
-    /// Encryption Control Protocol (RFC 1968); rejected.
-    pub const ECP: Self = Self(0x8053);
-    /// IPv6 Control Protocol (RFC 5072).
-    pub const IPV6CP: Self = Self(0x8057);
-    /// Compression Control Protocol (RFC 1962); rejected, MPPE is pointless inside TLS.
-    pub const CCP: Self = Self(0x80FD);
-    /// Link Control Protocol (RFC 1661).
-    pub const LCP: Self = Self(0xC021);
-    /// Password Authentication Protocol (RFC 1334).
-    pub const PAP: Self = Self(0xC023);
-    /// Callback Control Protocol (Microsoft CBCP); rejected.
-    pub const CBCP: Self = Self(0xC029);
-    /// Challenge Handshake Authentication Protocol (RFC 1994), carrying MS-CHAPv2.
-    pub const CHAP: Self = Self(0xC223);
-    /// Extensible Authentication Protocol (RFC 3748); not supported.
-    pub const EAP: Self = Self(0xC227);
-
     /// True for network-layer data protocols (0x0000-0x3FFF, RFC 1661 §2), such as IPv4 and
     /// IPv6. These go to the data path, never to [`crate::Server::handle_frame`].
     #[must_use]
     pub fn is_network_data(self) -> bool {
         self.0 < 0x4000
-    }
-
-    /// The protocol's well-known name, if it has one.
-    #[must_use]
-    pub fn name(self) -> Option<&'static str> {
-        Some(match self {
-            Self::IPV4 => "IPv4",
-            Self::MP => "MP",
-            Self::IPV6 => "IPv6",
-            Self::IPCP => "IPCP",
-            Self::ECP => "ECP",
-            Self::IPV6CP => "IPv6CP",
-            Self::CCP => "CCP",
-            Self::LCP => "LCP",
-            Self::PAP => "PAP",
-            Self::CBCP => "CBCP",
-            Self::CHAP => "CHAP",
-            Self::EAP => "EAP",
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Debug for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => write!(f, "{name}(0x{:04X})", self.0),
-            None => write!(f, "Protocol(0x{:04X})", self.0),
-        }
     }
 }
 

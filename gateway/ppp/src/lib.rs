@@ -48,6 +48,7 @@ mod ipv6cp;
 mod lcp;
 mod packet;
 mod server;
+mod wire_enum;
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -4,26 +4,25 @@
 
 use crate::error::PacketError;
 
-/// A control-packet code (RFC 1661 §5). LCP uses 1-13, the NCPs 1-7.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Code(pub(crate) u8);
-
-impl Code {
-    pub(crate) const CONFIGURE_REQUEST: Self = Self(1);
-    pub(crate) const CONFIGURE_ACK: Self = Self(2);
-    pub(crate) const CONFIGURE_NAK: Self = Self(3);
-    pub(crate) const CONFIGURE_REJECT: Self = Self(4);
-    pub(crate) const TERMINATE_REQUEST: Self = Self(5);
-    pub(crate) const TERMINATE_ACK: Self = Self(6);
-    pub(crate) const CODE_REJECT: Self = Self(7);
-    pub(crate) const PROTOCOL_REJECT: Self = Self(8);
-    pub(crate) const ECHO_REQUEST: Self = Self(9);
-    pub(crate) const ECHO_REPLY: Self = Self(10);
-    pub(crate) const DISCARD_REQUEST: Self = Self(11);
+crate::wire_enum! {
+    /// A control-packet code (RFC 1661 §5). LCP uses 1-13, the NCPs 1-7.
+    pub(crate) struct Code(pub(crate) u8);
+    debug = "Code({})";
+    pub(crate) const CONFIGURE_REQUEST = 1, "CONFIGURE_REQUEST";
+    pub(crate) const CONFIGURE_ACK = 2, "CONFIGURE_ACK";
+    pub(crate) const CONFIGURE_NAK = 3, "CONFIGURE_NAK";
+    pub(crate) const CONFIGURE_REJECT = 4, "CONFIGURE_REJECT";
+    pub(crate) const TERMINATE_REQUEST = 5, "TERMINATE_REQUEST";
+    pub(crate) const TERMINATE_ACK = 6, "TERMINATE_ACK";
+    pub(crate) const CODE_REJECT = 7, "CODE_REJECT";
+    pub(crate) const PROTOCOL_REJECT = 8, "PROTOCOL_REJECT";
+    pub(crate) const ECHO_REQUEST = 9, "ECHO_REQUEST";
+    pub(crate) const ECHO_REPLY = 10, "ECHO_REPLY";
+    pub(crate) const DISCARD_REQUEST = 11, "DISCARD_REQUEST";
     /// RFC 1570 §2.1; Windows sends "MSRASV5.20" and its host name.
-    pub(crate) const IDENTIFICATION: Self = Self(12);
+    pub(crate) const IDENTIFICATION = 12, "IDENTIFICATION";
     /// RFC 1570 §2.2.
-    pub(crate) const TIME_REMAINING: Self = Self(13);
+    pub(crate) const TIME_REMAINING = 13, "TIME_REMAINING";
 }
 
 /// A parsed control packet borrowing its input.
@@ -122,6 +121,16 @@ const OPTION_HEADER_LEN: usize = 2;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_print_their_rfc_names_in_traces_and_unknown_ones_their_number() {
+        assert_eq!(
+            format!("{:?}", Code::TERMINATE_REQUEST),
+            "TERMINATE_REQUEST"
+        );
+        assert_eq!(format!("{:?}", Code(42)), "Code(42)");
+        assert_eq!(Code(1), Code::CONFIGURE_REQUEST);
+    }
 
     #[test]
     fn packet_data_stops_at_the_length_field_and_ignores_padding() {

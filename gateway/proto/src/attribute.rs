@@ -7,101 +7,52 @@ use std::fmt;
 
 use crate::packet::DecodeError;
 
-/// An attribute identifier. Unknown values are kept so they can be reported back to the peer.
-///
-/// See [MS-SSTP] §2.2.4 and, for [`AttributeId::NO_ERROR`], §2.2.8.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AttributeId(pub u8);
-
-impl AttributeId {
+sstp_ppp::wire_enum! {
+    /// An attribute identifier. Unknown values are kept so they can be reported back to the peer.
+    ///
+    /// See [MS-SSTP] §2.2.4 and, for [`AttributeId::NO_ERROR`], §2.2.8.
+    pub struct AttributeId(pub u8);
+    debug = "AttributeId({:#04x})";
     /// `SSTP_ATTRIB_NO_ERROR`: only valid inside a STATUS_INFO's AttribID field.
-    pub const NO_ERROR: Self = Self(0x00);
+    pub const NO_ERROR = 0x00, "NO_ERROR";
     /// `SSTP_ATTRIB_ENCAPSULATED_PROTOCOL_ID` (§2.2.5).
-    pub const ENCAPSULATED_PROTOCOL_ID: Self = Self(0x01);
+    pub const ENCAPSULATED_PROTOCOL_ID = 0x01, "ENCAPSULATED_PROTOCOL_ID";
     /// `SSTP_ATTRIB_STATUS_INFO` (§2.2.8).
-    pub const STATUS_INFO: Self = Self(0x02);
+    pub const STATUS_INFO = 0x02, "STATUS_INFO";
     /// `SSTP_ATTRIB_CRYPTO_BINDING` (§2.2.7).
-    pub const CRYPTO_BINDING: Self = Self(0x03);
+    pub const CRYPTO_BINDING = 0x03, "CRYPTO_BINDING";
     /// `SSTP_ATTRIB_CRYPTO_BINDING_REQ` (§2.2.6).
-    pub const CRYPTO_BINDING_REQ: Self = Self(0x04);
-
-    fn name(self) -> Option<&'static str> {
-        Some(match self {
-            Self::NO_ERROR => "NO_ERROR",
-            Self::ENCAPSULATED_PROTOCOL_ID => "ENCAPSULATED_PROTOCOL_ID",
-            Self::STATUS_INFO => "STATUS_INFO",
-            Self::CRYPTO_BINDING => "CRYPTO_BINDING",
-            Self::CRYPTO_BINDING_REQ => "CRYPTO_BINDING_REQ",
-            _ => return None,
-        })
-    }
+    pub const CRYPTO_BINDING_REQ = 0x04, "CRYPTO_BINDING_REQ";
 }
 
-impl fmt::Debug for AttributeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "AttributeId({:#04x})", self.0),
-        }
-    }
-}
-
-/// The status carried in a STATUS_INFO attribute. See [MS-SSTP] §2.2.8.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Status(pub u32);
-
-impl Status {
+sstp_ppp::wire_enum! {
+    /// The status carried in a STATUS_INFO attribute. See [MS-SSTP] §2.2.8.
+    pub struct Status(pub u32);
+    debug = "Status({:#x})";
     /// `ATTRIB_STATUS_NO_ERROR`.
-    pub const NO_ERROR: Self = Self(0x00);
+    pub const NO_ERROR = 0x00, "NO_ERROR";
     /// `ATTRIB_STATUS_DUPLICATE_ATTRIBUTE`.
-    pub const DUPLICATE_ATTRIBUTE: Self = Self(0x01);
+    pub const DUPLICATE_ATTRIBUTE = 0x01, "DUPLICATE_ATTRIBUTE";
     /// `ATTRIB_STATUS_UNRECOGNIZED_ATTRIBUTE`.
-    pub const UNRECOGNIZED_ATTRIBUTE: Self = Self(0x02);
+    pub const UNRECOGNIZED_ATTRIBUTE = 0x02, "UNRECOGNIZED_ATTRIBUTE";
     /// `ATTRIB_STATUS_INVALID_ATTRIB_VALUE_LENGTH`.
-    pub const INVALID_ATTRIB_VALUE_LENGTH: Self = Self(0x03);
+    pub const INVALID_ATTRIB_VALUE_LENGTH = 0x03, "INVALID_ATTRIB_VALUE_LENGTH";
     /// `ATTRIB_STATUS_VALUE_NOT_SUPPORTED`.
-    pub const VALUE_NOT_SUPPORTED: Self = Self(0x04);
+    pub const VALUE_NOT_SUPPORTED = 0x04, "VALUE_NOT_SUPPORTED";
     /// `ATTRIB_STATUS_UNACCEPTED_FRAME_RECEIVED`: a message not acceptable in the current state.
-    pub const UNACCEPTED_FRAME_RECEIVED: Self = Self(0x05);
+    pub const UNACCEPTED_FRAME_RECEIVED = 0x05, "UNACCEPTED_FRAME_RECEIVED";
     /// `ATTRIB_STATUS_RETRY_COUNT_EXCEEDED`.
-    pub const RETRY_COUNT_EXCEEDED: Self = Self(0x06);
+    pub const RETRY_COUNT_EXCEEDED = 0x06, "RETRY_COUNT_EXCEEDED";
     /// `ATTRIB_STATUS_INVALID_FRAME_RECEIVED`: an unknown message type or frame format.
-    pub const INVALID_FRAME_RECEIVED: Self = Self(0x07);
+    pub const INVALID_FRAME_RECEIVED = 0x07, "INVALID_FRAME_RECEIVED";
     /// `ATTRIB_STATUS_NEGOTIATION_TIMEOUT`.
-    pub const NEGOTIATION_TIMEOUT: Self = Self(0x08);
+    pub const NEGOTIATION_TIMEOUT = 0x08, "NEGOTIATION_TIMEOUT";
     /// `ATTRIB_STATUS_ATTRIB_NOT_SUPPORTED_IN_MSG`.
-    pub const ATTRIB_NOT_SUPPORTED_IN_MSG: Self = Self(0x09);
+    pub const ATTRIB_NOT_SUPPORTED_IN_MSG = 0x09, "ATTRIB_NOT_SUPPORTED_IN_MSG";
     /// `ATTRIB_STATUS_REQUIRED_ATTRIBUTE_MISSING`.
-    pub const REQUIRED_ATTRIBUTE_MISSING: Self = Self(0x0a);
+    pub const REQUIRED_ATTRIBUTE_MISSING = 0x0a, "REQUIRED_ATTRIBUTE_MISSING";
     /// `ATTRIB_STATUS_STATUS_INFO_NOT_SUPPORTED_IN_MSG`.
-    pub const STATUS_INFO_NOT_SUPPORTED_IN_MSG: Self = Self(0x0b);
-
-    fn name(self) -> Option<&'static str> {
-        Some(match self {
-            Self::NO_ERROR => "NO_ERROR",
-            Self::DUPLICATE_ATTRIBUTE => "DUPLICATE_ATTRIBUTE",
-            Self::UNRECOGNIZED_ATTRIBUTE => "UNRECOGNIZED_ATTRIBUTE",
-            Self::INVALID_ATTRIB_VALUE_LENGTH => "INVALID_ATTRIB_VALUE_LENGTH",
-            Self::VALUE_NOT_SUPPORTED => "VALUE_NOT_SUPPORTED",
-            Self::UNACCEPTED_FRAME_RECEIVED => "UNACCEPTED_FRAME_RECEIVED",
-            Self::RETRY_COUNT_EXCEEDED => "RETRY_COUNT_EXCEEDED",
-            Self::INVALID_FRAME_RECEIVED => "INVALID_FRAME_RECEIVED",
-            Self::NEGOTIATION_TIMEOUT => "NEGOTIATION_TIMEOUT",
-            Self::ATTRIB_NOT_SUPPORTED_IN_MSG => "ATTRIB_NOT_SUPPORTED_IN_MSG",
-            Self::REQUIRED_ATTRIBUTE_MISSING => "REQUIRED_ATTRIBUTE_MISSING",
-            Self::STATUS_INFO_NOT_SUPPORTED_IN_MSG => "STATUS_INFO_NOT_SUPPORTED_IN_MSG",
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Debug for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "Status({:#x})", self.0),
-        }
-    }
+    pub const STATUS_INFO_NOT_SUPPORTED_IN_MSG = 0x0b, "STATUS_INFO_NOT_SUPPORTED_IN_MSG";
 }
 
 /// The protocol carried inside SSTP data packets. See [MS-SSTP] §2.2.5.
@@ -113,16 +64,17 @@ impl EncapsulatedProtocol {
     pub const PPP: Self = Self(0x0001);
 }
 
-/// The single hash algorithm a client chose for crypto binding. See [MS-SSTP] §2.2.7.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HashProtocol(pub u8);
+sstp_ppp::wire_enum! {
+    /// The single hash algorithm a client chose for crypto binding. See [MS-SSTP] §2.2.7.
+    pub struct HashProtocol(pub u8);
+    debug = "HashProtocol({:#04x})";
+    /// `CERT_HASH_PROTOCOL_SHA1`: 20-byte cert hash and HMAC-SHA1 compound MAC.
+    pub const SHA1 = 0x01, "SHA1";
+    /// `CERT_HASH_PROTOCOL_SHA256`: 32-byte cert hash and HMAC-SHA256 compound MAC.
+    pub const SHA256 = 0x02, "SHA256";
+}
 
 impl HashProtocol {
-    /// `CERT_HASH_PROTOCOL_SHA1`: 20-byte cert hash and HMAC-SHA1 compound MAC.
-    pub const SHA1: Self = Self(0x01);
-    /// `CERT_HASH_PROTOCOL_SHA256`: 32-byte cert hash and HMAC-SHA256 compound MAC.
-    pub const SHA256: Self = Self(0x02);
-
     /// The digest length in bytes, or `None` for a value the spec does not define.
     #[must_use]
     pub fn digest_len(self) -> Option<usize> {
@@ -130,16 +82,6 @@ impl HashProtocol {
             Self::SHA1 => Some(20),
             Self::SHA256 => Some(32),
             _ => None,
-        }
-    }
-}
-
-impl fmt::Debug for HashProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::SHA1 => f.write_str("SHA1"),
-            Self::SHA256 => f.write_str("SHA256"),
-            Self(other) => write!(f, "HashProtocol({other:#04x})"),
         }
     }
 }

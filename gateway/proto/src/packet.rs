@@ -3,62 +3,35 @@
 //! See [MS-SSTP] §2.2.1–§2.2.3. All integers are big-endian. Control messages live in
 //! [`crate::control`].
 
-use std::fmt;
-
 use crate::{
     attribute::{AttributeId, Status, StatusInfo},
     control::ControlMessage,
 };
 
-/// A control message type. Unknown values are kept so they can be logged and reported.
-///
-/// See [MS-SSTP] §2.2.2.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MessageType(pub u16);
-
-impl MessageType {
+sstp_ppp::wire_enum! {
+    /// A control message type. Unknown values are kept so they can be logged and reported.
+    ///
+    /// See [MS-SSTP] §2.2.2.
+    pub struct MessageType(pub u16);
+    debug = "MessageType({:#06x})";
     /// `SSTP_MSG_CALL_CONNECT_REQUEST`, client to server.
-    pub const CALL_CONNECT_REQUEST: Self = Self(0x0001);
+    pub const CALL_CONNECT_REQUEST = 0x0001, "CALL_CONNECT_REQUEST";
     /// `SSTP_MSG_CALL_CONNECT_ACK`, server to client.
-    pub const CALL_CONNECT_ACK: Self = Self(0x0002);
+    pub const CALL_CONNECT_ACK = 0x0002, "CALL_CONNECT_ACK";
     /// `SSTP_MSG_CALL_CONNECT_NAK`, server to client.
-    pub const CALL_CONNECT_NAK: Self = Self(0x0003);
+    pub const CALL_CONNECT_NAK = 0x0003, "CALL_CONNECT_NAK";
     /// `SSTP_MSG_CALL_CONNECTED`, client to server.
-    pub const CALL_CONNECTED: Self = Self(0x0004);
+    pub const CALL_CONNECTED = 0x0004, "CALL_CONNECTED";
     /// `SSTP_MSG_CALL_ABORT`, both directions.
-    pub const CALL_ABORT: Self = Self(0x0005);
+    pub const CALL_ABORT = 0x0005, "CALL_ABORT";
     /// `SSTP_MSG_CALL_DISCONNECT`, both directions.
-    pub const CALL_DISCONNECT: Self = Self(0x0006);
+    pub const CALL_DISCONNECT = 0x0006, "CALL_DISCONNECT";
     /// `SSTP_MSG_CALL_DISCONNECT_ACK`, both directions.
-    pub const CALL_DISCONNECT_ACK: Self = Self(0x0007);
+    pub const CALL_DISCONNECT_ACK = 0x0007, "CALL_DISCONNECT_ACK";
     /// `SSTP_MSG_ECHO_REQUEST`, both directions.
-    pub const ECHO_REQUEST: Self = Self(0x0008);
+    pub const ECHO_REQUEST = 0x0008, "ECHO_REQUEST";
     /// `SSTP_MSG_ECHO_RESPONSE`, both directions.
-    pub const ECHO_RESPONSE: Self = Self(0x0009);
-
-    pub(crate) fn name(self) -> Option<&'static str> {
-        Some(match self {
-            Self::CALL_CONNECT_REQUEST => "CALL_CONNECT_REQUEST",
-            Self::CALL_CONNECT_ACK => "CALL_CONNECT_ACK",
-            Self::CALL_CONNECT_NAK => "CALL_CONNECT_NAK",
-            Self::CALL_CONNECTED => "CALL_CONNECTED",
-            Self::CALL_ABORT => "CALL_ABORT",
-            Self::CALL_DISCONNECT => "CALL_DISCONNECT",
-            Self::CALL_DISCONNECT_ACK => "CALL_DISCONNECT_ACK",
-            Self::ECHO_REQUEST => "ECHO_REQUEST",
-            Self::ECHO_RESPONSE => "ECHO_RESPONSE",
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Debug for MessageType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "MessageType({:#06x})", self.0),
-        }
-    }
+    pub const ECHO_RESPONSE = 0x0009, "ECHO_RESPONSE";
 }
 
 /// The 4-byte SSTP header. See [MS-SSTP] §2.2.1.
