@@ -3,11 +3,12 @@
 //! See [MS-SSTP] §2.2.2 and §2.2.9–§2.2.15.
 
 use crate::{
-    attribute::{
-        Attribute, AttributeId, CryptoBinding, CryptoBindingRequest, EncapsulatedProtocol, Status,
-        StatusInfo, split_attributes,
+    attribute::{Attribute, CryptoBinding, CryptoBindingRequest, StatusInfo, split_attributes},
+    error::DecodeError,
+    wire::{
+        AttributeId, CONTROL_HEADER_LEN, EncapsulatedProtocol, HEADER_LEN, Header, MessageType,
+        Status,
     },
-    packet::{CONTROL_HEADER_LEN, DecodeError, HEADER_LEN, Header, MessageType},
 };
 
 /// One of the nine control messages, decoded and checked against §2.2.9–§2.2.15.

@@ -47,6 +47,7 @@ mod config;
 pub mod control;
 pub mod crypto_binding;
 pub mod deframer;
+mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -56,6 +57,7 @@ pub mod packet;
 mod profile;
 pub mod proxy_protocol;
 mod server;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

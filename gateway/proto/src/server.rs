@@ -332,9 +332,9 @@ impl ServerConnection {
             .map(|t| MessageType(u16::from_be_bytes(*t)));
         match (&mut self.state, message) {
             (State::ExpectConnectRequest { .. }, Some(MessageType::CALL_CONNECT_REQUEST))
-                if err.nak_status().is_some() =>
+                if nak_status(&err).is_some() =>
             {
-                self.nak(now, err.nak_status().into_iter().collect());
+                self.nak(now, nak_status(&err).into_iter().collect());
             }
             (State::ExpectCallConnected { .. }, Some(MessageType::CALL_CONNECTED)) => {
                 self.abort_call_connected_format(now, err);
@@ -500,4 +500,28 @@ impl std::fmt::Debug for ServerConnection {
             .field("closed", &self.common.is_closed())
             .finish_non_exhaustive()
     }
+}
+
+/// The STATUS_INFO a server puts in a CALL_CONNECT_NAK for a bad CALL_CONNECT_REQUEST, or
+/// `None` when the spec asks for an abort instead (§3.3.5.2.2).
+///
+/// A missing ENCAPSULATED_PROTOCOL_ID is reported with that attribute's id, as §2.2.8 says;
+/// §3.3.5.2.2 names STATUS_INFO instead, but naming the missing attribute is more useful.
+#[must_use]
+pub(crate) fn nak_status(error: &DecodeError) -> Option<StatusInfo> {
+    let (attribute, status) = match *error {
+        DecodeError::UnrecognizedAttribute(id) => (id, Status::UNRECOGNIZED_ATTRIBUTE),
+        DecodeError::InvalidAttributeLength(id) => (id, Status::INVALID_ATTRIB_VALUE_LENGTH),
+        DecodeError::DuplicateAttribute(id) => (id, Status::DUPLICATE_ATTRIBUTE),
+        DecodeError::MissingAttribute(id) => (id, Status::REQUIRED_ATTRIBUTE_MISSING),
+        DecodeError::AttributeNotAllowed { attribute, .. } => {
+            (attribute, Status::UNRECOGNIZED_ATTRIBUTE)
+        }
+        DecodeError::StatusInfoNotAllowed(_) => (
+            AttributeId::STATUS_INFO,
+            Status::STATUS_INFO_NOT_SUPPORTED_IN_MSG,
+        ),
+        _ => return None,
+    };
+    Some(StatusInfo::new(attribute, status))
 }

@@ -1,7 +1,7 @@
 use super::*;
-use crate::attribute::{
-    Attribute, CryptoBinding, CryptoBindingRequest, EncapsulatedProtocol, HashProtocol,
-    HashProtocolSet,
+use crate::{
+    attribute::{Attribute, CryptoBinding, CryptoBindingRequest, StatusInfo},
+    wire::{AttributeId, EncapsulatedProtocol, HashProtocol, HashProtocolSet, Status},
 };
 
 fn encoded(message: &ControlMessage) -> Vec<u8> {
@@ -117,7 +117,7 @@ fn connect_request_with_error_status_info_maps_to_status_info_not_supported() {
     .encode(&mut body);
     let err = ControlMessage::decode(&body).expect_err("status info with an error");
     assert_eq!(
-        err.nak_status(),
+        crate::server::nak_status(&err),
         Some(StatusInfo::new(
             AttributeId::STATUS_INFO,
             Status::STATUS_INFO_NOT_SUPPORTED_IN_MSG
@@ -133,7 +133,7 @@ fn duplicate_protocol_attribute_maps_to_duplicate_attribute() {
     }
     let err = ControlMessage::decode(&body).expect_err("duplicate");
     assert_eq!(
-        err.nak_status(),
+        crate::server::nak_status(&err),
         Some(StatusInfo::new(
             AttributeId::ENCAPSULATED_PROTOCOL_ID,
             Status::DUPLICATE_ATTRIBUTE
