@@ -121,7 +121,7 @@ impl Router {
     }
 
     fn try_route(&self, packet: Bytes) -> RouteOutcome {
-        let Some(destination) = ipv4_destination(&packet) else {
+        let Some(destination) = sstp_ppp::ipv4::destination(&packet) else {
             return RouteOutcome::Dropped(DropReason::NotIpv4);
         };
         let sender = {
@@ -191,26 +191,6 @@ impl DropReason {
         self as usize
     }
 }
-
-/// The destination of an IPv4 packet (RFC 791 §3.1), or `None` if this is not one.
-fn ipv4_destination(packet: &[u8]) -> Option<Ipv4Addr> {
-    let version = packet.first()? >> 4;
-    if version != IPV4_VERSION || packet.len() < IPV4_MIN_HEADER_LEN {
-        return None;
-    }
-    let bytes: [u8; 4] = packet
-        .get(IPV4_DESTINATION_OFFSET..IPV4_DESTINATION_OFFSET + 4)?
-        .try_into()
-        .ok()?;
-    Some(Ipv4Addr::from(bytes))
-}
-
-/// RFC 791 §3.1: the version nibble of an IPv4 header.
-const IPV4_VERSION: u8 = 4;
-/// RFC 791 §3.1: a header without options.
-const IPV4_MIN_HEADER_LEN: usize = 20;
-/// RFC 791 §3.1: offset of the Destination Address field.
-const IPV4_DESTINATION_OFFSET: usize = 16;
 
 #[cfg(test)]
 mod tests {

@@ -12,18 +12,6 @@ use common::{USERS, in_new_netns, ping, runtime, start};
 use sstp_gateway::client::Client;
 use sstp_ppp::dhcp_inform::{Ack, ClasslessRoute, parse_ack};
 
-/// RFC 1071 Internet checksum.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in bytes.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// A DHCPINFORM from `client` to `destination` (UDP 68 -> 67, no UDP checksum, as RFC 768
 /// allows), with the options Windows sends: 53 = 8, 61, 12, 60 "MSFT 5.0", 55 asking for 249
 /// and 121.
@@ -49,7 +37,7 @@ fn inform(client: Ipv4Addr, destination: Ipv4Addr, xid: u32) -> Bytes {
     ip.extend_from_slice(&[0, 0, 0, 0, 128, 17, 0, 0]);
     ip.extend_from_slice(&client.octets());
     ip.extend_from_slice(&destination.octets());
-    let sum = checksum(&ip);
+    let sum = sstp_ppp::ipv4::checksum(&ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     ip.extend_from_slice(&[0, 68, 0, 67]);
     ip.extend_from_slice(&udp_len.to_be_bytes());

@@ -10,18 +10,17 @@
 
 use std::net::Ipv4Addr;
 
-/// RFC 791 §3.1: the version nibble of an IPv4 header.
-const IPV4_VERSION: u8 = 4;
-/// RFC 791 §3.1: a header without options (IHL 5).
-const IPV4_MIN_HEADER_LEN: usize = 20;
+use crate::ipv4::{
+    self, MIN_HEADER_LEN as IPV4_MIN_HEADER_LEN, PROTOCOL_UDP as IP_PROTOCOL_UDP,
+    VERSION as IPV4_VERSION,
+};
+
 /// RFC 791 §3.1: the More Fragments flag and the fragment offset within the flags word.
 const IPV4_FRAGMENT_BITS: u16 = 0x3FFF;
 /// RFC 791 §3.1: Don't Fragment, set on replies.
 const IPV4_DONT_FRAGMENT: u16 = 0x4000;
 /// RFC 1700: the recommended default TTL.
 const IPV4_DEFAULT_TTL: u8 = 64;
-/// RFC 768 (IANA protocol number): UDP.
-const IP_PROTOCOL_UDP: u8 = 17;
 /// RFC 768: the UDP header.
 const UDP_HEADER_LEN: usize = 8;
 /// RFC 2131 §4.1: DHCP messages to servers go to port 67, to clients to port 68.
@@ -406,7 +405,7 @@ fn write_udp_ipv4(
     out.extend_from_slice(&[IPV4_DEFAULT_TTL, IP_PROTOCOL_UDP, 0, 0]);
     out.extend_from_slice(&source.octets());
     out.extend_from_slice(&destination.octets());
-    let header_sum = !fold(sum_words(out));
+    let header_sum = ipv4::checksum(out);
     out[10..12].copy_from_slice(&header_sum.to_be_bytes());
     let udp_start = out.len();
     out.extend_from_slice(&ports.0.to_be_bytes());
@@ -415,9 +414,7 @@ fn write_udp_ipv4(
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(payload);
     let udp = out.get(udp_start..).unwrap_or_default();
-    let sum = !fold(udp_pseudo_sum(source, destination, udp_len) + sum_words(udp));
-    // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
-    let sum = if sum == 0 { 0xFFFF } else { sum };
+    let sum = ipv4::udp_checksum(source, destination, udp);
     out[udp_start + 6..udp_start + 8].copy_from_slice(&sum.to_be_bytes());
     Ok(())
 }
@@ -494,7 +491,7 @@ impl<'a> Datagram<'a> {
             return Err(DhcpError::NotIpv4);
         }
         let header = packet.get(..header_len).ok_or(DhcpError::NotIpv4)?;
-        if fold(sum_words(header)) != 0xFFFF {
+        if ipv4::checksum(header) != 0 {
             return Err(DhcpError::NotIpv4);
         }
         if u16_at(header, 6).ok_or(DhcpError::NotIpv4)? & IPV4_FRAGMENT_BITS != 0 {
@@ -513,10 +510,7 @@ impl<'a> Datagram<'a> {
             .get(..usize::from(udp_len))
             .filter(|u| u.len() >= UDP_HEADER_LEN)
             .ok_or(DhcpError::UdpLength)?;
-        // RFC 768: zero means the sender computed no checksum.
-        if u16_at(udp, 6) != Some(0)
-            && fold(udp_pseudo_sum(source, destination, udp_len) + sum_words(udp)) != 0xFFFF
-        {
+        if !ipv4::udp_checksum_ok(source, destination, udp) {
             return Err(DhcpError::UdpChecksum);
         }
         Ok(Self {
@@ -610,33 +604,6 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
 
 fn ipv4_at(bytes: &[u8], at: usize) -> Option<Ipv4Addr> {
     u32_at(bytes, at).map(Ipv4Addr::from)
-}
-
-/// RFC 1071: the one's complement sum of 16-bit words, not yet folded; an odd last byte is
-/// padded with zero.
-fn sum_words(bytes: &[u8]) -> u32 {
-    bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .fold(0u32, u32::wrapping_add)
-}
-
-/// RFC 768: the pseudo-header sum (addresses, protocol, UDP length).
-fn udp_pseudo_sum(source: Ipv4Addr, destination: Ipv4Addr, udp_len: u16) -> u32 {
-    let mut pseudo = [0u8; 12];
-    pseudo[..4].copy_from_slice(&source.octets());
-    pseudo[4..8].copy_from_slice(&destination.octets());
-    pseudo[9] = IP_PROTOCOL_UDP;
-    pseudo[10..].copy_from_slice(&udp_len.to_be_bytes());
-    sum_words(&pseudo)
-}
-
-/// RFC 1071: folds the carries back into 16 bits.
-fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    sum as u16
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ mod event;
 mod frame;
 mod fsm;
 mod ipcp;
+pub mod ipv4;
 mod ipv6cp;
 mod lcp;
 mod packet;

@@ -377,7 +377,7 @@ impl Session {
         while let Some(packet) = self.conn.poll_ip() {
             if self
                 .peer
-                .is_none_or(|peer| ipv4_source(packet) != Some(peer))
+                .is_none_or(|peer| sstp_ppp::ipv4::source(packet) != Some(peer))
             {
                 trace!(
                     len = packet.len(),
@@ -474,22 +474,3 @@ fn answer_dhcp_inform(config: Option<&InformConfig>, packet: &[u8]) -> Option<Ve
         }
     }
 }
-
-/// The source address of an IPv4 packet (RFC 791 §3.1), or `None` if this is not one.
-fn ipv4_source(packet: &[u8]) -> Option<Ipv4Addr> {
-    if packet.first()? >> 4 != IPV4_VERSION || packet.len() < IPV4_MIN_HEADER_LEN {
-        return None;
-    }
-    let bytes: [u8; 4] = packet
-        .get(IPV4_SOURCE_OFFSET..IPV4_SOURCE_OFFSET + 4)?
-        .try_into()
-        .ok()?;
-    Some(Ipv4Addr::from(bytes))
-}
-
-/// RFC 791 §3.1: the version nibble of an IPv4 header.
-const IPV4_VERSION: u8 = 4;
-/// RFC 791 §3.1: a header without options.
-const IPV4_MIN_HEADER_LEN: usize = 20;
-/// RFC 791 §3.1: offset of the Source Address field.
-const IPV4_SOURCE_OFFSET: usize = 12;

@@ -255,26 +255,13 @@ pub async fn wait_for_metric_at_least(h: &Harness, series: &str, value: f64) -> 
     panic!("{series} stayed at {last}, wanted at least {value}");
 }
 
-/// RFC 1071 Internet checksum.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An IPv4 ICMP echo request (RFC 792).
 pub fn echo_request(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16, payload: &[u8]) -> Bytes {
     let mut icmp = vec![8, 0, 0, 0];
     icmp.extend_from_slice(&id.to_be_bytes());
     icmp.extend_from_slice(&seq.to_be_bytes());
     icmp.extend_from_slice(payload);
-    let sum = checksum(&icmp);
+    let sum = sstp_ppp::ipv4::checksum(&icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     let total = u16::try_from(20 + icmp.len()).unwrap();
     let mut ip = vec![0x45, 0];
@@ -282,7 +269,7 @@ pub fn echo_request(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16, payload: &[
     ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 1, 0, 0]);
     ip.extend_from_slice(&src.octets());
     ip.extend_from_slice(&dst.octets());
-    let sum = checksum(&ip);
+    let sum = sstp_ppp::ipv4::checksum(&ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     ip.extend_from_slice(&icmp);
     Bytes::from(ip)

@@ -33,10 +33,7 @@ fn windows_inform(udp_checksum: bool) -> Vec<u8> {
     packet[20..24].copy_from_slice(&[0, 68, 0, 67]);
     packet[26..28].copy_from_slice(&[0, 0]);
     if udp_checksum {
-        let sum = !fold(
-            udp_pseudo_sum(CLIENT, Ipv4Addr::BROADCAST, (packet.len() - 20) as u16)
-                + sum_words(&packet[20..]),
-        );
+        let sum = ipv4::udp_checksum(CLIENT, Ipv4Addr::BROADCAST, &packet[20..]);
         packet[26..28].copy_from_slice(&sum.to_be_bytes());
     }
     packet
@@ -177,7 +174,7 @@ fn a_corrupt_ip_header_or_a_fragment_is_refused() {
     let mut packet = windows_inform(false);
     packet[6] = 0x20; // More Fragments
     packet[10..12].copy_from_slice(&[0, 0]);
-    let sum = !fold(sum_words(&packet[..20]));
+    let sum = ipv4::checksum(&packet[..20]);
     packet[10..12].copy_from_slice(&sum.to_be_bytes());
     assert_eq!(parse_inform(&packet), Err(DhcpError::Fragment));
 }

@@ -130,7 +130,7 @@ pub(crate) fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, dst_port: u16, payload: &
     p.extend_from_slice(&[0, 0, 0x40, 0, 64, PROTO_UDP, 0, 0]);
     p.extend_from_slice(&src.octets());
     p.extend_from_slice(&dst.octets());
-    let checksum = ipv4_checksum(&p);
+    let checksum = sstp_ppp::ipv4::checksum(&p);
     p[10..12].copy_from_slice(&checksum.to_be_bytes());
     p.extend_from_slice(&CLIENT_PORT.to_be_bytes());
     p.extend_from_slice(&dst_port.to_be_bytes());
@@ -152,18 +152,6 @@ pub(crate) fn udp_payload(packet: &[u8]) -> Option<&[u8]> {
     (dst_port == CLIENT_PORT).then(|| udp.get(UDP_HEADER..))?
 }
 
-/// The Internet checksum of an IPv4 header (RFC 1071).
-fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +167,7 @@ mod tests {
         );
         assert_eq!(packet.len(), 128);
         // A header with its checksum in place sums to 0xffff (RFC 1071).
-        assert_eq!(ipv4_checksum(&packet[..IPV4_HEADER]), 0);
+        assert_eq!(sstp_ppp::ipv4::checksum(&packet[..IPV4_HEADER]), 0);
         // Replies go to CLIENT_PORT; make one and parse it.
         let mut reply = packet.clone();
         reply[22..24].copy_from_slice(&CLIENT_PORT.to_be_bytes());
