@@ -15,9 +15,10 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Image of gateway pods when an SstpGateway does not set spec.pod.image.
+    /// Image of gateway pods when an SstpGateway does not set spec.pod.image (default: the
+    /// chart's default, the gateway image of this operator's version).
     #[arg(long, env = "SSTP_OPERATOR_GATEWAY_IMAGE")]
-    gateway_image: String,
+    gateway_image: Option<String>,
     /// Pull policy of that image when an SstpGateway does not set spec.pod.imagePullPolicy:
     /// Always, IfNotPresent or Never (default: unset, so Kubernetes picks Always for a :latest or
     /// untagged image and IfNotPresent otherwise).
@@ -41,12 +42,14 @@ struct Cli {
         default_value = "sstp-operator"
     )]
     lease_name: String,
-    /// Namespace of the Lease (normally the operator's own, from the downward API).
+    /// Namespace of the Lease (the chart passes the operator's own, from the downward API;
+    /// default: the kubeconfig context's namespace, or the service account's in a pod).
     #[arg(long, env = "SSTP_OPERATOR_LEASE_NAMESPACE")]
-    lease_namespace: String,
-    /// This replica's identity in the Lease (normally the pod name).
+    lease_namespace: Option<String>,
+    /// This replica's identity in the Lease (the chart passes the pod name; default: the host
+    /// name, which in a pod is the pod name).
     #[arg(long, env = "SSTP_OPERATOR_IDENTITY")]
-    identity: String,
+    identity: Option<String>,
     /// Seconds the Lease stays valid without renewal.
     #[arg(long, env = "SSTP_OPERATOR_LEASE_DURATION_SECONDS", default_value_t = DEFAULT_LEASE_DURATION)]
     lease_duration_seconds: u64,
@@ -101,8 +104,13 @@ fn try_main() -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("Failed to configure the Kubernetes client")?;
+        // A local run needs no flag, as kube-rs controllers do: the current kubeconfig, its
+        // namespace for the Lease, the host name as identity, the chart's gateway image.
+        let lease_namespace =
+            lease_namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+        let identity = identity.unwrap_or_else(host_name);
         let settings = Settings {
-            gateway_image,
+            gateway_image: gateway_image.unwrap_or_else(default_gateway_image),
             gateway_pull_policy: gateway_image_pull_policy,
             lease: LeaseSettings {
                 name: lease_name,
@@ -118,6 +126,25 @@ fn try_main() -> anyhow::Result<()> {
             .await
             .context("The operator stopped")
     })
+}
+
+/// The repository the chart's `gateway.image.repository` defaults to.
+const GATEWAY_REPOSITORY: &str = "ghcr.io/sstp-operator/sstp-gateway";
+
+/// The gateway image the chart deploys by default: its repository, tagged with the chart's
+/// appVersion, which is this crate's version.
+fn default_gateway_image() -> String {
+    format!("{GATEWAY_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// This machine's host name (a pod's is its name), for the Lease identity.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "sstp-operator".to_owned())
 }
 
 /// SIGTERM or SIGINT.
@@ -177,6 +204,34 @@ mod tests {
             "--gateway-image-pull-policy=sometimes",
         ]);
         assert!(wrong.is_err());
+    }
+
+    #[test]
+    fn a_local_run_needs_no_flag() {
+        let cli = Cli::try_parse_from(["sstp-operator"]).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(cli.gateway_image, None);
+        assert_eq!(cli.lease_namespace, None);
+        assert_eq!(cli.identity, None);
+        assert!(!super::host_name().is_empty());
+    }
+
+    #[test]
+    fn the_default_gateway_image_is_the_charts_default() {
+        let values = include_str!("../../charts/sstp-operator/values.yaml");
+        let chart = include_str!("../../charts/sstp-operator/Chart.yaml");
+        let app_version = chart
+            .lines()
+            .find_map(|line| line.strip_prefix("appVersion:"))
+            .map(|v| v.trim().trim_matches('"'))
+            .expect("Chart.yaml has an appVersion");
+        assert!(
+            values.contains(&format!("    repository: {}\n", super::GATEWAY_REPOSITORY)),
+            "values.yaml's gateway.image.repository"
+        );
+        assert_eq!(
+            super::default_gateway_image(),
+            format!("{}:{app_version}", super::GATEWAY_REPOSITORY)
+        );
     }
 
     #[test]
