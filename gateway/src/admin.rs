@@ -57,6 +57,8 @@ pub enum Site {
     Admin {
         /// Rendered on each `/metrics` request.
         metrics: Metrics,
+        /// Listed on each `/sessions` request.
+        sessions: Arc<crate::session::SessionTable>,
         /// Answer of `/readyz`.
         readiness: Readiness,
     },
@@ -134,6 +136,13 @@ impl Site {
                 response
                     .headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_TYPE));
+                response
+            }
+            (Self::Admin { sessions, .. }, "/sessions") => {
+                let mut response = text(StatusCode::OK, sessions.to_json());
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 response
             }
             (Self::Admin { .. }, "/healthz") => text(StatusCode::OK, "ok\n"),

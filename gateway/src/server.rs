@@ -35,7 +35,7 @@ use crate::{
     pending::PendingConnections,
     pki,
     router::Router,
-    session::{AuditConfig, Deadlines, SessionShared},
+    session::{AuditConfig, Deadlines, SessionShared, SessionTable},
     throttle::{AuthThrottle, ThrottleLimits},
     tls::{self, CertFiles, MaxTlsVersion, TlsSnapshot, TlsStore},
     tun::TunSettings,
@@ -249,6 +249,7 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
     .context("cannot install the nftables table")?;
 
     let registry = SessionRegistry::new();
+    let sessions = SessionTable::new();
     tokio::spawn(users::enforce(
         users_rx.clone(),
         Arc::clone(&registry),
@@ -291,6 +292,7 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
             user_names: options.audit_user_names,
             gateway: AuditConfig::instance_name(),
         },
+        sessions: Arc::clone(&sessions),
     });
 
     let sstp_listener = bind(config.listen.sstp, "SSTP").await?;
@@ -306,6 +308,7 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         admin_listener,
         Site::Admin {
             metrics: metrics.clone(),
+            sessions,
             readiness: readiness.clone(),
         },
         until(shutdown.clone()),

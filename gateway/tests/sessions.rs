@@ -1,6 +1,7 @@
 //! The gateway with the project's own client on loopback, inside a network namespace per test:
 //! many concurrent sessions with traffic, user lifecycle, authentication and throttling, and
-//! certificate reload. Run as root: `cargo test -p sstp-gateway --test sessions`.
+//! certificate reload, and the admin port's list of sessions. Run as root:
+//! `cargo test -p sstp-gateway --test sessions`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,7 +13,9 @@ use std::{
     time::Duration,
 };
 
-use common::{Harness, USERS, in_new_netns, ping, replace_file, runtime, start, users_document};
+use common::{
+    Harness, USERS, http_get, in_new_netns, ping, replace_file, runtime, start, users_document,
+};
 use rustls::pki_types::pem::PemObject;
 use sstp_gateway::client::{Client, ClientError};
 use sstp_proto::CloseReason;
@@ -93,6 +96,89 @@ fn two_hundred_sessions_get_distinct_addresses_carry_traffic_and_give_the_pool_b
                 common::metric(&text, r#"sstp_packets_total{direction="from_client"}"#) >= 400.0
             );
             assert!(common::metric(&text, r#"sstp_packets_total{direction="to_client"}"#) >= 400.0);
+        });
+    });
+}
+
+/// `/sessions` on the admin port, parsed.
+async fn listed(h: &Harness) -> Vec<serde_json::Value> {
+    let body = http_get(h.gateway.admin_addr, "/sessions").await;
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    parsed["sessions"].as_array().cloned().unwrap()
+}
+
+/// Asks `/sessions` until `done` holds for the list, for at most 10 s (a bound, not a
+/// measurement: the list changes with the session tasks).
+async fn listed_until(
+    h: &Harness,
+    what: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    for _ in 0..200 {
+        let sessions = listed(h).await;
+        if done(&sessions) {
+            return sessions;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: {:#?}", listed(h).await)
+}
+
+#[test]
+fn the_admin_port_lists_the_established_sessions_with_their_traffic() {
+    in_new_netns("sessions_list", || {
+        runtime().block_on(async {
+            let h = start("list", |_| {}).await;
+            assert!(listed(&h).await.is_empty());
+            let (mut alice, alice_addr) = h.connect(USERS[0].0, USERS[0].1).await;
+            let (mut bob, bob_addr) = h.connect(USERS[1].0, USERS[1].1).await;
+            ping(
+                &mut alice,
+                alice_addr,
+                h.gateway_ip(),
+                1,
+                b"counted both ways",
+            )
+            .await;
+            ping(&mut bob, bob_addr, h.gateway_ip(), 2, b"bob").await;
+            let at = |address: Ipv4Addr| {
+                move |s: &serde_json::Value| s["tunnel_address"] == address.to_string()
+            };
+            let sessions = listed_until(&h, "both sessions, with the pings counted", |s| {
+                s.len() == 2
+                    && s.iter().all(|s| {
+                        s["bytes_from_client"].as_u64() > Some(0)
+                            && s["bytes_to_client"].as_u64() > Some(0)
+                    })
+            })
+            .await;
+            let alice_entry = sessions.iter().find(|s| at(alice_addr)(s)).unwrap();
+            assert_eq!(alice_entry["client"], alice.local_addr().to_string());
+            // This harness runs with ServeOptions::default(), which leaves user names out (the
+            // CLI names them unless --audit-omit-user-names): the list follows the audit setting.
+            assert_eq!(
+                alice_entry["user"],
+                serde_json::Value::Null,
+                "{alice_entry}"
+            );
+            assert!(
+                alice_entry["since"]
+                    .as_str()
+                    .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()),
+                "{alice_entry}"
+            );
+            let bob_entry = sessions.iter().find(|s| at(bob_addr)(s)).unwrap();
+            assert_eq!(bob_entry["client"], bob.local_addr().to_string());
+            // No credential of any kind.
+            let text = serde_json::to_string(&sessions).unwrap();
+            assert!(
+                !text.contains(USERS[0].1) && !text.contains(USERS[1].1),
+                "{text}"
+            );
+
+            alice.disconnect().await;
+            let left = listed_until(&h, "alice gone", |s| s.len() == 1).await;
+            assert!(at(bob_addr)(&left[0]), "{left:?}");
         });
     });
 }

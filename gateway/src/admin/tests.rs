@@ -50,6 +50,7 @@ fn admin_site() -> (Site, Metrics, Readiness) {
     (
         Site::Admin {
             metrics: metrics.clone(),
+            sessions: crate::session::SessionTable::new(),
             readiness: readiness.clone(),
         },
         metrics,
@@ -83,6 +84,14 @@ async fn metrics_health_and_readiness_answer_on_the_admin_port() {
         404,
         "not on the admin port"
     );
+    let (status, head, body) = request(server.addr, "GET", "/sessions").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    assert_eq!(body, br#"{"sessions":[]}"#);
 }
 
 #[tokio::test]

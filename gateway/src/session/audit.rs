@@ -64,6 +64,8 @@ pub(super) struct Traffic {
 /// An established session, from its `session_start` record to its `session_end`.
 #[derive(Debug)]
 pub(super) struct OpenSession {
+    /// Its entry in the session table, which goes with it.
+    pub(super) listed: super::table::Listed,
     user: Option<String>,
     client: SocketAddr,
     address: Ipv4Addr,
@@ -75,16 +77,20 @@ impl OpenSession {
     /// Writes `session_start` and returns what `session_end` needs.
     pub(super) fn start(
         config: &AuditConfig,
+        table: &std::sync::Arc<super::SessionTable>,
         id: u64,
         user: Option<&str>,
         client: SocketAddr,
         address: Ipv4Addr,
     ) -> Self {
+        let user = config.user(user).map(str::to_owned);
+        let start = jiff::Timestamp::now();
         let session = Self {
-            user: config.user(user).map(str::to_owned),
+            listed: table.insert(id, user.clone(), client, address, start),
+            user,
             client,
             address,
-            start: jiff::Timestamp::now(),
+            start,
             started: Instant::now(),
         };
         info!(

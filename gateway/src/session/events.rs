@@ -114,6 +114,7 @@ impl Session {
             if let Some(address) = self.peer {
                 self.open = Some(audit::OpenSession::start(
                     &self.shared.audit,
+                    &self.shared.sessions,
                     self.id,
                     self.user.as_deref(),
                     self.client,

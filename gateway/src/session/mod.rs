@@ -34,9 +34,11 @@ use crate::{
 
 mod audit;
 mod events;
+mod table;
 
 pub use audit::AuditConfig;
 use audit::Traffic;
+pub use table::SessionTable;
 
 /// What every session shares.
 #[derive(Debug)]
@@ -66,6 +68,8 @@ pub struct SessionShared {
     pub dhcp_inform: Option<Arc<InformConfig>>,
     /// What the audit records say about this gateway, and whether they name users.
     pub audit: AuditConfig,
+    /// The established sessions, for the admin port's `/sessions`.
+    pub sessions: Arc<SessionTable>,
 }
 
 /// Deadlines of session setup.
@@ -413,6 +417,9 @@ impl Session {
             metrics.traffic(Direction::FromClient, packets, bytes);
             self.traffic.packets_from_client += packets;
             self.traffic.bytes_from_client += bytes;
+            if let Some(open) = &self.open {
+                open.listed.count_from_client(bytes);
+            }
         }
         for (reason, count) in [
             (ClientDropReason::ForeignSource, foreign),
@@ -450,6 +457,9 @@ impl Session {
                 .traffic(Direction::ToClient, packets, bytes);
             self.traffic.packets_to_client += packets;
             self.traffic.bytes_to_client += bytes;
+            if let Some(open) = &self.open {
+                open.listed.count_to_client(bytes);
+            }
         }
     }
 }

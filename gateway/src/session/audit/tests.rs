@@ -5,6 +5,7 @@ use std::{
 };
 
 use super::*;
+use crate::session::SessionTable;
 
 /// A `MakeWriter` into a shared buffer.
 #[derive(Clone, Default)]
@@ -51,7 +52,9 @@ const TUNNEL: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 fn a_session_writes_a_start_and_an_end_record_with_every_field() {
     let records = json_lines(|| {
         let config = config(true);
-        let open = OpenSession::start(&config, 7, Some("alice"), CLIENT, TUNNEL);
+        let table = SessionTable::new();
+        let open = OpenSession::start(&config, &table, 7, Some("alice"), CLIENT, TUNNEL);
+        assert_eq!(table.len(), 1);
         let traffic = Traffic {
             bytes_from_client: 1000,
             packets_from_client: 10,
@@ -88,12 +91,15 @@ fn a_session_writes_a_start_and_an_end_record_with_every_field() {
 fn user_names_can_be_left_out_of_every_record() {
     let records = json_lines(|| {
         let config = config(false);
-        OpenSession::start(&config, 1, Some("alice"), CLIENT, TUNNEL).end(
-            &config,
-            1,
-            Traffic::default(),
-            "idle_timeout",
+        let table = SessionTable::new();
+        let open = OpenSession::start(&config, &table, 1, Some("alice"), CLIENT, TUNNEL);
+        // The admin port's list leaves the name out too.
+        assert!(
+            table.to_json().contains(r#""user":null"#),
+            "{}",
+            table.to_json()
         );
+        open.end(&config, 1, Traffic::default(), "idle_timeout");
         login_failed(&config, 2, Some("mallory"), CLIENT, "bad_credentials");
     });
     assert_eq!(records.len(), 3);
