@@ -17,7 +17,7 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::{Error, poll_until};
+use crate::{Error, Started, poll_until, wait_http_ready};
 
 /// How often the waits below look again.
 const POLL: Duration = Duration::from_millis(50);
@@ -196,20 +196,17 @@ impl GatewayProcess {
     }
 
     fn wait_ready(&mut self) -> Result<(), Error> {
-        // Some(None): ready; Some(Some(status)): exited while starting.
-        let outcome = poll_until(START_TIMEOUT, POLL, || {
-            if let Some(status) = self.try_wait()? {
-                return Ok(Some(Some(status)));
-            }
-            Ok(matches!(http_get(self.admin, "/readyz"), Ok((200, _))).then_some(None))
+        let admin = self.admin;
+        let started = wait_http_ready(admin, "/readyz", START_TIMEOUT, POLL, || {
+            self.try_wait().ok().flatten()
         })?;
-        match outcome {
-            Some(None) => Ok(()),
-            Some(Some(status)) => Err(Error::Unavailable(format!(
+        match started {
+            Started::Ready => Ok(()),
+            Started::Exited(status) => Err(Error::Unavailable(format!(
                 "the gateway exited ({status}) while starting; its log:\n{}",
                 self.log()
             ))),
-            None => Err(Error::Unavailable(format!(
+            Started::TimedOut => Err(Error::Unavailable(format!(
                 "the gateway was not ready within {START_TIMEOUT:?}; its log:\n{}",
                 self.log()
             ))),

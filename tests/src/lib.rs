@@ -36,4 +36,4 @@ pub mod workspace_bins;
 pub use control_plane::{ControlPlane, k8s_bin_dir};
 pub use error::Error;
 pub use namespace::TestNamespace;
-pub use wait::{eventually, poll_until};
+pub use wait::{Started, eventually, poll_until, wait_http_ready};

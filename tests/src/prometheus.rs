@@ -15,9 +15,9 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    Error,
+    Error, Started,
     gateway_process::{free_port, http_get},
-    poll_until,
+    wait_http_ready,
 };
 
 pub mod documented;
@@ -221,20 +221,16 @@ impl Prometheus {
     }
 
     fn wait_ready(&mut self) -> Result<(), Error> {
-        // Some(None): ready; Some(Some(status)): exited while starting.
-        let outcome = poll_until(START_TIMEOUT, POLL, || {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Ok(Some(Some(status)));
-            }
-            Ok(matches!(http_get(self.addr, "/-/ready"), Ok((200, _))).then_some(None))
+        let started = wait_http_ready(self.addr, "/-/ready", START_TIMEOUT, POLL, || {
+            self.child.try_wait().ok().flatten()
         })?;
-        match outcome {
-            Some(None) => Ok(()),
-            Some(Some(status)) => Err(Error::Unavailable(format!(
+        match started {
+            Started::Ready => Ok(()),
+            Started::Exited(status) => Err(Error::Unavailable(format!(
                 "prometheus exited ({status}) while starting; its log:\n{}",
                 self.log()
             ))),
-            None => Err(Error::Unavailable(format!(
+            Started::TimedOut => Err(Error::Unavailable(format!(
                 "prometheus was not ready within {START_TIMEOUT:?}; its log:\n{}",
                 self.log()
             ))),

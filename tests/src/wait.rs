@@ -32,6 +32,36 @@ where
     }
 }
 
+/// How a child process that serves HTTP came up: [`wait_http_ready`]'s answer.
+#[derive(Debug)]
+pub enum Started {
+    /// `path` answered 200.
+    Ready,
+    /// The process exited first.
+    Exited(std::process::ExitStatus),
+    /// Neither within the timeout.
+    TimedOut,
+}
+
+/// Waits until `path` on `addr` answers 200 while `exited` (the child's `try_wait`) says it
+/// still runs, polling every `poll` for at most `timeout`.
+pub fn wait_http_ready(
+    addr: std::net::SocketAddr,
+    path: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut exited: impl FnMut() -> Option<std::process::ExitStatus>,
+) -> Result<Started, Error> {
+    let outcome = poll_until(timeout, poll, || {
+        if let Some(status) = exited() {
+            return Ok(Some(Started::Exited(status)));
+        }
+        let ready = matches!(crate::gateway_process::http_get(addr, path), Ok((200, _)));
+        Ok(ready.then_some(Started::Ready))
+    })?;
+    Ok(outcome.unwrap_or(Started::TimedOut))
+}
+
 /// Calls `check` every `poll` until it returns `Ok(Some(value))` and returns that value, or
 /// `Ok(None)` once `timeout` has passed, so each caller says what did not happen with what it
 /// knows (a log, a console tail). An `Err` from `check` ends the wait at once. Blocking: for
