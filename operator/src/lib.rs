@@ -11,6 +11,8 @@
 //! - [`resources`]: pure builders of every child object, unit-tested without a cluster.
 //! - [`certs`]: the built-in CA, cert-manager and bring-your-own certificate modes.
 //! - [`controller`]: the two reconcilers, server-side apply with one field manager, status.
+//! - [`census`]: the leader asks each gateway pod for its sessions and writes the counts into
+//!   `status.activeSessions` of gateways and users (its own field manager).
 //! - [`leader`], [`metrics`], [`admin`]: leader election over a Lease, Prometheus metrics, and the
 //!   `/metrics` `/healthz` `/readyz` server.
 //! - [`run`]: everything together, as the binary and the tests start it.
@@ -18,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod census;
 pub mod certs;
 pub mod controller;
 pub mod crdgen;

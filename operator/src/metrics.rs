@@ -1,10 +1,11 @@
-//! The operator's own metrics (prefix `sstp_operator_`): reconciles, errors, durations, writes
-//! and leadership. Cloning shares the registry.
+//! The operator's own metrics (prefix `sstp_operator_`): reconciles, errors, durations, writes,
+//! leadership and the session census. Cloning shares the registry.
 
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric of the operator.
@@ -16,6 +17,8 @@ pub struct Metrics {
     duration: HistogramVec,
     writes: IntCounterVec,
     leader: IntGauge,
+    census_rounds: IntCounter,
+    session_queries_failed: IntCounter,
 }
 
 impl Metrics {
@@ -59,12 +62,24 @@ impl Metrics {
             "1 while this replica holds the lease",
         )
         .expect("valid metric");
+        let census_rounds = IntCounter::new(
+            "sstp_operator_session_census_rounds_total",
+            "Rounds of the session census (every gateway pod asked for its sessions), on the leader",
+        )
+        .expect("valid metric");
+        let session_queries_failed = IntCounter::new(
+            "sstp_operator_session_queries_failed_total",
+            "Gateway pods whose sessions the census could not read (GET /sessions on the admin port)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
             Box::new(duration.clone()),
             Box::new(writes.clone()),
             Box::new(leader.clone()),
+            Box::new(census_rounds.clone()),
+            Box::new(session_queries_failed.clone()),
         ] {
             registry
                 .register(collector)
@@ -86,6 +101,8 @@ impl Metrics {
             duration,
             writes,
             leader,
+            census_rounds,
+            session_queries_failed,
         }
     }
 
@@ -109,6 +126,16 @@ impl Metrics {
     /// Counts a write of an object of `kind`.
     pub fn wrote(&self, kind: &str) {
         self.writes.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a finished round of the session census.
+    pub fn census_round(&self) {
+        self.census_rounds.inc();
+    }
+
+    /// Counts a gateway pod whose sessions could not be read.
+    pub fn session_query_failed(&self) {
+        self.session_queries_failed.inc();
     }
 
     /// Sets the leadership gauge.

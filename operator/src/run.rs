@@ -1,4 +1,5 @@
-//! Everything together: admin server, leader election, both controllers, graceful shutdown.
+//! Everything together: admin server, leader election, both controllers and the session census,
+//! graceful shutdown.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -26,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::{
     admin::{self, Readiness},
+    census,
     controller::{self, Context, ErrorCounts, gateway, user},
     leader::{Election, LeaseSettings},
     metrics::Metrics,
@@ -235,7 +237,7 @@ fn scope_namespaces(namespaces: &[String]) -> Vec<Option<String>> {
     }
 }
 
-/// Both controllers for every scope until `stop`.
+/// Both controllers and the session census for every scope until `stop`.
 ///
 /// Several namespaces run one controller pair per namespace rather than one pair fed by merged
 /// per-namespace watcher streams (`Controller::for_stream` + `owns_stream`/`watches_stream` over
@@ -252,18 +254,35 @@ async fn run_controllers(scopes: Vec<Scope>, ctx: Arc<Context>, stop: Stop) {
             namespace = scope.namespace.as_deref().unwrap_or("*"),
             "watching"
         );
-        let gateways = gateway_controller(scope.clone(), ctx.clone(), stop.clone());
-        let users = user_controller(scope, ctx.clone(), stop.clone());
+        let config = watcher::Config::default().any_semantic();
+        let gateways = Controller::new(scope.api::<SstpGateway>(), config.clone());
+        let users = Controller::new(scope.api::<SstpUser>(), config);
+        let census = census::run(
+            census::Sources {
+                client: scope.client.clone(),
+                gateways: gateways.store(),
+                users: users.store(),
+                pods: scope.api::<Pod>(),
+            },
+            ctx.metrics.clone(),
+            stop.clone(),
+        );
+        let gateways = gateway_controller(gateways, scope.clone(), ctx.clone(), stop.clone());
+        let users = user_controller(users, scope, ctx.clone(), stop.clone());
         async move {
-            futures::join!(gateways, users);
+            futures::join!(gateways, users, census);
         }
     });
     futures::future::join_all(pairs).await;
 }
 
-async fn gateway_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
+async fn gateway_controller(
+    controller: Controller<SstpGateway>,
+    scope: Scope,
+    ctx: Arc<Context>,
+    stop: Stop,
+) {
     let config = watcher::Config::default().any_semantic();
-    let controller = Controller::new(scope.api::<SstpGateway>(), config.clone());
     let store = controller.store();
     let live = store.clone();
     let by_namespace = move |namespace: Option<String>| {
@@ -336,9 +355,13 @@ fn gateway_of_pod(pod: &Pod) -> Option<ObjectRef<SstpGateway>> {
     Some(ObjectRef::new(name).within(&pod.namespace()?))
 }
 
-async fn user_controller(scope: Scope, ctx: Arc<Context>, stop: Stop) {
+async fn user_controller(
+    controller: Controller<SstpUser>,
+    scope: Scope,
+    ctx: Arc<Context>,
+    stop: Stop,
+) {
     let config = watcher::Config::default().any_semantic();
-    let controller = Controller::new(scope.api::<SstpUser>(), config.clone());
     let store = controller.store();
     let for_gateways = store.clone();
     let live = store.clone();

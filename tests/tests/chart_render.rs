@@ -332,7 +332,8 @@ fn the_service_monitor_mode_adds_a_metrics_service_and_its_monitor() -> Result<(
 }
 
 #[test]
-fn the_network_policy_mode_allows_only_metrics_in_and_the_api_server_out() -> Result<(), Error> {
+fn the_network_policy_mode_allows_only_metrics_in_and_the_api_server_and_gateway_admin_out()
+-> Result<(), Error> {
     let cp = ControlPlane::shared()?;
     let docs = render(
         cp,
@@ -359,7 +360,15 @@ fn the_network_policy_mode_allows_only_metrics_in_and_the_api_server_out() -> Re
         .map(|p| p.iter().map(|p| p["port"].clone()).collect())
         .unwrap_or_default();
     assert_eq!(ports, [443, 6443]);
-    assert_eq!(policy["spec"]["egress"].as_array().map(Vec::len), Some(1));
+    // The session census: the gateway pods' admin port, in any namespace.
+    let census = &policy["spec"]["egress"][1];
+    assert_eq!(census["to"][0]["namespaceSelector"], serde_json::json!({}));
+    assert_eq!(
+        census["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "sstp-gateway"
+    );
+    assert_eq!(census["ports"][0]["port"], 9090);
+    assert_eq!(policy["spec"]["egress"].as_array().map(Vec::len), Some(2));
     Ok(())
 }
 

@@ -51,6 +51,10 @@ const GET_BYTES: u64 = 50 * 1024 * 1024;
 const PUT_BYTES: u64 = 50 * 1024 * 1024;
 /// The session of a disabled user must end within this long after `kubectl patch` returns.
 const DISABLE_DEADLINE: Duration = Duration::from_secs(2);
+/// `status.activeSessions` must follow a session starting or ending within this long (issue 12).
+const COUNT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the host watches for the counts: past the deadline, so a miss reports its time.
+const COUNT_BOUND: Duration = Duration::from_secs(30);
 /// Pods starting, images unpacking, a rollout: generous, so a loaded machine is slow, not red.
 const POD_BOUND: Duration = Duration::from_secs(300);
 /// The whole VM run, boot included.
@@ -68,6 +72,8 @@ struct Outcome {
     discovered: Result<Option<Discovered>, String>,
     /// Steps 2-4: the VM's results file, the host's measurements.
     calls: Result<Calls, String>,
+    /// After the calls: the leader operator pod deleted, its successor's writes.
+    restart: Result<Restart, String>,
     /// Step 5: what was left after deleting the gateway, then after `helm uninstall`.
     removal: Result<Removal, String>,
     /// Step 6: the condition a gateway whose pods cannot start gets.
@@ -109,6 +115,25 @@ struct Calls {
     /// The session audit records the gateway pods logged by the time bob was kicked, with the
     /// pod that logged each.
     audit: Vec<(String, Value)>,
+    /// From bob's call being up (the guest's signal) until the gateway's and bob's
+    /// `status.activeSessions` said 1; `None`: not within [`COUNT_BOUND`].
+    counted_up: Option<Duration>,
+    /// From bob's call being over until both said 0.
+    counted_down: Option<Duration>,
+}
+
+/// The leader operator pod deleted with nothing connected: what its successor wrote.
+#[derive(Debug, Default)]
+struct Restart {
+    old_leader: String,
+    new_leader: String,
+    /// The new leader's census rounds when it was read.
+    census_rounds: u64,
+    /// Its `sstp_operator_writes_total`, every kind.
+    writes: u64,
+    /// resourceVersion of the gateway, alice and bob: before the deletion, then after.
+    versions_before: Vec<String>,
+    versions_after: Vec<String>,
 }
 
 /// A real Prometheus's view of the installed pods, found by Kubernetes service discovery.
@@ -143,6 +168,7 @@ fn run_scenario() -> Outcome {
         install: Err("not run".into()),
         discovered: Err("not run".into()),
         calls: Err("not run".into()),
+        restart: Err("not run".into()),
         removal: Err("not run".into()),
         unstartable: Err("not run".into()),
         init_container: Err("not run".into()),
@@ -170,6 +196,7 @@ fn run_scenario() -> Outcome {
     if let Ok(install) = &outcome.install {
         outcome.discovered = step(|| discovered(cp, install));
         outcome.calls = step(|| calls(cp, &images, work.path()));
+        outcome.restart = step(|| restart_the_leader(cp));
         outcome.unstartable = step(|| unstartable(cp, work.path()));
         outcome.init_container = step(|| init_container(cp, work.path()));
         outcome.removal = step(|| removal(cp));
@@ -353,6 +380,21 @@ spec:
 
 const GATEWAY_SELECTOR: &str =
     "app.kubernetes.io/name=sstp-gateway,app.kubernetes.io/instance=office";
+const OPERATOR_SELECTOR: &str =
+    "app.kubernetes.io/name=sstp-operator,app.kubernetes.io/instance=sstp";
+
+/// The name of node0's network namespace (where the pod addresses route).
+fn node_netns(cp: &ControlPlane) -> Result<String, Error> {
+    let state_dir = cp
+        .state_dir()
+        .ok_or_else(|| Error::Unavailable("the control plane has no state dir".into()))?;
+    let netns_file = state_dir.join("nodes/node0/netns");
+    let netns = std::fs::read_to_string(&netns_file).map_err(|source| Error::Io {
+        what: format!("reading {}", netns_file.display()),
+        source,
+    })?;
+    Ok(netns.trim().to_owned())
+}
 
 fn install(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Install, Error> {
     apply(
@@ -391,12 +433,7 @@ fn install(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Install, Er
             "5m",
         ],
     )?;
-    let operator_pods = wait_ready_pods(
-        cp,
-        OPERATOR_NS,
-        &format!("app.kubernetes.io/name=sstp-operator,app.kubernetes.io/instance={RELEASE}"),
-        2,
-    )?;
+    let operator_pods = wait_ready_pods(cp, OPERATOR_NS, OPERATOR_SELECTOR, 2)?;
     let lease_holder = wait_until("the operator Lease to have a holder", POD_BOUND, || {
         let leases = items(get_json(cp, &["leases", "-n", OPERATOR_NS])?);
         Ok(leases.iter().find_map(|lease| {
@@ -549,14 +586,7 @@ fn discovered(cp: &ControlPlane, install: &Install) -> Result<Option<Discovered>
     let Some(bins) = prometheus::binaries()? else {
         return Ok(None);
     };
-    let state_dir = cp
-        .state_dir()
-        .ok_or_else(|| Error::Unavailable("the control plane has no state dir".into()))?;
-    let netns_file = state_dir.join("nodes/node0/netns");
-    let netns = std::fs::read_to_string(&netns_file).map_err(|source| Error::Io {
-        what: format!("reading {}", netns_file.display()),
-        source,
-    })?;
+    let netns = node_netns(cp)?;
     let (node_ip, _, _) = service_endpoint(cp)?;
     let listen: Ipv4Addr = node_ip
         .parse()
@@ -568,7 +598,7 @@ fn discovered(cp: &ControlPlane, install: &Install) -> Result<Option<Discovered>
     let prom = Prometheus::start_in(
         &bins,
         Placement::Netns {
-            netns: netns.trim(),
+            netns: &netns,
             listen,
         },
         &config.to_string(),
@@ -872,6 +902,8 @@ fn guest_result(out: &Path, key: &str) -> Option<String> {
 /// Disables bob (whose call is up) with `kubectl patch` and records how long the gateway took to
 /// end his session.
 fn disable_bob(cp: &ControlPlane, out: &Path, calls: &mut Calls) -> Result<(), Error> {
+    // bob's call is the only one up: the census counts it on the gateway and on bob.
+    calls.counted_up = wait_counts(cp, 1)?;
     let patched_at = SystemTime::now();
     kubectl_ok(
         cp,
@@ -889,6 +921,7 @@ fn disable_bob(cp: &ControlPlane, out: &Path, calls: &mut Calls) -> Result<(), E
     )?;
     let patch_returned = SystemTime::now();
     wait_result(out, "disable.sstpc_rc", Duration::from_secs(90))?;
+    calls.counted_down = wait_counts(cp, 0)?;
     // From kubectl's return: the change is in the API then (kubectl's own start-up, seconds on a
     // loaded machine, is not the gateway's). A kick logged before kubectl got its answer back
     // counts as 0.
@@ -903,6 +936,138 @@ fn disable_bob(cp: &ControlPlane, out: &Path, calls: &mut Calls) -> Result<(), E
         kicked.and_then(|at| at.duration_since(patched_at).ok())
     );
     Ok(())
+}
+
+/// `status.activeSessions` of the gateway and of bob, as stored.
+fn session_counts(cp: &ControlPlane) -> Result<(Option<i64>, Option<i64>), Error> {
+    let count = |object: Option<Value>| object.and_then(|o| o["status"]["activeSessions"].as_i64());
+    Ok((
+        count(get_json(cp, &["sstpgateway", "-n", GATEWAY_NS, GATEWAY])?),
+        count(get_json(cp, &["sstpuser", "-n", GATEWAY_NS, "bob"])?),
+    ))
+}
+
+/// How long until the gateway and bob both count `sessions` (`None`: not within
+/// [`COUNT_BOUND`]).
+fn wait_counts(cp: &ControlPlane, sessions: i64) -> Result<Option<Duration>, Error> {
+    let started = std::time::Instant::now();
+    let mut last = (None, None);
+    let reached = sstp_e2e::poll_until(COUNT_BOUND, Duration::from_millis(250), || {
+        last = session_counts(cp)?;
+        Ok((last == (Some(sessions), Some(sessions))).then_some(()))
+    })?;
+    let elapsed = reached.map(|()| started.elapsed());
+    eprintln!(
+        "real-node: census: {sessions} session(s) in the gateway's and bob's status after \
+         {elapsed:?} (last seen {last:?})"
+    );
+    Ok(elapsed)
+}
+
+/// Deletes the operator pod holding the Lease (nothing is connected), waits until the other
+/// replica leads and its census has run a few rounds, and reads what it wrote.
+fn restart_the_leader(cp: &ControlPlane) -> Result<Restart, Error> {
+    let versions = || -> Result<Vec<String>, Error> {
+        let mut versions = Vec::new();
+        for (kind, name) in [
+            ("sstpgateway", GATEWAY),
+            ("sstpuser", "alice"),
+            ("sstpuser", "bob"),
+        ] {
+            let object = get_json(cp, &[kind, "-n", GATEWAY_NS, name])?;
+            versions.push(
+                object
+                    .and_then(|o| o["metadata"]["resourceVersion"].as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(versions)
+    };
+    let mut restart = Restart::default();
+    // The counts are settled (0) before the old leader goes.
+    wait_until("the counts to settle at 0", COUNT_BOUND, || {
+        Ok((session_counts(cp)? == (Some(0), Some(0))).then_some(()))
+    })?;
+    restart.old_leader = lease_holder(cp)?;
+    restart.versions_before = versions()?;
+    let operators = items(get_json(
+        cp,
+        &["pods", "-n", OPERATOR_NS, "-l", OPERATOR_SELECTOR],
+    )?);
+    let old_pod = operators
+        .iter()
+        .map(name_of)
+        .find(|pod| restart.old_leader.starts_with(pod.as_str()))
+        .ok_or_else(|| Error::Unavailable(format!("no pod holds {}", restart.old_leader)))?;
+    kubectl_ok(
+        cp,
+        &["delete", "pod", "-n", OPERATOR_NS, &old_pod, "--wait=false"],
+    )?;
+    restart.new_leader = wait_until("another replica to take the Lease", POD_BOUND, || {
+        let holder = lease_holder(cp)?;
+        Ok((!holder.is_empty() && !holder.starts_with(old_pod.as_str())).then_some(holder))
+    })?;
+    let new_pod = items(get_json(
+        cp,
+        &["pods", "-n", OPERATOR_NS, "-l", OPERATOR_SELECTOR],
+    )?)
+    .into_iter()
+    .find(|pod| restart.new_leader.starts_with(name_of(pod).as_str()))
+    .ok_or_else(|| Error::Unavailable(format!("no pod for {}", restart.new_leader)))?;
+    let ip = new_pod["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // Three rounds at least: the first one compares, the later ones would repeat a write.
+    let metrics = wait_until("the new leader's census to run 3 rounds", POD_BOUND, || {
+        let text = node_http_get(cp, &format!("http://{ip}:8080/metrics"))?;
+        let rounds = metric_sum(&text, "sstp_operator_session_census_rounds_total");
+        Ok((rounds >= 3.0).then_some(text))
+    })?;
+    restart.census_rounds =
+        metric_sum(&metrics, "sstp_operator_session_census_rounds_total") as u64;
+    restart.writes = metric_sum(&metrics, "sstp_operator_writes_total") as u64;
+    restart.versions_after = versions()?;
+    Ok(restart)
+}
+
+/// The operator Lease's holder ("" when none).
+fn lease_holder(cp: &ControlPlane) -> Result<String, Error> {
+    let leases = items(get_json(cp, &["leases", "-n", OPERATOR_NS])?);
+    Ok(leases
+        .iter()
+        .find_map(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
+        .unwrap_or_default())
+}
+
+/// The body of an HTTP GET from inside node0's network namespace (where the pod addresses are).
+fn node_http_get(cp: &ControlPlane, url: &str) -> Result<String, Error> {
+    let netns = node_netns(cp)?;
+    let got = output(
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            &netns,
+            "curl",
+            "-sSf",
+            "--max-time",
+            "5",
+            url,
+        ]),
+        "curl in the node's network namespace",
+    )?;
+    Ok(String::from_utf8_lossy(&got.stdout).into_owned())
+}
+
+/// The sum of every sample of `name` in a Prometheus text exposition.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 /// Rolls the gateway Deployment (alice's call is up) by changing its configuration, and waits
@@ -1296,6 +1461,34 @@ fn disabling_a_user_with_kubectl_patch_ends_the_session_within_2_s() {
         elapsed <= DISABLE_DEADLINE,
         "bob's session ended {elapsed:?} after kubectl patch returned"
     );
+}
+
+#[test]
+fn the_gateway_and_the_user_count_the_session_in_status_within_10_s_of_it_starting_and_ending() {
+    let calls = called();
+    for (what, took) in [
+        ("bob's call up", calls.counted_up),
+        ("bob's call over", calls.counted_down),
+    ] {
+        let took = took.unwrap_or_else(|| panic!("{what}: not counted within {COUNT_BOUND:?}"));
+        assert!(
+            took <= COUNT_DEADLINE,
+            "{what}: status.activeSessions followed after {took:?}, over {COUNT_DEADLINE:?}"
+        );
+    }
+}
+
+#[test]
+fn a_new_leader_that_finds_the_same_session_counts_writes_nothing() {
+    let restart = outcome().restart.as_ref().expect("the leader restart step");
+    assert_ne!(restart.old_leader, restart.new_leader);
+    assert!(restart.census_rounds >= 3, "{restart:?}");
+    assert_eq!(restart.writes, 0, "the new leader wrote: {restart:?}");
+    assert_eq!(
+        restart.versions_before, restart.versions_after,
+        "{restart:?}"
+    );
+    assert!(restart.versions_before.iter().all(|v| !v.is_empty()));
 }
 
 #[test]

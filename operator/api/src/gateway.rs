@@ -51,6 +51,11 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.readyReplicas"
     ),
     printcolumn(
+        name = "Sessions",
+        type_ = "integer",
+        json_path = ".status.activeSessions"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -505,7 +510,8 @@ pub struct SstpGatewayStatus {
     /// Users in the users document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<i32>,
-    /// Sessions, where known.
+    /// Sessions on all the gateway's pods, counted every few seconds from each pod's admin
+    /// port; absent until first counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_sessions: Option<i32>,
 }

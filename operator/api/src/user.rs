@@ -36,6 +36,11 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Sessions",
+        type_ = "integer",
+        json_path = ".status.activeSessions"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -104,6 +109,11 @@ pub struct SstpUserStatus {
     /// The Secret holding a generated password, when the operator generated one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
+    /// This user's sessions on the gateways above, counted every few seconds from the gateway
+    /// pods; absent while not yet counted and where a gateway leaves user names out
+    /// (`spec.logging.omitUserNames`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_sessions: Option<i32>,
 }
 
 impl SstpUser {

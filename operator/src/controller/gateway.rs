@@ -433,6 +433,12 @@ async fn patch_status(
         ctx.client.clone(),
         &gateway.namespace().unwrap_or_default(),
     );
+    // activeSessions belongs to the census (its own field manager): applying the count this
+    // reconcile read could put back an older one.
+    let status = sstp_api::SstpGatewayStatus {
+        active_sessions: None,
+        ..status.clone()
+    };
     let patch = serde_json::json!({
         "apiVersion": "sstp.io/v1alpha1",
         "kind": "SstpGateway",

@@ -155,6 +155,7 @@ pub fn gateway_status(
         endpoints: endpoints(gateway, observed.service),
         certificate: cert.status.clone(),
         users: i32::try_from(observed.users).ok(),
+        // The census' field (see `crate::census`): kept so an unchanged status compares equal.
         active_sessions: old.active_sessions,
     }
 }

@@ -107,9 +107,15 @@ pub async fn reconcile(user: Arc<SstpUser>, ctx: Arc<Context>) -> Result<Action>
         conditions,
         gateways,
         credentials_secret: generated.then(|| user.credentials_secret_name()),
+        // The census' field: kept for the comparison, never applied from here.
+        active_sessions: old.active_sessions,
     };
     if user.status.as_ref() != Some(&status) {
         let api = Api::<SstpUser>::namespaced(ctx.client.clone(), &ns);
+        let status = SstpUserStatus {
+            active_sessions: None,
+            ..status
+        };
         let patch = serde_json::json!({"apiVersion": "sstp.io/v1alpha1", "kind": "SstpUser", "status": status});
         api.patch_status(
             &user.name_any(),
