@@ -176,6 +176,13 @@ pub(crate) struct StandaloneArgs {
     /// Drop a client that has read none of our output for this long, seconds.
     #[arg(long, env = "SSTP_GATEWAY_WRITE_STALL_TIMEOUT", default_value_t = 30)]
     pub(crate) write_stall_timeout: u64,
+    /// On SIGTERM: exit within this long, seconds (sessions get CALL_DISCONNECT first).
+    #[arg(long, env = "SSTP_GATEWAY_DRAIN_GRACE", default_value_t = 30)]
+    pub(crate) drain_grace: u64,
+    /// On SIGTERM: refuse new connections at once, disconnect the sessions this long after,
+    /// seconds (behind a load balancer: the time it takes to stop sending clients here).
+    #[arg(long, env = "SSTP_GATEWAY_DRAIN_DISCONNECT_DELAY", default_value_t = 0)]
+    pub(crate) drain_disconnect_delay: u64,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
     #[command(flatten)]

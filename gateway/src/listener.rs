@@ -78,8 +78,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Accepts connections until `shutdown` turns true. Every connection task is spawned on
-/// `tasks`, so shutdown can wait for them.
+/// Accepts connections until `stop` turns true (the start of a drain), then closes the listening
+/// socket, so new clients are refused at once while the sessions go on. Every connection task
+/// is spawned on `tasks`, so shutdown can wait for them.
 pub async fn serve(
     listener: TcpListener,
     settings: ListenerSettings,
@@ -87,10 +88,11 @@ pub async fn serve(
     shared: Arc<SessionShared>,
     pending: Arc<PendingConnections>,
     tasks: TaskTracker,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let next_id = AtomicU64::new(1);
     let settings = Arc::new(settings);
-    let mut shutdown = shared.shutdown.clone();
+    let mut shutdown = stop;
     loop {
         if *shutdown.borrow() {
             return;

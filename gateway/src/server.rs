@@ -2,9 +2,11 @@
 //! reloaders, and takes them down again in order. `sstp-gateway run` and `standalone` both end
 //! here; the integration tests start it in-process.
 //!
-//! Shutdown order: stop accepting -> every session sends CALL_DISCONNECT -> wait (bounded) for
-//! the session tasks -> stop the data plane (removes the TUN device) -> remove the nftables
-//! table.
+//! Shutdown order (`drain` in the config): readiness fails and the listener stops accepting ->
+//! the disconnect delay (Services stop sending clients here; sessions carry traffic meanwhile)
+//! -> every session sends CALL_DISCONNECT -> wait (bounded, so the exit stays inside the grace
+//! period) for the session tasks -> stop the data plane (removes the TUN device) -> remove the
+//! nftables table.
 
 use std::{
     net::SocketAddr,
@@ -42,9 +44,6 @@ use crate::{
     users::{self, SessionRegistry},
     users_file::{self, UsersPublisher},
 };
-
-/// How long shutdown waits for sessions to finish their CALL_DISCONNECT exchange.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A gateway that is serving.
 #[derive(Debug)]
@@ -208,6 +207,9 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// Starts everything. Needs CAP_NET_ADMIN (TUN device, nftables).
 pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Result<RunningGateway> {
     let metrics = Metrics::new();
+    // `drain`: the shutdown asked for (readiness off, no more accepting); `shutdown`: the
+    // disconnect delay later, sessions and everything else stop.
+    let (drain_tx, drain) = watch::channel(false);
     let (shutdown_tx, shutdown) = watch::channel(false);
 
     let (cert_files, public_files) = certificate_files(&config)?;
@@ -340,13 +342,14 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         shared,
         pending,
         tasks.clone(),
+        drain.clone(),
     ));
     // Ready only once the users are known: a pod behind a Service that took clients before its
     // users Secret arrived would refuse every one of them. And only with IPv4 forwarding on:
     // without it every client logs in and then reaches nothing.
     {
         let readiness = readiness.clone();
-        let shutdown = until(shutdown.clone());
+        let shutdown = until(drain.clone());
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let ready = async {
@@ -363,22 +366,30 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
     }
     info!(%sstp_addr, %http_addr, %admin_addr, pool = %config.address_pool, nat = config.nat, "gateway serving");
 
+    let drain_config = config.drain.clone();
     let task = tokio::spawn(async move {
-        until(shutdown).await;
+        until(drain).await;
         readiness.set(false);
+        let delay = drain_config.disconnect_delay();
+        info!(
+            connections = tasks.len(),
+            disconnect_in = ?delay,
+            "shutting down: not ready, no new connections"
+        );
+        let _ = accept.await;
+        tokio::time::sleep(delay).await;
         info!(
             connections = tasks.len(),
             "shutting down: disconnecting every session"
         );
-        let _ = accept.await;
+        let _ = shutdown_tx.send(true);
         tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
-            .await
-            .is_err()
-        {
+        let wait = drain_config.disconnect_wait();
+        if tokio::time::timeout(wait, tasks.wait()).await.is_err() {
             warn!(
                 connections = tasks.len(),
-                "sessions still open after the grace period; closing anyway"
+                waited = ?wait,
+                "sessions still open at the end of the grace period; closing anyway"
             );
         }
         dataplane.stop().await;
@@ -395,7 +406,7 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         metrics,
         registry,
         pool,
-        shutdown: shutdown_tx,
+        shutdown: drain_tx,
         task,
     })
 }

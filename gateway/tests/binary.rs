@@ -190,6 +190,94 @@ fn sigterm_disconnects_clients_removes_the_tun_device_and_nft_table_and_exits_ze
     });
 }
 
+/// A drain as a pod's SIGTERM starts it: readiness fails and new connections are refused at
+/// once, the established session carries traffic through the disconnect delay, then gets
+/// CALL_DISCONNECT, and the process exits 0.
+#[test]
+fn sigterm_with_a_disconnect_delay_refuses_new_clients_first_and_disconnects_after_it() {
+    /// Long enough that the checks below run inside it even on a loaded machine.
+    const DELAY: Duration = Duration::from_secs(8);
+    in_new_netns("drain", || {
+        let dir = TestDir::new("drain");
+        let data = dir.0.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        user_add(&data.join("users.json"), "alice", "alice-password");
+        let child = Command::new(BIN)
+            .arg("standalone")
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--listen",
+                "127.0.0.1:8443",
+                "--http-listen",
+                "127.0.0.1:8080",
+                "--admin-listen",
+                "127.0.0.1:9090",
+                "--hostname",
+                "localhost",
+                "--no-nat",
+                "--drain-grace",
+                "20",
+                "--drain-disconnect-delay",
+                &DELAY.as_secs().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut reaper = Reaper(Some(child));
+        runtime().block_on(async {
+            let admin = "127.0.0.1:9090".parse().unwrap();
+            let sstp: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
+            let start = Instant::now();
+            while !(tokio::net::TcpStream::connect(admin).await.is_ok()
+                && http_get(admin, "/readyz").await.starts_with("ready"))
+            {
+                assert!(start.elapsed() < Duration::from_secs(20), "never ready");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let ca = std::fs::read(data.join("ca.crt")).unwrap();
+            let options = client_options(sstp, &ca, "alice", "alice-password");
+            let mut client = Client::connect(options).await.unwrap();
+            let addr = client.wait_up().await.unwrap();
+            let gateway = "10.77.0.1".parse().unwrap();
+            ping(&mut client, addr, gateway, 1, b"before SIGTERM").await;
+
+            common::run(&["kill", "-TERM", &pid.to_string()]);
+            let signalled = Instant::now();
+            // Not ready, and the SSTP port refuses, while the admin port still answers.
+            let start = Instant::now();
+            loop {
+                let ready = http_get(admin, "/readyz").await;
+                let refused = tokio::net::TcpStream::connect(sstp).await.is_err();
+                if !ready.starts_with("ready") && refused {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(5), "still accepting");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // The session still carries traffic.
+            ping(&mut client, addr, gateway, 2, b"while draining").await;
+            assert!(
+                signalled.elapsed() < DELAY,
+                "the checks took longer than the delay; they prove nothing"
+            );
+            let reason = tokio::time::timeout(DELAY + Duration::from_secs(10), client.closed())
+                .await
+                .expect("the client was disconnected after the delay");
+            assert_eq!(reason, CloseReason::PeerDisconnected);
+            assert!(
+                signalled.elapsed() >= DELAY,
+                "disconnected after {:?}, before the delay",
+                signalled.elapsed()
+            );
+        });
+        let mut child = reaper.0.take().unwrap();
+        exits_zero(&mut child);
+    });
+}
+
 #[test]
 fn run_with_a_config_file_serves_and_stops_on_sigterm() {
     in_new_netns("run_config", || {

@@ -78,6 +78,43 @@ async fn invalid_gateways_are_refused_with_a_message_naming_the_field() -> Resul
     let message = refused(&api, serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "replicas": -1})).await;
     assert!(message.contains("spec.replicas"), "{message}");
 
+    // A drain must leave the sessions time to end after CALL_DISCONNECT, defaults included.
+    for drain in [
+        serde_json::json!({"gracePeriodSeconds": 6}),
+        serde_json::json!({"disconnectDelaySeconds": 26}),
+        serde_json::json!({"gracePeriodSeconds": 60, "disconnectDelaySeconds": 56}),
+    ] {
+        let message = refused(
+            &api,
+            serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "drain": drain}),
+        )
+        .await;
+        assert!(
+            message.contains(
+                "drain.gracePeriodSeconds must be at least drain.disconnectDelaySeconds + 5"
+            ),
+            "{message}"
+        );
+    }
+    let message = refused(
+        &api,
+        serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "drain": {"gracePeriodSeconds": 4000}}),
+    )
+    .await;
+    assert!(
+        message.contains("drain.gracePeriodSeconds must be 5 to 3600"),
+        "{message}"
+    );
+    api.create(
+        &PostParams::default(),
+        &gateway(serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "drain": {"gracePeriodSeconds": 60, "disconnectDelaySeconds": 55}})),
+    )
+    .await
+    .expect("a drain with room for the sessions is accepted");
+    api.delete("gw", &Default::default())
+        .await
+        .expect("deleting the accepted gateway");
+
     // A PROXY header is believed only from named load balancers (issue: hostile clients).
     let message = refused(
         &api,

@@ -7,8 +7,8 @@ use anyhow::Context;
 use sstp_api::{
     GatewayConfig, UsersDocument,
     gateway_config::{
-        AuthConfig, AuthFailureThrottle, AuthMethod, Limits, ListenConfig, TlsConfig, TunConfig,
-        UsersSource,
+        AuthConfig, AuthFailureThrottle, AuthMethod, DrainConfig, Limits, ListenConfig, TlsConfig,
+        TunConfig, UsersSource,
     },
 };
 use sstp_gateway::{
@@ -76,6 +76,10 @@ pub(super) fn standalone_config(args: &StandaloneArgs) -> anyhow::Result<Gateway
         tun: TunConfig {
             name: args.tun_name.clone(),
             mtu: args.mtu,
+        },
+        drain: DrainConfig {
+            grace_period_seconds: args.drain_grace,
+            disconnect_delay_seconds: args.drain_disconnect_delay,
         },
     })
 }

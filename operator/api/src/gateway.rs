@@ -109,6 +109,10 @@ pub struct SstpGatewaySpec {
     /// Limits that protect the gateway.
     #[serde(default)]
     pub limits: GatewayLimits,
+    /// How a gateway pod that is going away (rollout, scale-down, node drain) lets its
+    /// sessions go.
+    #[serde(default)]
+    pub drain: GatewayDrain,
     /// Expect a PROXY protocol v1/v2 header on the SSTP port from `trustedProxies` (behind a
     /// proxying load balancer). Other peers are served as direct clients, and a PROXY header
     /// from one of them is refused.
@@ -362,6 +366,45 @@ pub struct GatewayLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("limits.authFailureBlockSeconds must be at least 1"))]
     pub auth_failure_block_seconds: Option<i64>,
+}
+
+/// Draining a pod: readiness fails and new connections are refused at once; after
+/// `disconnectDelaySeconds` every session gets CALL_DISCONNECT (its client redials and the
+/// Service sends it to another pod); the pod is gone within `gracePeriodSeconds` (its
+/// `terminationGracePeriodSeconds`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.gracePeriodSeconds) ? self.gracePeriodSeconds : 30) >= (has(self.disconnectDelaySeconds) ? self.disconnectDelaySeconds : 2) + 5").message("drain.gracePeriodSeconds must be at least drain.disconnectDelaySeconds + 5 (defaults 30 and 2): the sessions need time to end after CALL_DISCONNECT"))]
+pub struct GatewayDrain {
+    /// From SIGTERM to the pod's end, at most (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 5 && self <= 3600").message("drain.gracePeriodSeconds must be 5 to 3600"))]
+    pub grace_period_seconds: Option<i64>,
+    /// From SIGTERM to CALL_DISCONNECT, while the Service's endpoints drop the pod (default 2);
+    /// sessions carry traffic meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 600").message("drain.disconnectDelaySeconds must be 0 to 600"))]
+    pub disconnect_delay_seconds: Option<i64>,
+}
+
+impl GatewayDrain {
+    /// Default `gracePeriodSeconds`.
+    pub const DEFAULT_GRACE_PERIOD_SECONDS: i64 = 30;
+    /// Default `disconnectDelaySeconds`: kube-proxy drops a terminating pod from a Service
+    /// within about a second.
+    pub const DEFAULT_DISCONNECT_DELAY_SECONDS: i64 = 2;
+
+    /// The grace period in force.
+    pub fn grace_period_seconds(&self) -> i64 {
+        self.grace_period_seconds
+            .unwrap_or(Self::DEFAULT_GRACE_PERIOD_SECONDS)
+    }
+
+    /// The disconnect delay in force.
+    pub fn disconnect_delay_seconds(&self) -> i64 {
+        self.disconnect_delay_seconds
+            .unwrap_or(Self::DEFAULT_DISCONNECT_DELAY_SECONDS)
+    }
 }
 
 /// Pod knobs.

@@ -63,6 +63,61 @@ pub struct GatewayConfig {
     /// The TUN device that carries client packets.
     #[serde(default)]
     pub tun: TunConfig,
+    /// What a shutdown (SIGTERM) does, and within how long.
+    #[serde(default)]
+    pub drain: DrainConfig,
+}
+
+/// Shutdown: readiness fails and new connections are refused at once; after
+/// `disconnectDelaySeconds` (time for Services to stop sending clients here) every session gets
+/// CALL_DISCONNECT, so clients redial and land elsewhere; the process exits within
+/// `gracePeriodSeconds` of the signal, however the sessions answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DrainConfig {
+    /// From the signal to the exit, at most (a pod's `terminationGracePeriodSeconds`).
+    pub grace_period_seconds: u64,
+    /// From the signal to CALL_DISCONNECT; sessions carry traffic meanwhile.
+    pub disconnect_delay_seconds: u64,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        Self {
+            grace_period_seconds: Self::DEFAULT_GRACE_PERIOD_SECONDS,
+            disconnect_delay_seconds: 0,
+        }
+    }
+}
+
+impl DrainConfig {
+    /// Default grace period: Kubernetes' default `terminationGracePeriodSeconds`.
+    pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
+    /// What the exit itself needs after the sessions (TUN device and nftables table removed).
+    pub const EXIT_MARGIN_SECONDS: u64 = 2;
+
+    /// How long after the signal the sessions are told to disconnect (never past the grace
+    /// period less the exit margin).
+    pub fn disconnect_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.disconnect_delay_seconds
+                .min(self.session_budget_seconds()),
+        )
+    }
+
+    /// How long the sessions get to end after being told, so the exit stays within the grace
+    /// period (at least a second).
+    pub fn disconnect_wait(&self) -> std::time::Duration {
+        let left = self
+            .session_budget_seconds()
+            .saturating_sub(self.disconnect_delay_seconds);
+        std::time::Duration::from_secs(left.max(1))
+    }
+
+    fn session_budget_seconds(&self) -> u64 {
+        self.grace_period_seconds
+            .saturating_sub(Self::EXIT_MARGIN_SECONDS)
+    }
 }
 
 /// Listen addresses of the three servers.

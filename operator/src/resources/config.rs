@@ -6,8 +6,8 @@ use sstp_api::{
     SstpGateway,
     gateway::AuthMethodName,
     gateway_config::{
-        AuthConfig, AuthMethod, GatewayConfig, Limits, ListenConfig, TlsConfig, TlsFiles,
-        TunConfig, UsersSource,
+        AuthConfig, AuthMethod, DrainConfig, GatewayConfig, Limits, ListenConfig, TlsConfig,
+        TlsFiles, TunConfig, UsersSource,
     },
 };
 
@@ -94,6 +94,12 @@ pub fn gateway_config(
             key: USERS_KEY.to_owned(),
         },
         tun: TunConfig::default(),
+        drain: DrainConfig {
+            grace_period_seconds: u64::try_from(spec.drain.grace_period_seconds())
+                .unwrap_or(DrainConfig::DEFAULT_GRACE_PERIOD_SECONDS),
+            disconnect_delay_seconds: u64::try_from(spec.drain.disconnect_delay_seconds())
+                .unwrap_or(0),
+        },
     };
     config.validate().map_err(|err| invalid(err.to_string()))?;
     Ok(config)
@@ -203,6 +209,56 @@ mod tests {
                 namespace: Some("ns".into()),
                 key: "users.json".into()
             }
+        );
+    }
+
+    #[test]
+    fn the_drain_settings_reach_the_gateway_and_the_pod_with_their_defaults() {
+        let extras = TlsExtras {
+            ca: false,
+            crl: false,
+        };
+        let gateway = fixtures::minimal();
+        let owner = Owner::of(&gateway).unwrap();
+        let config = gateway_config(&gateway, &owner, extras).unwrap();
+        assert_eq!(
+            config.drain,
+            DrainConfig {
+                grace_period_seconds: 30,
+                disconnect_delay_seconds: 2
+            }
+        );
+        let pod = super::super::deployment::deployment(
+            &gateway,
+            &owner,
+            &super::super::deployment::PodInputs {
+                default_image: "img",
+                default_pull_policy: None,
+                config_json: "{}",
+            },
+        )
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
+
+        let gateway = fixtures::gateway(serde_json::json!({
+            "hostnames": ["vpn.example.com"], "addressPool": "10.9.0.0/24",
+            "drain": {"gracePeriodSeconds": 120, "disconnectDelaySeconds": 10}
+        }));
+        let owner = Owner::of(&gateway).unwrap();
+        let config = gateway_config(&gateway, &owner, extras).unwrap();
+        assert_eq!(config.drain.grace_period_seconds, 120);
+        assert_eq!(
+            config.drain.disconnect_delay(),
+            std::time::Duration::from_secs(10)
+        );
+        // The sessions get what is left, less the exit's own margin.
+        assert_eq!(
+            config.drain.disconnect_wait(),
+            std::time::Duration::from_secs(108)
         );
     }
 

@@ -107,8 +107,9 @@ fn pod_spec(gateway: &SstpGateway, owner: &Owner, inputs: &PodInputs<'_>) -> Pod
         service_account_name: Some(owner.names.base.clone()),
         // The gateway watches its own users and TLS Secrets through the API.
         automount_service_account_token: Some(true),
-        // Sessions get CALL_DISCONNECT on SIGTERM; give them time to go.
-        termination_grace_period_seconds: Some(30),
+        // Sessions get CALL_DISCONNECT after SIGTERM (spec.drain); the gateway exits within
+        // the same period, so the kubelet's SIGKILL never cuts a session short.
+        termination_grace_period_seconds: Some(gateway.spec.drain.grace_period_seconds()),
         security_context: Some(PodSecurityContext {
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_owned(),

@@ -208,3 +208,27 @@ fn the_schema_covers_nested_sections() {
         assert!(schema.contains(field), "{field} missing");
     }
 }
+
+#[test]
+fn a_drain_never_outlasts_its_grace_period() {
+    use std::time::Duration;
+    let drain = |grace, delay| DrainConfig {
+        grace_period_seconds: grace,
+        disconnect_delay_seconds: delay,
+    };
+    // Standalone default: disconnect at once, 28 s for the sessions, 2 s to exit.
+    assert_eq!(DrainConfig::default().disconnect_delay(), Duration::ZERO);
+    assert_eq!(
+        DrainConfig::default().disconnect_wait(),
+        Duration::from_secs(28)
+    );
+    assert_eq!(drain(30, 2).disconnect_wait(), Duration::from_secs(26));
+    // A delay past the grace period is cut to it; the sessions still get a second.
+    assert_eq!(drain(10, 60).disconnect_delay(), Duration::from_secs(8));
+    assert_eq!(drain(10, 60).disconnect_wait(), Duration::from_secs(1));
+    assert_eq!(drain(0, 0).disconnect_wait(), Duration::from_secs(1));
+    // Written without it, a config gets the default.
+    let config =
+        GatewayConfig::from_json(r#"{"hostnames": ["a"], "addressPool": "10.0.0.0/24"}"#).unwrap();
+    assert_eq!(config.drain, DrainConfig::default());
+}
