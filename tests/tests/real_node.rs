@@ -852,6 +852,10 @@ fn calls(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Calls, Error>
     if guest_result(&out, "disable.addr").is_some() {
         disable_bob(cp, &out, &mut calls)?;
     }
+    std::fs::write(out.join("go-disable-counted"), b"").map_err(|source| Error::Io {
+        what: "writing go-disable-counted".into(),
+        source,
+    })?;
     // Step 4: alice is connected; roll the Deployment by changing the gateway's configuration.
     vm.wait_for_file(&out.join("ready-rollout"), VM_TIMEOUT)?;
     if guest_result(&out, "roll.attempts").is_some_and(|attempts| attempts != "failed") {
@@ -921,7 +925,6 @@ fn disable_bob(cp: &ControlPlane, out: &Path, calls: &mut Calls) -> Result<(), E
     )?;
     let patch_returned = SystemTime::now();
     wait_result(out, "disable.sstpc_rc", Duration::from_secs(90))?;
-    calls.counted_down = wait_counts(cp, 0)?;
     // From kubectl's return: the change is in the API then (kubectl's own start-up, seconds on a
     // loaded machine, is not the gateway's). A kick logged before kubectl got its answer back
     // counts as 0.
@@ -935,6 +938,8 @@ fn disable_bob(cp: &ControlPlane, out: &Path, calls: &mut Calls) -> Result<(), E
         calls.disable_elapsed,
         kicked.and_then(|at| at.duration_since(patched_at).ok())
     );
+    // Nothing is connected now: the guest waits for go-disable-counted before its next call.
+    calls.counted_down = wait_counts(cp, 0)?;
     Ok(())
 }
 

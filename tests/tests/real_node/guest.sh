@@ -66,6 +66,8 @@ if connect_up disable "$SSTP_PORT" "$CA" bob "$BOB_PASSWORD" "$MSCHAP_ONLY"; the
 else
     touch "$OUT/ready-disable"
 fi
+# The host counts the sessions (none now) in status before the next call starts.
+wait_go disable-counted 120 || rec disable.counted_wait timeout
 
 echo "guest: step 3 after $(uptime_s) s"
 # 3. alice again; the host rolls the gateway Deployment. Every time the call ends the guest
