@@ -194,5 +194,52 @@ fn scenario() -> Result<(), Error> {
     );
     assert_eq!(field(&idle, "up"), f64::from(SESSIONS), "{idle:?}");
     assert!(field(&idle, "rss_after_kib") > 0.0, "{idle:?}");
+
+    // hold, undisturbed: every session up from start to stop, none ended.
+    let hold = run_load(
+        &bins.load,
+        &["hold", "--sessions", &sessions, "--duration", "1s"],
+        &common,
+    );
+    assert_eq!(field(&hold, "up_at_start"), f64::from(SESSIONS), "{hold:?}");
+    assert_eq!(field(&hold, "up_at_stop"), f64::from(SESSIONS), "{hold:?}");
+    assert_eq!(field(&hold, "ends"), 0.0, "{hold:?}");
+
+    // hold, with the user removed while it runs: every call ends by the gateway's
+    // CALL_DISCONNECT, and the redials (refused now) give up. Last: the user is gone after it.
+    let ready = dir.0.join("hold-ready");
+    let hold = std::thread::scope(|scope| {
+        let holding = scope.spawn(|| {
+            run_load(
+                &bins.load,
+                &[
+                    "hold",
+                    "--sessions",
+                    "4",
+                    "--duration",
+                    "60s",
+                    "--redial-attempts",
+                    "2",
+                    "--ready-file",
+                    &ready.display().to_string(),
+                ],
+                &common,
+            )
+        });
+        sstp_e2e::poll_until(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_millis(100),
+            || Ok(ready.exists().then_some(())),
+        )
+        .expect("polling")
+        .expect("hold wrote its ready file");
+        gateway.remove_user("load").expect("removing the user");
+        holding.join().expect("the hold run")
+    });
+    assert_eq!(field(&hold, "up_at_start"), 4.0, "{hold:?}");
+    assert_eq!(field(&hold, "ends"), 4.0, "{hold:?}");
+    assert_eq!(field(&hold, "ends_by_disconnect"), 4.0, "{hold:?}");
+    assert_eq!(field(&hold, "redialed"), 0.0, "{hold:?}");
+    assert_eq!(field(&hold, "up_at_stop"), 0.0, "{hold:?}");
     Ok(())
 }

@@ -59,6 +59,10 @@ const COUNT_BOUND: Duration = Duration::from_secs(30);
 const POD_BOUND: Duration = Duration::from_secs(300);
 /// The whole VM run, boot included.
 const VM_TIMEOUT: Duration = Duration::from_secs(1500);
+/// Sessions of the project's client (`sstp-load hold`) up through the Service during the
+/// rollout, beside the VM's sstpc.
+const HOLD_SESSIONS: u32 = 200;
+const LOAD_PASSWORD: &str = "load-quartz-meadow-violin";
 const ALICE_PASSWORD: &str = "alice-correct-horse-battery";
 const BOB_PASSWORD: &str = "bob-staple-lantern-orbit";
 
@@ -120,6 +124,8 @@ struct Calls {
     counted_up: Option<Duration>,
     /// From bob's call being over until both said 0.
     counted_down: Option<Duration>,
+    /// The `RESULT` of `sstp-load hold` run through the rollout.
+    hold: BTreeMap<String, String>,
 }
 
 /// The leader operator pod deleted with nothing connected: what its successor wrote.
@@ -341,6 +347,9 @@ spec:
     methods: [mschapv2]
   limits:
     idleTimeoutSeconds: 3600
+    # The rollout's 200 load sessions all come from the host's one address, and redial at once
+    # when a pod drains; the default (32 not yet logged in per source) would refuse most.
+    maxConnectionsPerSource: 256
   logging:
     format: json
   users:
@@ -352,6 +361,11 @@ spec:
 }
 
 fn user_yaml(user: &str, password: &str) -> String {
+    user_yaml_with(user, password, "")
+}
+
+/// `user_yaml` with `extra` (indented spec lines) added to the spec.
+fn user_yaml_with(user: &str, password: &str, extra: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: Secret
@@ -374,7 +388,7 @@ spec:
   passwordSecretRef:
     name: {user}-password
     key: password
-"#
+{extra}"#
     )
 }
 
@@ -447,10 +461,17 @@ fn install(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Install, Er
     apply(cp, dir, "gateway", &gateway_yaml())?;
     apply(cp, dir, "alice", &user_yaml("alice", ALICE_PASSWORD))?;
     apply(cp, dir, "bob", &user_yaml("bob", BOB_PASSWORD))?;
+    // The rollout's load: every session from this one user (its own limit, per pod).
+    apply(
+        cp,
+        dir,
+        "load",
+        &user_yaml_with("load", LOAD_PASSWORD, "  maxSessions: 250\n"),
+    )?;
     let names = wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
     // A Ready pod has a users document in force, not necessarily the one with both users yet:
     // on a slow machine the operator may not have rendered bob when the pods came up.
-    wait_until("alice and bob to be Ready", POD_BOUND, || {
+    wait_until("alice, bob and load to be Ready", POD_BOUND, || {
         let users = items(get_json(cp, &["sstpusers", "-n", GATEWAY_NS])?);
         let ready = users
             .iter()
@@ -461,7 +482,7 @@ fn install(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Install, Er
                 })
             })
             .count();
-        Ok((ready == 2).then_some(()))
+        Ok((ready == 3).then_some(()))
     })?;
     let mut gateway_pods = Vec::new();
     for name in names {
@@ -859,7 +880,12 @@ fn calls(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Calls, Error>
     // Step 4: alice is connected; roll the Deployment by changing the gateway's configuration.
     vm.wait_for_file(&out.join("ready-rollout"), VM_TIMEOUT)?;
     if guest_result(&out, "roll.attempts").is_some_and(|attempts| attempts != "failed") {
-        roll_the_gateway(cp, &mut calls)?;
+        let hold = Hold {
+            dir,
+            target: format!("{node_ip}:{sstp_port}"),
+            ca: &ca,
+        };
+        roll_the_gateway(cp, &hold, &mut calls)?;
     }
     std::fs::write(out.join("go-rollout-done"), b"").map_err(|source| Error::Io {
         what: "writing go-rollout-done".into(),
@@ -1075,10 +1101,63 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Rolls the gateway Deployment (alice's call is up) by changing its configuration, and waits
-/// until only new pods serve.
-fn roll_the_gateway(cp: &ControlPlane, calls: &mut Calls) -> Result<(), Error> {
+/// Where `sstp-load hold` dials from the host: the Service's NodePort.
+struct Hold<'a> {
+    dir: &'a Path,
+    target: String,
+    ca: &'a Path,
+}
+
+/// Rolls the gateway Deployment (alice's call is up in the VM, and [`HOLD_SESSIONS`] of the
+/// project's client from the host) by changing its configuration, and waits until only new pods
+/// serve; then stops the load and keeps its result.
+fn roll_the_gateway(cp: &ControlPlane, hold: &Hold<'_>, calls: &mut Calls) -> Result<(), Error> {
     calls.rollout_pods_before = wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
+    let bins = sstp_e2e::gateway_process::binaries()?;
+    let password = hold.dir.join("load-password");
+    let (ready, stop) = (hold.dir.join("hold-ready"), hold.dir.join("hold-stop"));
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| Error::Io { what, source }
+    };
+    std::fs::write(&password, format!("{LOAD_PASSWORD}\n")).map_err(io("writing the password"))?;
+    let sessions = HOLD_SESSIONS.to_string();
+    let load = Command::new(&bins.load)
+        .args([
+            "hold",
+            "--target",
+            &hold.target,
+            "--server-name",
+            "gw.test",
+            "--user",
+            "load",
+        ])
+        .arg("--ca-cert")
+        .arg(hold.ca)
+        .arg("--password-file")
+        .arg(&password)
+        .args([
+            "--sessions",
+            &sessions,
+            "--rate",
+            "50",
+            "--duration",
+            "900s",
+        ])
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--stop-file")
+        .arg(&stop)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(io("starting sstp-load hold"))?;
+    // Killed if anything below fails; its output is read once it has stopped.
+    let mut load = sstp_e2e::reaper::Reaper(Some(load));
+    wait_until("the load's sessions to be up", POD_BOUND, || {
+        Ok(ready.exists().then_some(()))
+    })?;
     kubectl_ok(
         cp,
         &[
@@ -1105,6 +1184,26 @@ fn roll_the_gateway(cp: &ControlPlane, calls: &mut Calls) -> Result<(), Error> {
         let ready = pods.iter().filter(|pod| pod_ready(pod)).count();
         Ok((pods.len() == 2 && ready == 2 && fresh).then_some(names))
     })?;
+    std::fs::write(&stop, b"").map_err(io("writing the load's stop file"))?;
+    let child = load.0.take().expect("the load process");
+    let out = child
+        .wait_with_output()
+        .map_err(io("waiting for sstp-load hold"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "real-node: sstp-load hold through the rollout ({}):\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    calls.hold = stdout
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|field| field.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     Ok(())
 }
 
@@ -1525,6 +1624,37 @@ fn a_rollout_disconnects_the_client_cleanly_and_it_reconnects_through_the_servic
         "the call is up on a new pod (no old one is left): {:?} -> {:?}",
         calls.rollout_pods_before,
         calls.rollout_pods_after
+    );
+}
+
+#[test]
+fn a_rollout_under_200_sessions_ends_every_one_with_call_disconnect_and_all_reconnect() {
+    let hold = &called().hold;
+    let field = |key: &str| -> u64 {
+        hold.get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in the load's result {hold:?}"))
+    };
+    let sessions = u64::from(HOLD_SESSIONS);
+    assert_eq!(field("up_at_start"), sessions, "{hold:?}");
+    // Every session started on an old pod, and every old pod went: each ended at least once.
+    assert!(field("ends") >= sessions, "{hold:?}");
+    assert_eq!(
+        field("ends_by_disconnect"),
+        field("ends"),
+        "some ended by a reset: {hold:?}"
+    );
+    assert_eq!(field("ends_other"), 0, "{hold:?}");
+    assert_eq!(
+        field("redialed"),
+        field("ends"),
+        "some never came back: {hold:?}"
+    );
+    assert_eq!(field("up_at_stop"), sessions, "{hold:?}");
+    eprintln!(
+        "real-node: rollout under load: {} ends, all by CALL_DISCONNECT, longest gap {} ms",
+        field("ends"),
+        field("longest_gap_ms")
     );
 }
 

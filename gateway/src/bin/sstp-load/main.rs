@@ -5,6 +5,7 @@
 //! sstp-load setup      --target ADDR --ca-cert FILE --user U --password-file F --sessions N --rate R --duration D
 //! sstp-load throughput ... --sink ADDR:PORT [--sessions N] [--duration D]
 //! sstp-load idle       ... --gateway-pid PID [--sessions N] [--rate R] [--duration D]
+//! sstp-load hold       ... [--sessions N] [--duration D] [--ready-file F] [--stop-file F]
 //! sstp-load sink       --listen ADDR:PORT [--exit-after D]
 //! ```
 //! - `setup`: opens N sessions at R per second; reports sessions set up per second and the
@@ -14,11 +15,15 @@
 //!   counted here); reports goodput (IP bytes per second) both ways.
 //! - `idle`: opens N sessions, lets them idle, and reports the gateway's RSS growth per session
 //!   (`VmRSS` of `/proc/PID/status` before and after).
+//! - `hold`: keeps N sessions up, redials each one when it ends, and reports how every call
+//!   ended (the server's CALL_DISCONNECT or anything else) and the longest time without a
+//!   tunnel: a rollout or drain seen from the clients.
 //! - `sink`: the far end of `throughput`; runs in the network behind the gateway.
 //!
 //! Everything is bounded: session counts, rates, durations and every wait. The last line of
 //! each mode is `RESULT key=value ...` for scripts.
 
+mod hold;
 mod modes;
 mod sink;
 mod stats;
@@ -58,6 +63,21 @@ enum Mode {
         /// The gateway's process id (its /proc/PID/status VmRSS is read).
         #[arg(long)]
         gateway_pid: u32,
+    },
+    /// Sessions held and redialed as they end (how a rollout or drain looks to clients).
+    Hold {
+        #[command(flatten)]
+        common: Common,
+        /// Dials per session before it is given up (each bounded by the setup timeout).
+        #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        redial_attempts: u32,
+        /// Written (with the number up) once every session was up once.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+        /// Stop (disconnect everything and report) as soon as this file exists, or after
+        /// `--duration`, whichever comes first.
+        #[arg(long)]
+        stop_file: Option<PathBuf>,
     },
     /// The receiving end of `throughput`.
     Sink {
@@ -129,6 +149,14 @@ fn main() -> anyhow::Result<()> {
                         common,
                         gateway_pid,
                     } => modes::idle(&common, gateway_pid).await,
+                    Mode::Hold {
+                        common,
+                        redial_attempts,
+                        ready_file,
+                        stop_file,
+                    } => {
+                        hold::hold(&common, redial_attempts, ready_file.as_deref(), stop_file).await
+                    }
                     Mode::Sink { .. } => Ok(()),
                 }
             })

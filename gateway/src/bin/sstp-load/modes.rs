@@ -1,4 +1,4 @@
-//! The three client modes: `setup`, `throughput`, `idle`.
+//! The client modes `setup`, `throughput`, `idle` and what `hold` shares with them.
 
 use std::{
     collections::BTreeMap,
@@ -21,9 +21,9 @@ use crate::{
 };
 
 /// Deadline for one session to come up (TCP + TLS + SSTP + PPP).
-const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deadline for all sessions to say goodbye.
-const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Pause after sending so the last datagrams reach the sink before we ask for its counts.
 const DRAIN: Duration = Duration::from_millis(500);
 /// Attempts and per-attempt wait for the sink's answer (UDP: it may be lost).
@@ -220,9 +220,8 @@ pub(crate) async fn throughput(
     Ok(())
 }
 
-/// Opens `common.sessions` sessions at `common.rate` per second, each bounded by
-/// [`SETUP_TIMEOUT`].
-async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
+/// The client every session of a run dials with (TLS with the CA, the user, the profile).
+pub(crate) fn client_options(common: &Common) -> anyhow::Result<ClientOptions> {
     let ca = std::fs::read(&common.ca_cert)
         .with_context(|| format!("cannot read {}", common.ca_cert.display()))?;
     let tls = tls_config_with_ca(&ca).context("invalid CA certificate")?;
@@ -241,7 +240,7 @@ async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
         link: sstp_ppp::LinkProfile::Minimal,
     };
     let sstp = sstp_proto::ClientConfig::new(ppp, common.server_name.clone());
-    let template = Arc::new(match common.profile {
+    Ok(match common.profile {
         None => ClientOptions::new(common.target, server_name, tls, sstp),
         Some(profile) => ClientOptions::for_profile(
             profile,
@@ -250,7 +249,13 @@ async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
             roots_from_pem(&ca).context("invalid CA certificate")?,
             sstp,
         ),
-    });
+    })
+}
+
+/// Opens `common.sessions` sessions at `common.rate` per second, each bounded by
+/// [`SETUP_TIMEOUT`].
+async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
+    let template = Arc::new(client_options(common)?);
     let period = Duration::from_secs_f64(1.0 / common.rate);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
