@@ -7,8 +7,9 @@
 //! Secret's content goes to the same places the file sources feed: the users text to
 //! [`UsersPublisher::offer`] (which keeps the last good document when a new one is refused), the
 //! certificate pair to [`TlsStore::replace`]. A deleted Secret changes nothing: the last good
-//! content stays in force until a new one appears. Watch errors are retried with kube's default
-//! backoff.
+//! content stays in force until a new one appears. Watch errors are retried after
+//! [`WatchBackoff`]: at most a second apart, not kube's default of up to 30 s, so a user disabled
+//! just after the API server comes back from an outage is cut off within a second or two.
 
 use std::{future::Future, sync::Arc};
 
@@ -18,6 +19,7 @@ use kube::{
     Api, Client,
     runtime::{WatchStreamExt, watcher},
 };
+use sstp_api::watch_backoff::WatchBackoff;
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -163,7 +165,7 @@ async fn watch_named(
 ) {
     let api: Api<Secret> = Api::namespaced(client, &secret.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", secret.name));
-    let stream = watcher(api, config).default_backoff();
+    let stream = watcher(api, config).backoff(WatchBackoff::default());
     tokio::pin!(stream);
     tokio::pin!(shutdown);
     loop {

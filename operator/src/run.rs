@@ -22,7 +22,7 @@ use kube::{
         watcher,
     },
 };
-use sstp_api::{SstpGateway, SstpUser, gateway::ImagePullPolicy};
+use sstp_api::{SstpGateway, SstpUser, gateway::ImagePullPolicy, watch_backoff::WatchBackoff};
 use tracing::{info, warn};
 
 use crate::{
@@ -255,8 +255,12 @@ async fn run_controllers(scopes: Vec<Scope>, ctx: Arc<Context>, stop: Stop) {
             "watching"
         );
         let config = watcher::Config::default().any_semantic();
-        let gateways = Controller::new(scope.api::<SstpGateway>(), config.clone());
-        let users = Controller::new(scope.api::<SstpUser>(), config);
+        // Every watch retries at most a second apart, so the controllers are back right after
+        // an API server outage (kube's default waits grow to 30 s).
+        let gateways = Controller::new(scope.api::<SstpGateway>(), config.clone())
+            .trigger_backoff(WatchBackoff::default());
+        let users = Controller::new(scope.api::<SstpUser>(), config)
+            .trigger_backoff(WatchBackoff::default());
         let census = census::run(
             census::Sources {
                 client: scope.client.clone(),

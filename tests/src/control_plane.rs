@@ -26,6 +26,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// `up`'s own bound when it starts nodes (its default of 120 s is for the control plane alone).
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(240);
+/// How long an apiserver restart may take, stop and readiness included (`up` itself gives up
+/// after its ready timeout, 120 s by default, and tears the control plane down).
+const APISERVER_RESTART_BOUND: Duration = Duration::from_secs(180);
 
 /// A running control plane: where its kubeconfig and binaries are.
 #[derive(Debug)]
@@ -233,6 +236,47 @@ impl ControlPlane {
     /// From spawning `up` to its ready report, for a control plane this harness started.
     pub fn startup_time(&self) -> Option<Duration> {
         self.startup
+    }
+
+    /// Restarts kube-apiserver (the control plane going away and coming back: same etcd, port and
+    /// certificates) and returns once it is ready again, with how long it was gone. Only for a
+    /// control plane this harness started.
+    pub fn restart_apiserver(&self) -> Result<Duration, Error> {
+        let (Some(dir), Some(_)) = (&self.state_dir, &self._keeper) else {
+            return Err(Error::Unavailable(
+                "only a control plane this harness started can restart its apiserver".into(),
+            ));
+        };
+        let restarts = dir.join("apiserver-restarts");
+        let count = || {
+            std::fs::read_to_string(&restarts)
+                .map(|text| text.lines().count())
+                .unwrap_or(0)
+        };
+        let before = count();
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |source| Error::Io { what, source }
+        };
+        let pid: i32 = std::fs::read_to_string(dir.join("up.pid"))
+            .map_err(io("reading up.pid"))?
+            .trim()
+            .parse()
+            .map_err(|_| Error::Unavailable("up.pid holds no pid".into()))?;
+        let started = std::time::Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .map_err(|errno| Error::Unavailable(format!("signalling up ({pid}): {errno}")))?;
+        crate::poll_until(APISERVER_RESTART_BOUND, Duration::from_millis(100), || {
+            Ok((count() > before).then_some(()))
+        })?
+        .ok_or(Error::Timeout {
+            what: "kube-apiserver to come back".into(),
+            after: APISERVER_RESTART_BOUND,
+        })?;
+        Ok(started.elapsed())
     }
 
     /// A command running the named binary from [`Self::bin_dir`] with `KUBECONFIG` set.

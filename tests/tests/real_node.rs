@@ -15,6 +15,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod chart_support;
+#[path = "real_node/hold.rs"]
+mod hold;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -51,6 +53,8 @@ const GET_BYTES: u64 = 50 * 1024 * 1024;
 const PUT_BYTES: u64 = 50 * 1024 * 1024;
 /// The session of a disabled user must end within this long after `kubectl patch` returns.
 const DISABLE_DEADLINE: Duration = Duration::from_secs(2);
+/// Sessions held through the control plane's outage.
+const OUTAGE_SESSIONS: u32 = 20;
 /// `status.activeSessions` must follow a session starting or ending within this long (issue 12).
 const COUNT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the host watches for the counts: past the deadline, so a miss reports its time.
@@ -63,6 +67,7 @@ const VM_TIMEOUT: Duration = Duration::from_secs(1500);
 /// rollout, beside the VM's sstpc.
 const HOLD_SESSIONS: u32 = 200;
 const LOAD_PASSWORD: &str = "load-quartz-meadow-violin";
+const SOLO_PASSWORD: &str = "solo-harbor-lantern-pebble";
 const ALICE_PASSWORD: &str = "alice-correct-horse-battery";
 const BOB_PASSWORD: &str = "bob-staple-lantern-orbit";
 
@@ -78,6 +83,10 @@ struct Outcome {
     calls: Result<Calls, String>,
     /// After the calls: the leader operator pod deleted, its successor's writes.
     restart: Result<Restart, String>,
+    /// Then both operator pods deleted and the API server restarted under load.
+    outage: Result<Outage, String>,
+    /// A user limited to one session, dialling each gateway pod directly.
+    per_pod: Result<PerPod, String>,
     /// Step 5: what was left after deleting the gateway, then after `helm uninstall`.
     removal: Result<Removal, String>,
     /// Step 6: the condition a gateway whose pods cannot start gets.
@@ -128,6 +137,28 @@ struct Calls {
     hold: BTreeMap<String, String>,
 }
 
+/// The control plane going away under [`OUTAGE_SESSIONS`] sessions of `load`, then `load`
+/// disabled once it is back.
+#[derive(Debug, Default)]
+struct Outage {
+    /// How long the API server was gone (stop, start, ready).
+    apiserver_gone: Duration,
+    /// `kubectl patch` disabling `load`: started and returned (Unix ms).
+    disable_started_ms: u128,
+    disable_returned_ms: u128,
+    /// The load's `RESULT`.
+    hold: BTreeMap<String, String>,
+}
+
+/// `solo` (maxSessions 1) with a session held on one gateway pod: a second session on the other
+/// pod, then one more on the first, each dialled at the pod's own address from the node.
+#[derive(Debug, Default)]
+struct PerPod {
+    held: BTreeMap<String, String>,
+    other_pod: BTreeMap<String, String>,
+    same_pod: BTreeMap<String, String>,
+}
+
 /// The leader operator pod deleted with nothing connected: what its successor wrote.
 #[derive(Debug, Default)]
 struct Restart {
@@ -175,6 +206,8 @@ fn run_scenario() -> Outcome {
         discovered: Err("not run".into()),
         calls: Err("not run".into()),
         restart: Err("not run".into()),
+        outage: Err("not run".into()),
+        per_pod: Err("not run".into()),
         removal: Err("not run".into()),
         unstartable: Err("not run".into()),
         init_container: Err("not run".into()),
@@ -203,6 +236,8 @@ fn run_scenario() -> Outcome {
         outcome.discovered = step(|| discovered(cp, install));
         outcome.calls = step(|| calls(cp, &images, work.path()));
         outcome.restart = step(|| restart_the_leader(cp));
+        outcome.outage = step(|| control_plane_outage(cp, work.path()));
+        outcome.per_pod = step(|| per_pod_limit(cp, work.path()));
         outcome.unstartable = step(|| unstartable(cp, work.path()));
         outcome.init_container = step(|| init_container(cp, work.path()));
         outcome.removal = step(|| removal(cp));
@@ -880,12 +915,15 @@ fn calls(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Calls, Error>
     // Step 4: alice is connected; roll the Deployment by changing the gateway's configuration.
     vm.wait_for_file(&out.join("ready-rollout"), VM_TIMEOUT)?;
     if guest_result(&out, "roll.attempts").is_some_and(|attempts| attempts != "failed") {
-        let hold = Hold {
+        let target = hold::Target {
             dir,
-            target: format!("{node_ip}:{sstp_port}"),
+            address: format!("{node_ip}:{sstp_port}"),
             ca: &ca,
+            user: "load",
+            password: LOAD_PASSWORD,
+            netns: None,
         };
-        roll_the_gateway(cp, &hold, &mut calls)?;
+        roll_the_gateway(cp, &target, &mut calls)?;
     }
     std::fs::write(out.join("go-rollout-done"), b"").map_err(|source| Error::Io {
         what: "writing go-rollout-done".into(),
@@ -1062,6 +1100,158 @@ fn restart_the_leader(cp: &ControlPlane) -> Result<Restart, Error> {
     Ok(restart)
 }
 
+/// With [`OUTAGE_SESSIONS`] sessions of `load` up: deletes both operator pods and restarts the
+/// API server; once it is back and a new operator pod leads (and has counted the sessions),
+/// disables `load` and records when every session ended.
+fn control_plane_outage(cp: &ControlPlane, dir: &Path) -> Result<Outage, Error> {
+    let (node_ip, sstp_port, _) = service_endpoint(cp)?;
+    let ca = dir.join("ca.crt");
+    let target = hold::Target {
+        dir,
+        address: format!("{node_ip}:{sstp_port}"),
+        ca: &ca,
+        user: "load",
+        password: LOAD_PASSWORD,
+        netns: None,
+    };
+    // One dial each: a session cut off by the disable must not come back in.
+    let load = hold::HoldRun::start(&target, "outage", OUTAGE_SESSIONS, 1)?;
+    load.wait_ready(POD_BOUND)?;
+    let mut outage = Outage::default();
+    let old_operators: Vec<String> = items(get_json(
+        cp,
+        &["pods", "-n", OPERATOR_NS, "-l", OPERATOR_SELECTOR],
+    )?)
+    .iter()
+    .map(name_of)
+    .collect();
+    kubectl_ok(
+        cp,
+        &[
+            "delete",
+            "pods",
+            "-n",
+            OPERATOR_NS,
+            "-l",
+            OPERATOR_SELECTOR,
+            "--wait=false",
+        ],
+    )?;
+    outage.apiserver_gone = cp.restart_apiserver()?;
+    eprintln!(
+        "real-node: the API server was gone for {:?}",
+        outage.apiserver_gone
+    );
+    wait_until("a new operator pod to lead", POD_BOUND, || {
+        let holder = lease_holder(cp)?;
+        let fresh = !holder.is_empty()
+            && !old_operators
+                .iter()
+                .any(|old| holder.starts_with(old.as_str()));
+        Ok(fresh.then_some(()))
+    })?;
+    // Counted by the new leader: every session is still up.
+    wait_until(
+        "the new leader to count the load's sessions",
+        POD_BOUND,
+        || {
+            let user = get_json(cp, &["sstpuser", "-n", GATEWAY_NS, "load"])?;
+            let count = user.and_then(|u| u["status"]["activeSessions"].as_u64());
+            Ok((count == Some(u64::from(OUTAGE_SESSIONS))).then_some(()))
+        },
+    )?;
+    let unix_ms = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis())
+    };
+    outage.disable_started_ms = unix_ms();
+    kubectl_ok(
+        cp,
+        &[
+            "patch",
+            "sstpuser",
+            "load",
+            "-n",
+            GATEWAY_NS,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"disabled":true}}"#,
+        ],
+    )?;
+    outage.disable_returned_ms = unix_ms();
+    wait_until(
+        "the load's sessions to end",
+        Duration::from_secs(60),
+        || {
+            let user = get_json(cp, &["sstpuser", "-n", GATEWAY_NS, "load"])?;
+            let count = user.and_then(|u| u["status"]["activeSessions"].as_u64());
+            Ok((count == Some(0)).then_some(()))
+        },
+    )?;
+    outage.hold = load.finish("through the control plane's outage")?;
+    Ok(outage)
+}
+
+/// The per-user limit is per pod (the CRD says so): `solo`, limited to one session, holds one
+/// on each gateway pod at once, and a second one on the same pod is refused.
+fn per_pod_limit(cp: &ControlPlane, dir: &Path) -> Result<PerPod, Error> {
+    let users_in_document = || -> Result<Option<i64>, Error> {
+        Ok(get_json(cp, &["sstpgateway", "-n", GATEWAY_NS, GATEWAY])?
+            .and_then(|gw| gw["status"]["users"].as_i64()))
+    };
+    let before = users_in_document()?.unwrap_or(0);
+    apply(
+        cp,
+        dir,
+        "solo",
+        &user_yaml_with("solo", SOLO_PASSWORD, "  maxSessions: 1\n"),
+    )?;
+    // In the users Secret; the pods' watches have it within a second or two after.
+    wait_until("solo in the users document", POD_BOUND, || {
+        Ok((users_in_document()? == Some(before + 1)).then_some(()))
+    })?;
+    let pods = wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
+    let ip_of = |pod: &str| -> Result<String, Error> {
+        get_json(cp, &["pod", "-n", GATEWAY_NS, pod])?
+            .and_then(|p| p["status"]["podIP"].as_str().map(str::to_owned))
+            .ok_or_else(|| Error::Unavailable(format!("{pod} has no IP")))
+    };
+    let (first, second) = (ip_of(&pods[0])?, ip_of(&pods[1])?);
+    let netns = node_netns(cp)?;
+    let ca = dir.join("ca.crt");
+    let target = |address: &str| hold::Target {
+        dir,
+        address: format!("{address}:443"),
+        ca: &ca,
+        user: "solo",
+        password: SOLO_PASSWORD,
+        netns: Some(&netns),
+    };
+    let (on_first, on_second) = (target(&first), target(&second));
+    // A few dials at most (the authentication throttle allows 10 failures a minute), in case the
+    // pod has not read the new document yet.
+    let held = hold::HoldRun::start(&on_first, "solo-held", 1, 5)?;
+    held.wait_ready(Duration::from_secs(120))?;
+    let one_session = |target: &hold::Target<'_>, tag: &str, what: &str| {
+        let mut command = target.command("setup", tag)?;
+        command.args(["--sessions", "1", "--duration", "0s"]);
+        hold::run(command, what)
+    };
+    let other_pod = one_session(&on_second, "solo-other", "setup (solo on the other pod)")?;
+    let same_pod = one_session(
+        &on_first,
+        "solo-same",
+        "setup (solo again on the first pod)",
+    )?;
+    Ok(PerPod {
+        held: held.finish("(solo, one session on the first pod)")?,
+        other_pod,
+        same_pod,
+    })
+}
+
 /// The operator Lease's holder ("" when none).
 fn lease_holder(cp: &ControlPlane) -> Result<String, Error> {
     let leases = items(get_json(cp, &["leases", "-n", OPERATOR_NS])?);
@@ -1101,63 +1291,18 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Where `sstp-load hold` dials from the host: the Service's NodePort.
-struct Hold<'a> {
-    dir: &'a Path,
-    target: String,
-    ca: &'a Path,
-}
-
 /// Rolls the gateway Deployment (alice's call is up in the VM, and [`HOLD_SESSIONS`] of the
 /// project's client from the host) by changing its configuration, and waits until only new pods
 /// serve; then stops the load and keeps its result.
-fn roll_the_gateway(cp: &ControlPlane, hold: &Hold<'_>, calls: &mut Calls) -> Result<(), Error> {
+fn roll_the_gateway(
+    cp: &ControlPlane,
+    target: &hold::Target<'_>,
+    calls: &mut Calls,
+) -> Result<(), Error> {
     calls.rollout_pods_before = wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
-    let bins = sstp_e2e::gateway_process::binaries()?;
-    let password = hold.dir.join("load-password");
-    let (ready, stop) = (hold.dir.join("hold-ready"), hold.dir.join("hold-stop"));
-    let io = |what: &str| {
-        let what = what.to_owned();
-        move |source| Error::Io { what, source }
-    };
-    std::fs::write(&password, format!("{LOAD_PASSWORD}\n")).map_err(io("writing the password"))?;
-    let sessions = HOLD_SESSIONS.to_string();
-    let load = Command::new(&bins.load)
-        .args([
-            "hold",
-            "--target",
-            &hold.target,
-            "--server-name",
-            "gw.test",
-            "--user",
-            "load",
-        ])
-        .arg("--ca-cert")
-        .arg(hold.ca)
-        .arg("--password-file")
-        .arg(&password)
-        .args([
-            "--sessions",
-            &sessions,
-            "--rate",
-            "50",
-            "--duration",
-            "900s",
-        ])
-        .arg("--ready-file")
-        .arg(&ready)
-        .arg("--stop-file")
-        .arg(&stop)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(io("starting sstp-load hold"))?;
-    // Killed if anything below fails; its output is read once it has stopped.
-    let mut load = sstp_e2e::reaper::Reaper(Some(load));
-    wait_until("the load's sessions to be up", POD_BOUND, || {
-        Ok(ready.exists().then_some(()))
-    })?;
+    // Redials: a session may land on a pod that goes next.
+    let load = hold::HoldRun::start(target, "rollout", HOLD_SESSIONS, 40)?;
+    load.wait_ready(POD_BOUND)?;
     kubectl_ok(
         cp,
         &[
@@ -1184,26 +1329,7 @@ fn roll_the_gateway(cp: &ControlPlane, hold: &Hold<'_>, calls: &mut Calls) -> Re
         let ready = pods.iter().filter(|pod| pod_ready(pod)).count();
         Ok((pods.len() == 2 && ready == 2 && fresh).then_some(names))
     })?;
-    std::fs::write(&stop, b"").map_err(io("writing the load's stop file"))?;
-    let child = load.0.take().expect("the load process");
-    let out = child
-        .wait_with_output()
-        .map_err(io("waiting for sstp-load hold"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!(
-        "real-node: sstp-load hold through the rollout ({}):\n{stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    calls.hold = stdout
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix("RESULT "))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|field| field.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    calls.hold = load.finish("through the rollout")?;
     Ok(())
 }
 
@@ -1596,6 +1722,47 @@ fn a_new_leader_that_finds_the_same_session_counts_writes_nothing() {
 }
 
 #[test]
+fn the_operators_deleted_and_the_api_server_restarted_drop_no_session_and_a_disable_after_still_cuts_off_within_2_s()
+ {
+    let outage = outcome().outage.as_ref().expect("the outage step");
+    let field = |key: &str| u128::from(hold::field(&outage.hold, key));
+    let sessions = u128::from(OUTAGE_SESSIONS);
+    assert_eq!(field("up_at_start"), sessions, "{outage:?}");
+    // Every session ended, by CALL_DISCONNECT, and none before the disable was asked for.
+    assert_eq!(field("ends"), sessions, "{outage:?}");
+    assert_eq!(field("ends_by_disconnect"), sessions, "{outage:?}");
+    assert!(
+        field("first_end_unix_ms") >= outage.disable_started_ms,
+        "a session ended before the disable: {outage:?}"
+    );
+    let cut_off = field("last_end_unix_ms").saturating_sub(outage.disable_returned_ms);
+    eprintln!(
+        "real-node: after the outage ({:?} without an API server) the disabled user's last session \
+         ended {cut_off} ms after kubectl patch returned",
+        outage.apiserver_gone
+    );
+    assert!(
+        cut_off <= DISABLE_DEADLINE.as_millis(),
+        "the last session ended {cut_off} ms after the patch: {outage:?}"
+    );
+}
+
+#[test]
+fn a_per_user_limit_holds_on_each_pod_and_pods_share_no_counts() {
+    let per_pod = outcome().per_pod.as_ref().expect("the per-pod limit step");
+    let held = |key: &str| hold::field(&per_pod.held, key);
+    assert_eq!(held("up_at_start"), 1, "{per_pod:?}");
+    assert_eq!(
+        held("up_at_stop"),
+        1,
+        "the held session stayed: {per_pod:?}"
+    );
+    assert_eq!(hold::field(&per_pod.other_pod, "up"), 1, "{per_pod:?}");
+    assert_eq!(hold::field(&per_pod.same_pod, "up"), 0, "{per_pod:?}");
+    assert_eq!(hold::field(&per_pod.same_pod, "failed"), 1, "{per_pod:?}");
+}
+
+#[test]
 fn a_rollout_disconnects_the_client_cleanly_and_it_reconnects_through_the_service() {
     let calls = called();
     let drops: u32 = result(calls, "roll.drops").parse().unwrap_or(0);
@@ -1630,11 +1797,7 @@ fn a_rollout_disconnects_the_client_cleanly_and_it_reconnects_through_the_servic
 #[test]
 fn a_rollout_under_200_sessions_ends_every_one_with_call_disconnect_and_all_reconnect() {
     let hold = &called().hold;
-    let field = |key: &str| -> u64 {
-        hold.get(key)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in the load's result {hold:?}"))
-    };
+    let field = |key: &str| hold::field(hold, key);
     let sessions = u64::from(HOLD_SESSIONS);
     assert_eq!(field("up_at_start"), sessions, "{hold:?}");
     // Every session started on an old pod, and every old pod went: each ended at least once.

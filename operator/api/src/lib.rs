@@ -24,6 +24,8 @@ pub mod gateway;
 pub mod gateway_config;
 pub mod user;
 pub mod users;
+#[cfg(feature = "watch-backoff")]
+pub mod watch_backoff;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -82,7 +82,7 @@ pub async fn run(
         .any_semantic()
         .labels(&format!("{NAME_LABEL}={APP_NAME}"));
     let watch = watcher(sources.pods.clone(), config)
-        .default_backoff()
+        .backoff(sstp_api::watch_backoff::WatchBackoff::default())
         .reflect(writer)
         .for_each(|event| async move {
             if let Err(err) = event {

@@ -26,6 +26,8 @@ const STOP_POLL: Duration = Duration::from_millis(200);
 struct History {
     /// Why each call ended while the run went on (not the final disconnect).
     ends: Vec<&'static str>,
+    /// When each ended (wall clock, for comparing with what a test did meanwhile).
+    ended_at: Vec<std::time::SystemTime>,
     /// Time without a tunnel after each end, when it came back.
     gaps: Vec<Duration>,
     /// Dials that failed (each retried until `--redial-attempts`).
@@ -112,6 +114,7 @@ async fn session(
         tokio::select! {
             reason = client.closed() => {
                 history.ends.push(reason.metric_label());
+                history.ended_at.push(std::time::SystemTime::now());
                 down_since = Some(Instant::now());
             }
             () = stopped(&mut stop) => {
@@ -178,11 +181,18 @@ fn report(sessions: u32, histories: &[History]) {
     let up_at_start = histories.iter().filter(|h| h.up_at_start).count();
     let up_at_stop = histories.iter().filter(|h| h.up_at_stop).count();
     let failed_dials: u32 = histories.iter().map(|h| h.failed_dials).sum();
+    let unix_ms = |at: Option<&std::time::SystemTime>| {
+        at.and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_millis())
+    };
+    let ended_at = || histories.iter().flat_map(|h| &h.ended_at);
+    let (first_end, last_end) = (unix_ms(ended_at().min()), unix_ms(ended_at().max()));
     println!("longest gap        {} ms", longest.as_millis());
     println!(
         "RESULT mode=hold sessions={sessions} up_at_start={up_at_start} ends={total_ends} \
          ends_by_disconnect={by_disconnect} ends_other={} redialed={redials} \
-         failed_dials={failed_dials} up_at_stop={up_at_stop} longest_gap_ms={}",
+         failed_dials={failed_dials} up_at_stop={up_at_stop} longest_gap_ms={} \
+         first_end_unix_ms={first_end} last_end_unix_ms={last_end}",
         total_ends - by_disconnect,
         longest.as_millis()
     );
