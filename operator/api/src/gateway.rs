@@ -451,7 +451,8 @@ pub struct GatewayPod {
     /// Affinity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
-    /// Topology spread constraints.
+    /// Topology spread constraints (default: the pods spread over nodes, `maxSkew: 1` on
+    /// `kubernetes.io/hostname`, `ScheduleAnyway`, new pods of a rollout counted apart).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     /// Extra pod annotations.
