@@ -115,6 +115,34 @@ async fn invalid_gateways_are_refused_with_a_message_naming_the_field() -> Resul
         .await
         .expect("deleting the accepted gateway");
 
+    // Without NAT the pods' pools would hand one address to two clients (replicas default to 2).
+    for spec in [
+        serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "nat": false}),
+        serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "nat": false, "replicas": 3}),
+    ] {
+        let message = refused(&api, spec).await;
+        assert!(
+            message.contains("nat: false needs replicas: 1"),
+            "{message}"
+        );
+    }
+    for (name, spec) in [
+        (
+            "one-pod",
+            serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "nat": false, "replicas": 1}),
+        ),
+        (
+            "with-nat",
+            serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "replicas": 3}),
+        ),
+    ] {
+        let mut object = gateway(spec);
+        object.metadata.name = Some(name.into());
+        api.create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|err| panic!("{name} refused: {err}"));
+    }
+
     // A PROXY header is believed only from named load balancers (issue: hostile clients).
     let message = refused(
         &api,

@@ -64,6 +64,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.proxyProtocol) || !self.proxyProtocol || (has(self.trustedProxies) && size(self.trustedProxies) > 0)").message("proxyProtocol needs trustedProxies: the load balancers' CIDRs (a PROXY header from anyone else would let a client claim any address)"))]
 #[x_kube(validation = Rule::new("!has(self.trustedProxies) || size(self.trustedProxies) == 0 || (has(self.proxyProtocol) && self.proxyProtocol)").message("trustedProxies has no effect without proxyProtocol: true"))]
+#[x_kube(validation = Rule::new("!has(self.nat) || self.nat || !has(self.replicas) || self.replicas <= 1").message("nat: false needs replicas: 1 (or 0): every pod hands out the whole addressPool, so without NAT two clients on different pods can get the same address and the network can route it to only one of them"))]
 pub struct SstpGatewaySpec {
     /// Gateway pods. Rolling updates add one before removing one, so this many stay serving.
     #[serde(default = "default_replicas")]
@@ -97,7 +98,10 @@ pub struct SstpGatewaySpec {
     #[x_kube(validation = Rule::new("self.all(r, isCIDR(r) && cidr(r).ip().family() == 4 && cidr(r).masked() == cidr(r))").message("routes must be IPv4 CIDRs without host bits"))]
     #[schemars(length(max = 64), inner(length(max = 18)))]
     pub routes: Vec<String>,
-    /// Masquerade client traffic leaving the pod (default on).
+    /// Masquerade client traffic leaving the pod (default on). Each pod hands out the whole
+    /// `addressPool` on its own: with NAT the tunnel addresses never leave the pod, so the same
+    /// address on two pods is harmless; without NAT the network must route each client address
+    /// to the pod that holds it, which only one pod can be, so `nat: false` needs `replicas: 1`.
     #[serde(default = "default_true")]
     pub nat: bool,
     /// PPP authentication.
@@ -346,7 +350,8 @@ pub struct GatewayLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("limits.maxConnectionsPerSource must be at least 1"))]
     pub max_connections_per_source: Option<i32>,
-    /// Concurrent sessions per user.
+    /// Concurrent sessions per user on each pod (pods do not share counts: across the gateway a
+    /// user can hold up to `replicas` times this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("limits.maxSessionsPerUser must be at least 1"))]
     pub max_sessions_per_user: Option<i32>,
@@ -446,7 +451,8 @@ pub struct GatewayPod {
     /// Affinity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
-    /// Topology spread constraints.
+    /// Topology spread constraints (default: the pods spread over nodes, `maxSkew: 1` on
+    /// `kubernetes.io/hostname`, `ScheduleAnyway`, new pods of a rollout counted apart).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     /// Extra pod annotations.

@@ -66,7 +66,8 @@ pub struct SstpUserSpec {
     #[x_kube(validation = Rule::new("isIP(self) && ip(self).family() == 4").message("staticAddress must be an IPv4 address"))]
     #[schemars(length(max = 15))]
     pub static_address: Option<String>,
-    /// Concurrent sessions of this user (overrides the gateway's per-user limit).
+    /// Concurrent sessions of this user on each gateway pod (overrides the gateway's per-user
+    /// limit; pods do not share counts, so across a gateway of N pods it is up to N times this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("maxSessions must be at least 1"))]
     pub max_sessions: Option<i32>,

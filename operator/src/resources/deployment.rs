@@ -21,7 +21,7 @@ use k8s_openapi::{
             Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
             HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PodSecurityContext, PodSpec,
             PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Sysctl,
-            Volume, VolumeMount,
+            TopologySpreadConstraint, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -130,10 +130,35 @@ fn pod_spec(gateway: &SstpGateway, owner: &Owner, inputs: &PodInputs<'_>) -> Pod
         node_selector: non_empty_map(&pod.node_selector),
         tolerations: non_empty_vec(&pod.tolerations),
         affinity: pod.affinity.clone(),
-        topology_spread_constraints: non_empty_vec(&pod.topology_spread_constraints),
+        topology_spread_constraints: Some(spread(gateway, owner)),
         ..PodSpec::default()
     }
 }
+
+/// The gateway's own topology spread constraints, else one that spreads its pods over nodes:
+/// losing a node (or draining it) then takes at most its share of the sessions. `ScheduleAnyway`
+/// so that a one-node cluster still runs every replica; `pod-template-hash` so that a rollout
+/// spreads the new pods without counting the old ones.
+fn spread(gateway: &SstpGateway, owner: &Owner) -> Vec<TopologySpreadConstraint> {
+    let pod = &gateway.spec.pod;
+    if !pod.topology_spread_constraints.is_empty() {
+        return pod.topology_spread_constraints.clone();
+    }
+    vec![TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: HOSTNAME_TOPOLOGY_KEY.to_owned(),
+        when_unsatisfiable: "ScheduleAnyway".to_owned(),
+        label_selector: Some(LabelSelector {
+            match_labels: Some(owner.selector_labels()),
+            ..LabelSelector::default()
+        }),
+        match_label_keys: Some(vec!["pod-template-hash".to_owned()]),
+        ..TopologySpreadConstraint::default()
+    }]
+}
+
+/// The node label every kubelet sets to its node's name.
+const HOSTNAME_TOPOLOGY_KEY: &str = "kubernetes.io/hostname";
 
 fn non_empty_vec<T: Clone>(items: &[T]) -> Option<Vec<T>> {
     (!items.is_empty()).then(|| items.to_vec())
@@ -472,6 +497,50 @@ mod tests {
             hash(&build(&more, "{}")),
             "replicas are not the template"
         );
+    }
+
+    #[test]
+    fn pods_spread_over_nodes_unless_the_gateway_says_how() {
+        let spread = |gateway: &SstpGateway| {
+            build(gateway, "{}")
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .topology_spread_constraints
+                .unwrap()
+        };
+        let default = spread(&fixtures::minimal());
+        assert_eq!(default.len(), 1);
+        let constraint = &default[0];
+        assert_eq!(constraint.topology_key, "kubernetes.io/hostname");
+        assert_eq!(constraint.max_skew, 1);
+        // One node still runs every replica.
+        assert_eq!(constraint.when_unsatisfiable, "ScheduleAnyway");
+        let labels = constraint
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            .unwrap();
+        assert_eq!(labels["app.kubernetes.io/name"], "sstp-gateway");
+        assert_eq!(labels["app.kubernetes.io/instance"], "gw");
+        assert_eq!(
+            constraint.match_label_keys.as_deref(),
+            Some(&["pod-template-hash".to_owned()][..])
+        );
+
+        let own = fixtures::gateway(serde_json::json!({
+            "hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24",
+            "pod": {"topologySpreadConstraints": [{
+                "maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "DoNotSchedule"
+            }]}
+        }));
+        let own = spread(&own);
+        assert_eq!(own.len(), 1);
+        assert_eq!(own[0].topology_key, "topology.kubernetes.io/zone");
+        assert_eq!(own[0].when_unsatisfiable, "DoNotSchedule");
     }
 
     #[test]
