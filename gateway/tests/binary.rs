@@ -117,39 +117,10 @@ fn sigterm_disconnects_clients_removes_the_tun_device_and_nft_table_and_exits_ze
         let data = dir.0.join("data");
         std::fs::create_dir_all(&data).unwrap();
         user_add(&data.join("users.json"), "alice", "alice-password");
-        let child = Command::new(BIN)
-            .arg("standalone")
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen",
-                "127.0.0.1:8443",
-                "--http-listen",
-                "127.0.0.1:8080",
-                "--admin-listen",
-                "127.0.0.1:9090",
-                "--hostname",
-                "localhost",
-                "--no-nat",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let mut reaper = Reaper(Some(child));
+        let mut reaper = standalone(&data, &[]);
+        let pid = reaper.0.as_ref().unwrap().id();
         runtime().block_on(async {
-            let admin = "127.0.0.1:9090".parse().unwrap();
-            let start = Instant::now();
-            loop {
-                let ready = tokio::net::TcpStream::connect(admin).await.is_ok()
-                    && http_get(admin, "/readyz").await.starts_with("ready");
-                if ready {
-                    break;
-                }
-                assert!(start.elapsed() < Duration::from_secs(20), "never ready");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_ready("127.0.0.1:9090".parse().unwrap()).await;
             let ca = std::fs::read(data.join("ca.crt")).unwrap();
             let served_ca = http_get("127.0.0.1:8080".parse().unwrap(), "/sstp/ca.crt").await;
             assert_eq!(served_ca.as_bytes(), &ca[..]);
@@ -202,41 +173,16 @@ fn sigterm_with_a_disconnect_delay_refuses_new_clients_first_and_disconnects_aft
         let data = dir.0.join("data");
         std::fs::create_dir_all(&data).unwrap();
         user_add(&data.join("users.json"), "alice", "alice-password");
-        let child = Command::new(BIN)
-            .arg("standalone")
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen",
-                "127.0.0.1:8443",
-                "--http-listen",
-                "127.0.0.1:8080",
-                "--admin-listen",
-                "127.0.0.1:9090",
-                "--hostname",
-                "localhost",
-                "--no-nat",
-                "--drain-grace",
-                "20",
-                "--drain-disconnect-delay",
-                &DELAY.as_secs().to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let mut reaper = Reaper(Some(child));
+        let delay = DELAY.as_secs().to_string();
+        let mut reaper = standalone(
+            &data,
+            &["--drain-grace", "20", "--drain-disconnect-delay", &delay],
+        );
+        let pid = reaper.0.as_ref().unwrap().id();
         runtime().block_on(async {
             let admin = "127.0.0.1:9090".parse().unwrap();
             let sstp: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
-            let start = Instant::now();
-            while !(tokio::net::TcpStream::connect(admin).await.is_ok()
-                && http_get(admin, "/readyz").await.starts_with("ready"))
-            {
-                assert!(start.elapsed() < Duration::from_secs(20), "never ready");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_ready(admin).await;
             let ca = std::fs::read(data.join("ca.crt")).unwrap();
             let options = client_options(sstp, &ca, "alice", "alice-password");
             let mut client = Client::connect(options).await.unwrap();
@@ -310,14 +256,7 @@ fn run_with_a_config_file_serves_and_stops_on_sigterm() {
         let pid = child.id();
         let mut reaper = Reaper(Some(child));
         runtime().block_on(async {
-            let admin = "127.0.0.1:7090".parse().unwrap();
-            let start = Instant::now();
-            while !(tokio::net::TcpStream::connect(admin).await.is_ok()
-                && http_get(admin, "/readyz").await.starts_with("ready"))
-            {
-                assert!(start.elapsed() < Duration::from_secs(20), "never ready");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_ready("127.0.0.1:7090".parse().unwrap()).await;
             let ca = std::fs::read(dir.0.join("pki/ca.crt")).unwrap();
             let options = client_options(
                 "127.0.0.1:7443".parse().unwrap(),
@@ -440,6 +379,43 @@ async fn poll_until<F: Future<Output = bool>>(what: &str, bound: Duration, check
 /// Whether `/readyz` on `admin` says ready.
 async fn ready(admin: std::net::SocketAddr) -> bool {
     http_get(admin, "/readyz").await.starts_with("ready")
+}
+
+/// `sstp-gateway standalone` with `data` on 127.0.0.1 (SSTP 8443, HTTP 8080, admin 9090),
+/// NAT off, plus `extra` flags; stdout piped (it prints the standalone help), stderr dropped.
+fn standalone(data: &Path, extra: &[&str]) -> Reaper {
+    let child = Command::new(BIN)
+        .arg("standalone")
+        .arg("--data-dir")
+        .arg(data)
+        .args([
+            "--listen",
+            "127.0.0.1:8443",
+            "--http-listen",
+            "127.0.0.1:8080",
+            "--admin-listen",
+            "127.0.0.1:9090",
+            "--hostname",
+            "localhost",
+            "--no-nat",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Reaper(Some(child))
+}
+
+/// Waits (at most 20 s) until the gateway's admin port says ready.
+async fn wait_ready(admin: std::net::SocketAddr) {
+    let start = Instant::now();
+    while !(tokio::net::TcpStream::connect(admin).await.is_ok()
+        && http_get(admin, "/readyz").await.starts_with("ready"))
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Sends SIGTERM to the gateway and waits for `client` to be told. The gateway ends PPP with LCP

@@ -973,20 +973,7 @@ fn disable_bob(cp: &ControlPlane, out: &Path, calls: &mut Calls) -> Result<(), E
     // bob's call is the only one up: the census counts it on the gateway and on bob.
     calls.counted_up = wait_counts(cp, 1)?;
     let patched_at = SystemTime::now();
-    kubectl_ok(
-        cp,
-        &[
-            "patch",
-            "sstpuser",
-            "bob",
-            "-n",
-            GATEWAY_NS,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"disabled":true}}"#,
-        ],
-    )?;
+    disable(cp, "bob")?;
     let patch_returned = SystemTime::now();
     wait_result(out, "disable.sstpc_rc", Duration::from_secs(90))?;
     // From kubectl's return: the change is in the API then (kubectl's own start-up, seconds on a
@@ -1004,6 +991,25 @@ fn disable_bob(cp: &ControlPlane, out: &Path, calls: &mut Calls) -> Result<(), E
     );
     // Nothing is connected now: the guest waits for go-disable-counted before its next call.
     calls.counted_down = wait_counts(cp, 0)?;
+    Ok(())
+}
+
+/// `kubectl patch` of the SstpUser `user` to disabled.
+fn disable(cp: &ControlPlane, user: &str) -> Result<(), Error> {
+    kubectl_ok(
+        cp,
+        &[
+            "patch",
+            "sstpuser",
+            user,
+            "-n",
+            GATEWAY_NS,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"disabled":true}}"#,
+        ],
+    )?;
     Ok(())
 }
 
@@ -1166,20 +1172,7 @@ fn control_plane_outage(cp: &ControlPlane, dir: &Path) -> Result<Outage, Error> 
             .map_or(0, |since| since.as_millis())
     };
     outage.disable_started_ms = unix_ms();
-    kubectl_ok(
-        cp,
-        &[
-            "patch",
-            "sstpuser",
-            "load",
-            "-n",
-            GATEWAY_NS,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"disabled":true}}"#,
-        ],
-    )?;
+    disable(cp, "load")?;
     outage.disable_returned_ms = unix_ms();
     wait_until(
         "the load's sessions to end",
