@@ -549,7 +549,7 @@ fn scrape_scenario(bins: &Binaries) -> Result<(), Error> {
             .map(|d| d.name.as_str())
             .collect::<BTreeSet<_>>()
             .len(),
-        5,
+        7,
         "{operator_docs:?}"
     );
     for promql in [
@@ -563,6 +563,9 @@ fn scrape_scenario(bins: &Binaries) -> Result<(), Error> {
         r#"count(sstp_operator_reconcile_errors_total{job="sstp-operator"}) == 10"#,
         r#"sstp_operator_reconcile_errors_total{job="sstp-operator", controller="user", error="pki"} == 0"#,
         r#"sstp_operator_writes_total{job="sstp-operator", kind="Secret"}"#,
+        // The session census runs on the leader; no gateway pod runs here, so nothing fails.
+        r#"sstp_operator_session_census_rounds_total{job="sstp-operator"} > 0"#,
+        r#"sstp_operator_session_queries_failed_total{job="sstp-operator"} == 0"#,
     ] {
         series(&prom, promql).map_err(|err| {
             Error::Unavailable(format!("{err}\noperator log:\n{}", operator.log()))
