@@ -86,11 +86,11 @@ impl ControlPlane {
             .map_err(|error| Error::Unavailable(error.clone()))
     }
 
-    /// The control plane with one real node shared by every test of this test binary: the one
-    /// named by `KUBECONFIG` when that is set (it must have been started with `up --nodes 1` or
-    /// more), otherwise one started on first use and stopped, node included, when the test binary
-    /// exits.
-    pub fn shared_with_node() -> Result<&'static Self, Error> {
+    /// The control plane with `nodes` real nodes shared by every test of this test binary: the
+    /// one named by `KUBECONFIG` when that is set (it must have been started with `up --nodes
+    /// N`, N at least `nodes`), otherwise one started on first use and stopped, nodes included,
+    /// when the test binary exits. One count per test binary: the first call decides.
+    pub fn shared_with_nodes(nodes: u8) -> Result<&'static Self, Error> {
         static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
         SHARED
             .get_or_init(|| {
@@ -98,11 +98,11 @@ impl ControlPlane {
                 match reuse {
                     Some(kubeconfig) => {
                         Self::existing(PathBuf::from(kubeconfig)).map(|mut plane| {
-                            plane.nodes = 1;
+                            plane.nodes = nodes;
                             plane
                         })
                     }
-                    None => Self::start_with_nodes(1),
+                    None => Self::start_with_nodes(nodes),
                 }
                 .map_err(|error| error.to_string())
             })

@@ -204,6 +204,7 @@ fn scenario() -> Result<(), Error> {
     assert_eq!(field(&hold, "up_at_start"), f64::from(SESSIONS), "{hold:?}");
     assert_eq!(field(&hold, "up_at_stop"), f64::from(SESSIONS), "{hold:?}");
     assert_eq!(field(&hold, "ends"), 0.0, "{hold:?}");
+    assert_eq!(field(&hold, "fewest_up"), f64::from(SESSIONS), "{hold:?}");
 
     // hold, with the user removed while it runs: every call ends by the gateway's
     // CALL_DISCONNECT, and the redials (refused now) give up. Last: the user is gone after it.
@@ -241,5 +242,6 @@ fn scenario() -> Result<(), Error> {
     assert_eq!(field(&hold, "ends_by_disconnect"), 4.0, "{hold:?}");
     assert_eq!(field(&hold, "redialed"), 0.0, "{hold:?}");
     assert_eq!(field(&hold, "up_at_stop"), 0.0, "{hold:?}");
+    assert_eq!(field(&hold, "fewest_up"), 0.0, "{hold:?}");
     Ok(())
 }

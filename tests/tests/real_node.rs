@@ -8,7 +8,8 @@
 //! Prometheus on the node, configured with the chart README's scrape jobs, finds the gateway and
 //! operator pods through Kubernetes service discovery against the project's API server.
 //!
-//! One control plane with one node per test binary ([`ControlPlane::shared_with_node`]) and one
+//! One control plane with two nodes per test binary ([`ControlPlane::shared_with_nodes`]), so
+//! the gateway's two replicas spread over nodes and one node can be drained under load, and one
 //! VM boot for every call (a boot costs about 20 s of emulated CPU): the first test to run drives
 //! the whole scenario ([`outcome`]); each test asserts its own part of what happened, so a failure
 //! names the behaviour that broke. Needs root, the VM (`tests/vm/install`) and the node.
@@ -46,6 +47,10 @@ const GATEWAY_NS: &str = "vpn";
 /// The transfer server's namespace: "restricted" too.
 const APPS_NS: &str = "apps";
 const RELEASE: &str = "sstp";
+/// Nodes in the cluster: two, for the spread and the drain.
+const NODES: u8 = 2;
+/// Sessions of `load` held through `kubectl drain` of a gateway pod's node.
+const DRAIN_SESSIONS: u32 = 40;
 const GATEWAY: &str = "office";
 const SERVER_PORT: u16 = 9000;
 /// Bulk data each way through the tunnel.
@@ -67,6 +72,7 @@ const VM_TIMEOUT: Duration = Duration::from_secs(1500);
 /// rollout, beside the VM's sstpc.
 const HOLD_SESSIONS: u32 = 200;
 const LOAD_PASSWORD: &str = "load-quartz-meadow-violin";
+const DRAIN_PASSWORD: &str = "drain-copper-willow-atlas";
 const SOLO_PASSWORD: &str = "solo-harbor-lantern-pebble";
 const ALICE_PASSWORD: &str = "alice-correct-horse-battery";
 const BOB_PASSWORD: &str = "bob-staple-lantern-orbit";
@@ -87,6 +93,8 @@ struct Outcome {
     outage: Result<Outage, String>,
     /// A user limited to one session, dialling each gateway pod directly.
     per_pod: Result<PerPod, String>,
+    /// `kubectl drain` of the node of one gateway pod under [`DRAIN_SESSIONS`] sessions.
+    drain: Result<Drain, String>,
     /// Step 5: what was left after deleting the gateway, then after `helm uninstall`.
     removal: Result<Removal, String>,
     /// Step 6: the condition a gateway whose pods cannot start gets.
@@ -107,6 +115,8 @@ struct Install {
 #[derive(Debug, Default, Clone)]
 struct GatewayPod {
     name: String,
+    /// The node running it.
+    node: String,
     cap_eff: String,
     cap_bnd: String,
     no_new_privs: String,
@@ -159,6 +169,22 @@ struct PerPod {
     same_pod: BTreeMap<String, String>,
 }
 
+/// `kubectl drain` of the node running one of the two gateway pods while the load holds
+/// sessions through the Service.
+#[derive(Debug, Default)]
+struct Drain {
+    /// Node of each gateway pod before the drain (pod -> node).
+    nodes_before: BTreeMap<String, String>,
+    /// The node drained.
+    drained: String,
+    /// Node of each gateway pod once the drain is over.
+    nodes_after: BTreeMap<String, String>,
+    /// How long `kubectl drain` took.
+    took: Duration,
+    /// The load's `RESULT`.
+    hold: BTreeMap<String, String>,
+}
+
 /// The leader operator pod deleted with nothing connected: what its successor wrote.
 #[derive(Debug, Default)]
 struct Restart {
@@ -208,6 +234,7 @@ fn run_scenario() -> Outcome {
         restart: Err("not run".into()),
         outage: Err("not run".into()),
         per_pod: Err("not run".into()),
+        drain: Err("not run".into()),
         removal: Err("not run".into()),
         unstartable: Err("not run".into()),
         init_container: Err("not run".into()),
@@ -216,7 +243,7 @@ fn run_scenario() -> Outcome {
         outcome.install = Err(format!("the VM is not available: {reason}"));
         return outcome;
     }
-    let cp = match ControlPlane::shared_with_node() {
+    let cp = match ControlPlane::shared_with_nodes(NODES) {
         Ok(cp) => cp,
         Err(error) => {
             outcome.install = Err(format!("no control plane with a node: {error}"));
@@ -238,6 +265,7 @@ fn run_scenario() -> Outcome {
         outcome.restart = step(|| restart_the_leader(cp));
         outcome.outage = step(|| control_plane_outage(cp, work.path()));
         outcome.per_pod = step(|| per_pod_limit(cp, work.path()));
+        outcome.drain = step(|| drain_a_node(cp, work.path()));
         outcome.unstartable = step(|| unstartable(cp, work.path()));
         outcome.init_container = step(|| init_container(cp, work.path()));
         outcome.removal = step(|| removal(cp));
@@ -503,10 +531,12 @@ fn install(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Install, Er
         "load",
         &user_yaml_with("load", LOAD_PASSWORD, "  maxSessions: 250\n"),
     )?;
+    // The drain's load (`load` is disabled by then, at the end of the outage step).
+    apply(cp, dir, "drain", &user_yaml("drain", DRAIN_PASSWORD))?;
     let names = wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
     // A Ready pod has a users document in force, not necessarily the one with both users yet:
     // on a slow machine the operator may not have rendered bob when the pods came up.
-    wait_until("alice, bob and load to be Ready", POD_BOUND, || {
+    wait_until("alice, bob, load and drain to be Ready", POD_BOUND, || {
         let users = items(get_json(cp, &["sstpusers", "-n", GATEWAY_NS])?);
         let ready = users
             .iter()
@@ -517,7 +547,7 @@ fn install(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Install, Er
                 })
             })
             .count();
-        Ok((ready == 3).then_some(()))
+        Ok((ready == 4).then_some(()))
     })?;
     let mut gateway_pods = Vec::new();
     for name in names {
@@ -543,7 +573,11 @@ fn inspect_gateway_pod(cp: &ControlPlane, name: &str) -> Result<GatewayPod, Erro
         .and_then(|id| id.strip_prefix("containerd://"))
         .ok_or_else(|| Error::Unavailable(format!("pod {name} has no gateway container id")))?
         .to_owned();
-    let pid = container_pid(cp, &container)?;
+    let node = pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let pid = container_pid(cp, &node, &container)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |key: &str| {
         status
@@ -567,6 +601,7 @@ fn inspect_gateway_pod(cp: &ControlPlane, name: &str) -> Result<GatewayPod, Erro
     .to_owned();
     Ok(GatewayPod {
         name: name.to_owned(),
+        node,
         cap_eff: field("CapEff:"),
         cap_bnd: field("CapBnd:"),
         no_new_privs: field("NoNewPrivs:"),
@@ -576,8 +611,8 @@ fn inspect_gateway_pod(cp: &ControlPlane, name: &str) -> Result<GatewayPod, Erro
     })
 }
 
-/// The host pid of a container, from containerd's task list on node0.
-fn container_pid(cp: &ControlPlane, container: &str) -> Result<u32, Error> {
+/// The host pid of a container, from the containerd task list of the node running it.
+fn container_pid(cp: &ControlPlane, node: &str, container: &str) -> Result<u32, Error> {
     let state_dir = cp
         .state_dir()
         .ok_or_else(|| Error::Unavailable("the control plane has no state dir".into()))?;
@@ -585,7 +620,7 @@ fn container_pid(cp: &ControlPlane, container: &str) -> Result<u32, Error> {
         Command::new(state_dir.join("node-bin/ctr")).args([
             "--address",
             &state_dir
-                .join("nodes/node0/containerd.sock")
+                .join(format!("nodes/{node}/containerd.sock"))
                 .display()
                 .to_string(),
             "-n",
@@ -1245,6 +1280,99 @@ fn per_pod_limit(cp: &ControlPlane, dir: &Path) -> Result<PerPod, Error> {
     })
 }
 
+/// The nodes the gateway pods run on (pod -> node).
+fn gateway_nodes(cp: &ControlPlane) -> Result<BTreeMap<String, String>, Error> {
+    Ok(items(get_json(
+        cp,
+        &["pods", "-n", GATEWAY_NS, "-l", GATEWAY_SELECTOR],
+    )?)
+    .iter()
+    .filter(|pod| pod_ready(pod))
+    .map(|pod| {
+        (
+            name_of(pod),
+            pod["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    })
+    .collect())
+}
+
+/// With [`DRAIN_SESSIONS`] sessions of `load` held through the Service (node0's NodePort),
+/// `kubectl drain` of the node running one gateway pod, the way an operator does it; the
+/// PodDisruptionBudget lets one pod go, its sessions get CALL_DISCONNECT and redial to the other
+/// pod, and the replacement lands on the node left. The load says whether anyone was connected
+/// at every moment (`fewest_up`). The node is uncordoned after.
+fn drain_a_node(cp: &ControlPlane, dir: &Path) -> Result<Drain, Error> {
+    let mut drain = Drain::default();
+    wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
+    drain.nodes_before = gateway_nodes(cp)?;
+    // The node of the first pod that is not on node0: the load dials node0's NodePort, so the
+    // drained node's kube-proxy is not on the clients' way (a NodePort on a drained node still
+    // forwards, but a client of a real cluster dials a load balancer, not a node).
+    drain.drained = drain
+        .nodes_before
+        .values()
+        .find(|node| node.as_str() != "node0")
+        .or_else(|| drain.nodes_before.values().next())
+        .cloned()
+        .ok_or_else(|| Error::Unavailable("no gateway pod to drain".into()))?;
+    // The calls' transfer server is a bare pod, which `kubectl drain` refuses to evict; the calls
+    // are done with it.
+    kubectl_ok(
+        cp,
+        &[
+            "delete",
+            "pod",
+            "-n",
+            APPS_NS,
+            "transfer",
+            "--ignore-not-found",
+            "--wait",
+        ],
+    )?;
+    let (node_ip, sstp_port, _) = service_endpoint(cp)?;
+    let ca = dir.join("ca.crt");
+    let target = hold::Target {
+        dir,
+        address: format!("{node_ip}:{sstp_port}"),
+        ca: &ca,
+        user: "drain",
+        password: DRAIN_PASSWORD,
+        netns: None,
+    };
+    let load = hold::HoldRun::start(&target, "drain", DRAIN_SESSIONS, 20)?;
+    load.wait_ready(POD_BOUND)?;
+    let began = std::time::Instant::now();
+    let drained = kubectl_ok(
+        cp,
+        &[
+            "drain",
+            &drain.drained,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=300s",
+        ],
+    );
+    drain.took = began.elapsed();
+    // Uncordoned whatever happened, so the later steps have both nodes.
+    let uncordoned = kubectl_ok(cp, &["uncordon", &drain.drained]);
+    drained?;
+    uncordoned?;
+    wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
+    drain.nodes_after = gateway_nodes(cp)?;
+    // Every session that was cut off redials at once; give the last ones time to land.
+    wait_until("the load's sessions to be back", POD_BOUND, || {
+        let user = get_json(cp, &["sstpuser", "-n", GATEWAY_NS, "drain"])?;
+        let count = user.and_then(|u| u["status"]["activeSessions"].as_u64());
+        Ok((count == Some(u64::from(DRAIN_SESSIONS))).then_some(()))
+    })?;
+    drain.hold = load.finish("through kubectl drain")?;
+    Ok(drain)
+}
+
 /// The operator Lease's holder ("" when none).
 fn lease_holder(cp: &ControlPlane) -> Result<String, Error> {
     let leases = items(get_json(cp, &["leases", "-n", OPERATOR_NS])?);
@@ -1580,6 +1708,18 @@ fn helm_install_runs_the_operator_and_the_gateway_pods_with_least_privilege() {
         2,
         "gateway pods Running and Ready"
     );
+    // The operator's default topology spread: one replica on each node.
+    let nodes: BTreeSet<&str> = install
+        .gateway_pods
+        .iter()
+        .map(|pod| pod.node.as_str())
+        .collect();
+    assert_eq!(
+        nodes.len(),
+        usize::from(NODES),
+        "the replicas spread over the nodes: {:?}",
+        install.gateway_pods
+    );
     for pod in &install.gateway_pods {
         // NET_ADMIN (12) and NET_BIND_SERVICE (10), nothing else, not even in the bounding set.
         assert_eq!(
@@ -1753,6 +1893,45 @@ fn a_per_user_limit_holds_on_each_pod_and_pods_share_no_counts() {
     assert_eq!(hold::field(&per_pod.other_pod, "up"), 1, "{per_pod:?}");
     assert_eq!(hold::field(&per_pod.same_pod, "up"), 0, "{per_pod:?}");
     assert_eq!(hold::field(&per_pod.same_pod, "failed"), 1, "{per_pod:?}");
+}
+
+#[test]
+fn the_gateway_pods_run_on_both_nodes_and_a_node_drain_keeps_someone_connected_at_every_moment() {
+    let drain = outcome().drain.as_ref().expect("the drain step");
+    let nodes: BTreeSet<&String> = drain.nodes_before.values().collect();
+    assert_eq!(
+        nodes.len(),
+        usize::from(NODES),
+        "two replicas spread over both nodes: {drain:?}"
+    );
+    assert!(
+        drain.nodes_after.len() == 2 && drain.nodes_after.values().all(|n| *n != drain.drained),
+        "both pods run on the nodes left: {drain:?}"
+    );
+    let field = |key: &str| hold::field(&drain.hold, key);
+    let sessions = u64::from(DRAIN_SESSIONS);
+    eprintln!(
+        "real-node: kubectl drain {} took {:?}; {} of {DRAIN_SESSIONS} sessions were cut off and          redialed, the longest gap {} ms, at least {} connected at every moment",
+        drain.drained,
+        drain.took,
+        field("ends"),
+        field("longest_gap_ms"),
+        field("fewest_up")
+    );
+    assert_eq!(field("up_at_start"), sessions, "{drain:?}");
+    assert!(
+        field("fewest_up") >= 1,
+        "nobody connected at some moment: {drain:?}"
+    );
+    // The drained pod's sessions, and only those: each told by CALL_DISCONNECT, each back.
+    assert!(
+        field("ends") >= 1,
+        "no session was on the drained pod: {drain:?}"
+    );
+    assert!(field("ends") < sessions, "{drain:?}");
+    assert_eq!(field("ends_other"), 0, "{drain:?}");
+    assert_eq!(field("redialed"), field("ends"), "{drain:?}");
+    assert_eq!(field("up_at_stop"), sessions, "{drain:?}");
 }
 
 #[test]

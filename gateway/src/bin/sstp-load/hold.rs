@@ -6,6 +6,10 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -38,6 +42,51 @@ struct History {
     up_at_start: bool,
 }
 
+/// How many sessions have a tunnel right now, and the fewest there were at any moment since the
+/// ready file was written: "was somebody connected through the whole drain" in one number.
+#[derive(Debug)]
+struct UpGauge {
+    up: AtomicU32,
+    /// `u32::MAX` until the run is ready; ends before that are the ramp, not the measurement.
+    fewest: AtomicU32,
+}
+
+impl UpGauge {
+    fn new() -> Self {
+        Self {
+            up: AtomicU32::new(0),
+            fewest: AtomicU32::new(u32::MAX),
+        }
+    }
+
+    fn session_up(&self) {
+        self.up.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn session_down(&self) {
+        let now = self.up.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+        // fetch_min on MAX (not ready yet) would start the measurement early.
+        let _ = self
+            .fewest
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |fewest| {
+                (fewest != u32::MAX && now < fewest).then_some(now)
+            });
+    }
+
+    fn start_measuring(&self) {
+        self.fewest
+            .store(self.up.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// The fewest up since [`Self::start_measuring`] (0 if it never started).
+    fn fewest(&self) -> u32 {
+        match self.fewest.load(Ordering::SeqCst) {
+            u32::MAX => 0,
+            fewest => fewest,
+        }
+    }
+}
+
 /// `hold`: N sessions up until `--duration` passes or `stop_file` appears.
 pub(crate) async fn hold(
     common: &Common,
@@ -49,6 +98,7 @@ pub(crate) async fn hold(
     let (stop_tx, stop) = watch::channel(false);
     let (up_tx, mut up_rx) = tokio::sync::mpsc::channel::<()>(usize::try_from(common.sessions)?);
     let period = Duration::from_secs_f64(1.0 / common.rate);
+    let gauge = Arc::new(UpGauge::new());
     let mut tasks = JoinSet::new();
     let mut ticker = tokio::time::interval(period);
     for _ in 0..common.sessions {
@@ -58,6 +108,7 @@ pub(crate) async fn hold(
             attempts,
             stop.clone(),
             up_tx.clone(),
+            Arc::clone(&gauge),
         ));
     }
     drop(up_tx);
@@ -67,6 +118,7 @@ pub(crate) async fn hold(
         up += 1;
     }
     println!("sessions up        {up} of {}", common.sessions);
+    gauge.start_measuring();
     if let Some(path) = ready_file {
         std::fs::write(path, format!("{up}\n"))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -84,7 +136,7 @@ pub(crate) async fn hold(
     while let Some(joined) = tasks.join_next().await {
         histories.push(joined.context("a session task failed")?);
     }
-    report(common.sessions, &histories);
+    report(common.sessions, &histories, gauge.fewest());
     Ok(())
 }
 
@@ -94,6 +146,7 @@ async fn session(
     attempts: u32,
     mut stop: watch::Receiver<bool>,
     up: tokio::sync::mpsc::Sender<()>,
+    gauge: Arc<UpGauge>,
 ) -> History {
     let mut history = History::default();
     let mut up = Some(up);
@@ -104,6 +157,7 @@ async fn session(
             drop(up.take());
             return history;
         };
+        gauge.session_up();
         if let Some(since) = down_since.take() {
             history.gaps.push(since.elapsed());
         }
@@ -113,6 +167,7 @@ async fn session(
         }
         tokio::select! {
             reason = client.closed() => {
+                gauge.session_down();
                 history.ends.push(reason.metric_label());
                 history.ended_at.push(std::time::SystemTime::now());
                 down_since = Some(Instant::now());
@@ -158,7 +213,7 @@ async fn dial(
     None
 }
 
-fn report(sessions: u32, histories: &[History]) {
+fn report(sessions: u32, histories: &[History], fewest_up: u32) {
     let mut ends: BTreeMap<&str, u32> = BTreeMap::new();
     for end in histories.iter().flat_map(|h| &h.ends) {
         *ends.entry(end).or_default() += 1;
@@ -188,11 +243,12 @@ fn report(sessions: u32, histories: &[History]) {
     let ended_at = || histories.iter().flat_map(|h| &h.ended_at);
     let (first_end, last_end) = (unix_ms(ended_at().min()), unix_ms(ended_at().max()));
     println!("longest gap        {} ms", longest.as_millis());
+    println!("fewest up at once  {fewest_up}");
     println!(
         "RESULT mode=hold sessions={sessions} up_at_start={up_at_start} ends={total_ends} \
          ends_by_disconnect={by_disconnect} ends_other={} redialed={redials} \
          failed_dials={failed_dials} up_at_stop={up_at_stop} longest_gap_ms={} \
-         first_end_unix_ms={first_end} last_end_unix_ms={last_end}",
+         first_end_unix_ms={first_end} last_end_unix_ms={last_end} fewest_up={fewest_up}",
         total_ends - by_disconnect,
         longest.as_millis()
     );

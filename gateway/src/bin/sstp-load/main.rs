@@ -16,8 +16,8 @@
 //! - `idle`: opens N sessions, lets them idle, and reports the gateway's RSS growth per session
 //!   (`VmRSS` of `/proc/PID/status` before and after).
 //! - `hold`: keeps N sessions up, redials each one when it ends, and reports how every call
-//!   ended (the server's CALL_DISCONNECT or anything else) and the longest time without a
-//!   tunnel: a rollout or drain seen from the clients.
+//!   ended (the server's CALL_DISCONNECT or anything else), the longest time without a
+//!   tunnel and the fewest sessions up at any moment: a rollout or drain seen from the clients.
 //! - `sink`: the far end of `throughput`; runs in the network behind the gateway.
 //!
 //! Everything is bounded: session counts, rates, durations and every wait. The last line of
