@@ -535,7 +535,12 @@ fn install(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Install, Er
         &user_yaml_with("load", LOAD_PASSWORD, "  maxSessions: 250\n"),
     )?;
     // The drain's load (`load` is disabled by then, at the end of the outage step).
-    apply(cp, dir, "drain", &user_yaml("drain", DRAIN_PASSWORD))?;
+    apply(
+        cp,
+        dir,
+        "drain",
+        &user_yaml_with("drain", DRAIN_PASSWORD, "  maxSessions: 100\n"),
+    )?;
     let names = wait_ready_pods(cp, GATEWAY_NS, GATEWAY_SELECTOR, 2)?;
     // A Ready pod has a users document in force, not necessarily the one with both users yet:
     // on a slow machine the operator may not have rendered bob when the pods came up.
