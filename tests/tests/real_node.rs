@@ -1927,7 +1927,8 @@ fn the_gateway_pods_run_on_both_nodes_and_a_node_drain_keeps_someone_connected_a
     let field = |key: &str| hold::field(&drain.hold, key);
     let sessions = u64::from(DRAIN_SESSIONS);
     eprintln!(
-        "real-node: kubectl drain {} took {:?}; {} of {DRAIN_SESSIONS} sessions were cut off and          redialed, the longest gap {} ms, at least {} connected at every moment",
+        "real-node: kubectl drain {} took {:?}; {} of {DRAIN_SESSIONS} sessions were cut off and \
+         redialed, the longest gap {} ms, at least {} connected at every moment",
         drain.drained,
         drain.took,
         field("ends"),
