@@ -791,6 +791,25 @@ fn service_endpoint(cp: &ControlPlane) -> Result<(String, u16, u16), Error> {
     Ok((node_ip, node_port(443)?, node_port(80)?))
 }
 
+/// The load of `user` dialling the gateway Service's NodePort on node0 from the host, with the
+/// CA the calls fetched into `dir`.
+fn through_service<'a>(
+    cp: &ControlPlane,
+    dir: &'a Path,
+    user: &'a str,
+    password: &'a str,
+) -> Result<hold::Target<'a>, Error> {
+    let (node_ip, sstp_port, _) = service_endpoint(cp)?;
+    Ok(hold::Target {
+        dir,
+        address: format!("{node_ip}:{sstp_port}"),
+        ca: dir.join("ca.crt"),
+        user,
+        password,
+        netns: None,
+    })
+}
+
 fn transfer_server_yaml(image: &str) -> String {
     format!(
         r#"apiVersion: v1
@@ -958,14 +977,7 @@ fn calls(cp: &ControlPlane, images: &Images, dir: &Path) -> Result<Calls, Error>
     // Step 4: alice is connected; roll the Deployment by changing the gateway's configuration.
     vm.wait_for_file(&out.join("ready-rollout"), VM_TIMEOUT)?;
     if guest_result(&out, "roll.attempts").is_some_and(|attempts| attempts != "failed") {
-        let target = hold::Target {
-            dir,
-            address: format!("{node_ip}:{sstp_port}"),
-            ca: &ca,
-            user: "load",
-            password: LOAD_PASSWORD,
-            netns: None,
-        };
+        let target = through_service(cp, dir, "load", LOAD_PASSWORD)?;
         roll_the_gateway(cp, &target, &mut calls)?;
     }
     std::fs::write(out.join("go-rollout-done"), b"").map_err(|source| Error::Io {
@@ -1153,17 +1165,9 @@ fn restart_the_leader(cp: &ControlPlane) -> Result<Restart, Error> {
 /// API server; once it is back and a new operator pod leads (and has counted the sessions),
 /// disables `load` and records when every session ended.
 fn control_plane_outage(cp: &ControlPlane, dir: &Path) -> Result<Outage, Error> {
-    let (node_ip, sstp_port, _) = service_endpoint(cp)?;
-    let ca = dir.join("ca.crt");
-    let target = hold::Target {
-        dir,
-        address: format!("{node_ip}:{sstp_port}"),
-        ca: &ca,
-        user: "load",
-        password: LOAD_PASSWORD,
-        netns: None,
-    };
-    // One dial each: a session cut off by the disable must not come back in.
+    let target = through_service(cp, dir, "load", LOAD_PASSWORD)?;
+    // One dial each: a session cut off by the disable does not keep coming back in (it may once,
+    // on a pod that has not seen the disable yet; the test allows that).
     let load = hold::HoldRun::start(&target, "outage", OUTAGE_SESSIONS, 1)?;
     load.wait_ready(POD_BOUND)?;
     let mut outage = Outage::default();
@@ -1256,11 +1260,10 @@ fn per_pod_limit(cp: &ControlPlane, dir: &Path) -> Result<PerPod, Error> {
     };
     let (first, second) = (ip_of(&pods[0])?, ip_of(&pods[1])?);
     let netns = node_netns(cp)?;
-    let ca = dir.join("ca.crt");
     let target = |address: &str| hold::Target {
         dir,
         address: format!("{address}:443"),
-        ca: &ca,
+        ca: dir.join("ca.crt"),
         user: "solo",
         password: SOLO_PASSWORD,
         netns: Some(&netns),
@@ -1341,16 +1344,7 @@ fn drain_a_node(cp: &ControlPlane, dir: &Path) -> Result<Drain, Error> {
             "--wait",
         ],
     )?;
-    let (node_ip, sstp_port, _) = service_endpoint(cp)?;
-    let ca = dir.join("ca.crt");
-    let target = hold::Target {
-        dir,
-        address: format!("{node_ip}:{sstp_port}"),
-        ca: &ca,
-        user: "drain",
-        password: DRAIN_PASSWORD,
-        netns: None,
-    };
+    let target = through_service(cp, dir, "drain", DRAIN_PASSWORD)?;
     let load = hold::HoldRun::start(&target, "drain", DRAIN_SESSIONS, 20)?;
     load.wait_ready(POD_BOUND)?;
     let began = std::time::Instant::now();

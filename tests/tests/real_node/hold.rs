@@ -17,7 +17,7 @@ use super::chart_support::wait_until;
 pub(crate) struct Target<'a> {
     pub(crate) dir: &'a Path,
     pub(crate) address: String,
-    pub(crate) ca: &'a Path,
+    pub(crate) ca: PathBuf,
     pub(crate) user: &'a str,
     pub(crate) password: &'a str,
     /// Run inside this network namespace (a node's, to reach pod addresses), else on the host.
@@ -47,7 +47,7 @@ impl Target<'_> {
             .args(["--target", &self.address, "--server-name", "gw.test"])
             .args(["--user", self.user])
             .arg("--ca-cert")
-            .arg(self.ca)
+            .arg(&self.ca)
             .arg("--password-file")
             .arg(&password)
             .stdin(Stdio::null());
