@@ -25,6 +25,7 @@
 //!   user's session limit, `maxSessions`, an address.
 //! - `tls_sni`: reads the ClientHello's `server_name` before rustls, to explain and count the
 //!   names rustls refuses (`HOST:PORT` from `sstpc --tls-ext`).
+//! - `clock`: the time sessions and the client driver run on (tokio's, so tests can pause it).
 //! - [`session`]: one task per connection driving `sstp_proto::ServerConnection`, and its
 //!   audit records; `io_buffers`: that task's read and write buffers.
 //! - [`users`]: credential lookup, address allocation and the session registry.
@@ -38,6 +39,7 @@
 pub mod admin;
 pub mod admission;
 pub mod client;
+mod clock;
 pub mod dataplane;
 pub mod ip_forward;
 pub mod ip_pool;

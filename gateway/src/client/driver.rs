@@ -1,18 +1,21 @@
 //! The client's driver task: one loop that feeds the state machine from the socket, the clock
 //! and the handle's commands, and writes what it produces.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use sstp_ppp::dhcp_inform::{Ack, parse_ack};
 use sstp_proto::{ClientConnection, ClientEvent, CloseReason, HashProtocol};
 use tokio::{
-    io::AsyncReadExt,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite},
     sync::{mpsc, watch},
 };
 
-use super::{CallState, Command, TlsStream, Transcript, windows_inform};
-use crate::io_buffers::{RxBuffer, TxBuffer};
+use super::{CallState, Command, Transcript, windows_inform};
+use crate::{
+    clock::now,
+    io_buffers::{RxBuffer, TxBuffer},
+};
 
 /// Stop taking packets from the handle while this much output is unwritten (backpressure).
 const TX_HIGH_WATER: usize = 256 * 1024;
@@ -38,7 +41,11 @@ struct Inform {
     xid: Option<u32>,
 }
 
-pub(super) async fn run(mut conn: ClientConnection, stream: TlsStream, channels: Channels) {
+pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: ClientConnection,
+    stream: S,
+    channels: Channels,
+) {
     let Channels {
         mut commands,
         received,
@@ -69,7 +76,7 @@ pub(super) async fn run(mut conn: ClientConnection, stream: TlsStream, channels:
         tokio::select! {
             read = reader.read(rx.space()) => match read {
                 Ok(0) | Err(_) => conn.transport_closed(),
-                Ok(n) => conn.handle_input(Instant::now(), rx.filled(n)),
+                Ok(n) => conn.handle_input(now(), rx.filled(n)),
             },
             written = tx.step(&mut writer), if tx.has_work() => {
                 if written.is_err() {
@@ -87,20 +94,20 @@ pub(super) async fn run(mut conn: ClientConnection, stream: TlsStream, channels:
                                 let _ = conn.send_ip(&packet);
                             }
                             Ok(Command::Disconnect) => {
-                                conn.disconnect(Instant::now());
+                                conn.disconnect(now());
                                 break;
                             }
                             Err(_) => break,
                         }
                     }
                 }
-                Some(Command::Disconnect) => conn.disconnect(Instant::now()),
+                Some(Command::Disconnect) => conn.disconnect(now()),
                 None => {
                     commands_open = false;
-                    conn.disconnect(Instant::now());
+                    conn.disconnect(now());
                 }
             },
-            () = sleep => conn.handle_timeout(Instant::now()),
+            () = sleep => conn.handle_timeout(now()),
         }
     }
     drain(&mut conn, &mut hash, &received, &state, inform.as_mut());

@@ -32,7 +32,7 @@ use rustls::{
 use sstp_ppp::dhcp_inform::Ack;
 use sstp_proto::{CertHashes, ClientConfig, ClientProfile, CloseReason, HashProtocol, Recorded};
 use tokio::{
-    io::AsyncWriteExt,
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::{TcpSocket, TcpStream},
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -329,15 +329,55 @@ impl Client {
             suite: session.negotiated_cipher_suite().map(|s| s.suite()),
             chain_len: session.peer_certificates().map_or(0, <[_]>::len),
         };
+        Ok(Self::start(
+            stream,
+            hashes,
+            local_addr,
+            tls_session,
+            options.sstp,
+            options.rx_queue,
+            options.dhcp_inform,
+        ))
+    }
+
+    /// Starts the SSTP call over a byte stream that is already open, as the server's end sees
+    /// it after TLS: an in-memory pipe in the session tests, which need neither a socket nor a
+    /// certificate. `server_cert` is what the crypto binding hashes (the server must be given
+    /// the same). There is no TLS session to report and no local address (unspecified).
+    pub fn over_stream<S>(stream: S, server_cert: CertHashes, sstp: ClientConfig) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let unspecified = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        let no_tls = TlsSession {
+            version: None,
+            suite: None,
+            chain_len: 0,
+        };
+        Self::start(stream, server_cert, unspecified, no_tls, sstp, 1024, false)
+    }
+
+    fn start<S>(
+        stream: S,
+        hashes: CertHashes,
+        local_addr: SocketAddr,
+        tls_session: TlsSession,
+        sstp: ClientConfig,
+        rx_queue: usize,
+        dhcp_inform: bool,
+    ) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (commands_tx, commands_rx) = mpsc::channel(256);
-        let (received_tx, received_rx) = mpsc::channel(options.rx_queue.max(1));
+        let (received_tx, received_rx) = mpsc::channel(rx_queue.max(1));
         let (state_tx, state_rx) = watch::channel(CallState::Negotiating);
         let (ack_tx, ack_rx) = watch::channel(None);
         let connection = sstp_proto::ClientConnection::new(
-            options.sstp,
+            sstp,
             hashes.clone(),
             Box::new(rand::make_rng::<rand::rngs::StdRng>()),
-            std::time::Instant::now(),
+            crate::clock::now(),
         );
         let correlation_id = connection.correlation_id().map(str::to_owned);
         let transcript = Transcript::default();
@@ -349,10 +389,10 @@ impl Client {
                 received: received_tx,
                 state: state_tx,
                 transcript: transcript.clone(),
-                dhcp: options.dhcp_inform.then_some(ack_tx),
+                dhcp: dhcp_inform.then_some(ack_tx),
             },
         ));
-        Ok(Self {
+        Self {
             commands: commands_tx,
             received: received_rx,
             state: state_rx,
@@ -363,7 +403,7 @@ impl Client {
             transcript,
             dhcp_ack: ack_rx,
             task: Some(task),
-        })
+        }
     }
 
     /// Waits until IPv4 is up and returns our tunnel address.

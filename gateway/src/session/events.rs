@@ -1,21 +1,28 @@
 //! The session's reactions to `ServerEvent`s: setup phases, user registration and limits,
 //! throttle bookkeeping, routing, and the metrics that say how each connection ended.
 
-use std::time::Instant;
+use std::{net::Ipv4Addr, time::Instant};
 
 use sstp_ppp::AuthFailure;
-use sstp_proto::{CloseReason, ServerEvent, http::Rejection};
+use sstp_proto::{CloseReason, ServerEvent};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{Phase, ROUTE_QUEUE, Session, audit};
-use crate::metrics::{AuthFailureReason, RejectReason, SessionResult};
+use super::{
+    ROUTE_QUEUE, Session, audit,
+    outcome::{SetupOutcome, Stage, setup_outcome},
+    phase::{Ending, Established, Negotiating, Phase, Route},
+};
+use crate::{
+    clock::now,
+    metrics::{AuthFailureReason, SessionResult},
+};
 
 /// The `sessions_closed_total` reason of a client dropped for reading nothing.
 const WRITE_STALLED: &str = "write_stalled";
 
 impl Session {
-    pub(super) fn drain_events(&mut self) {
+    pub(super) fn drain_events(&mut self, now: Instant) {
         while let Some(event) = self.conn.poll_event() {
             match event {
                 ServerEvent::HttpAccepted {
@@ -23,8 +30,14 @@ impl Session {
                     correlation_id,
                 } => {
                     debug!(?host, ?correlation_id, "HTTP preamble accepted");
-                    self.phase =
-                        Phase::Negotiating(Instant::now() + self.shared.deadlines.negotiation);
+                    if matches!(self.phase, Phase::Preamble { .. }) {
+                        self.phase = Phase::Negotiating(Negotiating {
+                            until: now + self.shared.deadlines.negotiation,
+                            connected: false,
+                            route: None,
+                            failure: None,
+                        });
+                    }
                 }
                 ServerEvent::Authenticated { username, method } => {
                     debug!(user = %username, ?method, "authenticated");
@@ -32,25 +45,18 @@ impl Session {
                 }
                 ServerEvent::AuthFailed { username, reason } => {
                     debug!(user = ?username, reason = reason.metric_label(), "authentication failed");
-                    self.on_auth_failed(username.as_deref(), reason);
+                    self.on_auth_failed(username.as_deref(), reason, now);
                 }
                 ServerEvent::Connected { hash_protocol } => {
                     debug!(?hash_protocol, "call connected");
-                    self.connected = true;
-                    self.check_established();
+                    if let Phase::Negotiating(negotiating) = &mut self.phase {
+                        negotiating.connected = true;
+                    }
+                    self.check_established(now);
                 }
                 ServerEvent::Ipv4Up { peer } => {
-                    self.peer = Some(peer);
-                    let (sender, receiver) = mpsc::channel(ROUTE_QUEUE);
-                    match self.shared.router.register(peer, sender) {
-                        Ok(guard) => self.route = Some((guard, receiver)),
-                        Err(err) => {
-                            warn!(error = %err, "cannot route the session's address");
-                            self.setup_result = Some(SessionResult::NegotiationFailed);
-                            self.conn.disconnect(Instant::now());
-                        }
-                    }
-                    self.check_established();
+                    self.on_ipv4_up(peer);
+                    self.check_established(now);
                 }
                 ServerEvent::Ipv6Up { .. } => debug!("IPv6CP up (IPv6 is not routed yet)"),
                 ServerEvent::Closed { reason } => self.on_closed(&reason),
@@ -64,7 +70,7 @@ impl Session {
         self.user = Some(username.to_owned());
     }
 
-    fn on_auth_failed(&mut self, username: Option<&str>, reason: AuthFailure) {
+    fn on_auth_failed(&mut self, username: Option<&str>, reason: AuthFailure, now: Instant) {
         let label = match reason {
             AuthFailure::BadPassword | AuthFailure::Malformed => {
                 Some(AuthFailureReason::BadCredentials)
@@ -83,7 +89,9 @@ impl Session {
         };
         if let Some(label) = label {
             self.shared.metrics.auth_failure(label);
-            self.setup_result = Some(SessionResult::AuthFailed);
+            if let Phase::Negotiating(negotiating) = &mut self.phase {
+                negotiating.failure = Some(SessionResult::AuthFailed);
+            }
             audit::login_failed(
                 &self.shared.audit,
                 self.id,
@@ -97,33 +105,69 @@ impl Session {
         if matches!(reason, AuthFailure::BadPassword | AuthFailure::UnknownUser)
             && let Some(user) = username
         {
-            self.shared
-                .throttle
-                .record_failure(user, self.source, Instant::now());
+            self.shared.throttle.record_failure(user, self.source, now);
         }
     }
 
-    fn check_established(&mut self) {
-        if self.connected && self.route.is_some() && matches!(self.phase, Phase::Negotiating(_)) {
-            self.phase = Phase::Established;
-            self.last_data = Instant::now();
-            self.shared
-                .metrics
-                .session_established(self.accepted.elapsed());
-            info!(address = ?self.peer, "tunnel up");
-            if let Some(address) = self.peer {
-                self.open = Some(audit::OpenSession::start(
-                    &self.shared.audit,
-                    &self.shared.sessions,
-                    self.id,
-                    self.user.as_deref(),
-                    self.client,
-                    address,
-                ));
+    /// IPCP gave the client `peer`: the router learns where its packets go. Only while
+    /// negotiating; a call already ending gets no route.
+    fn on_ipv4_up(&mut self, peer: Ipv4Addr) {
+        let Phase::Negotiating(negotiating) = &mut self.phase else {
+            debug!(%peer, "IPv4 up after setup ended; not routed");
+            return;
+        };
+        let (sender, queue) = mpsc::channel(ROUTE_QUEUE);
+        match self.shared.router.register(peer, sender) {
+            Ok(guard) => negotiating.route = Some(Route { guard, queue }),
+            Err(err) => {
+                warn!(error = %err, "cannot route the session's address");
+                negotiating.failure = Some(SessionResult::NegotiationFailed);
+                self.conn.disconnect(now());
             }
         }
     }
 
+    /// Negotiating with the call connected and a route: the tunnel is up.
+    fn check_established(&mut self, now: Instant) {
+        let ready = matches!(
+            &self.phase,
+            Phase::Negotiating(Negotiating {
+                connected: true,
+                route: Some(_),
+                ..
+            })
+        );
+        if !ready {
+            return;
+        }
+        let Phase::Negotiating(Negotiating {
+            route: Some(route), ..
+        }) = std::mem::replace(&mut self.phase, Phase::Ending(Ending::Counted))
+        else {
+            unreachable!("checked just above");
+        };
+        let address = route.address();
+        self.shared
+            .metrics
+            .session_established(now.saturating_duration_since(self.accepted));
+        info!(%address, "tunnel up");
+        let open = audit::OpenSession::start(
+            &self.shared.audit,
+            &self.shared.sessions,
+            self.id,
+            self.user.as_deref(),
+            self.client,
+            address,
+        );
+        self.phase = Phase::Established(Established {
+            route,
+            open,
+            last_data: now,
+            idle_fired: false,
+        });
+    }
+
+    /// The single Closed event: the close is counted, and the phase becomes Ending.
     fn on_closed(&mut self, reason: &CloseReason) {
         let label = if self.stalled {
             WRITE_STALLED
@@ -134,31 +178,25 @@ impl Session {
         self.close_label = Some(label);
         let metrics = &self.shared.metrics;
         metrics.session_ended(label);
-        if self.phase == Phase::Established || self.counted {
-            return;
+        let outcome = match std::mem::replace(&mut self.phase, Phase::Ending(Ending::Counted)) {
+            Phase::Established(established) => {
+                self.phase = Phase::Ending(Ending::WasEstablished(established.open));
+                return;
+            }
+            Phase::Ending(Ending::WasEstablished(open)) => {
+                self.phase = Phase::Ending(Ending::WasEstablished(open));
+                return;
+            }
+            Phase::Ending(Ending::Counted) => return,
+            Phase::Ending(Ending::SetupFailed(result)) => SetupOutcome::Failed(result),
+            Phase::Preamble { .. } => setup_outcome(Stage::Preamble, reason, None),
+            Phase::Negotiating(negotiating) => {
+                setup_outcome(Stage::Negotiation, reason, negotiating.failure)
+            }
+        };
+        match outcome {
+            SetupOutcome::Rejected(reason) => metrics.connection_rejected(reason),
+            SetupOutcome::Failed(result) => metrics.session_failed(result),
         }
-        match (self.phase, reason) {
-            (Phase::Preamble(_), CloseReason::HttpRejected(Rejection::Busy)) => {
-                metrics.connection_rejected(RejectReason::MaxSessions);
-            }
-            (Phase::Preamble(_), CloseReason::HttpRejected(_)) => {
-                metrics.connection_rejected(RejectReason::InvalidPreamble);
-            }
-            (Phase::Preamble(_), _) => metrics.session_failed(SessionResult::ClientAborted),
-            (_, reason) => {
-                let result = self.setup_result.unwrap_or(match reason {
-                    CloseReason::NegotiationTimeout | CloseReason::HelloTimeout => {
-                        SessionResult::Timeout
-                    }
-                    CloseReason::TransportClosed
-                    | CloseReason::PeerAborted(_)
-                    | CloseReason::PeerDisconnected
-                    | CloseReason::LocalDisconnect => SessionResult::ClientAborted,
-                    _ => SessionResult::NegotiationFailed,
-                });
-                metrics.session_failed(result);
-            }
-        }
-        self.counted = true;
     }
 }

@@ -7,7 +7,7 @@
 //! state machine, its pool address. Dropping the task releases all of them.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -24,20 +24,26 @@ use tracing::{Instrument, debug, info, info_span, trace};
 
 use crate::{
     admission::{Admission, AdmissionShared},
+    clock::now,
     io_buffers::{RxBuffer, TxBuffer},
     metrics::{ClientDropReason, Direction, Metrics, RejectReason, SessionResult},
     pending::PendingTicket,
-    router::{RouteGuard, Router},
+    router::Router,
     throttle::AuthThrottle,
     users::SessionLookup,
 };
 
 mod audit;
 mod events;
+mod outcome;
+mod phase;
 mod table;
+#[cfg(test)]
+mod tests;
 
 pub use audit::AuditConfig;
 use audit::Traffic;
+use phase::{Ending, Phase};
 pub use table::SessionTable;
 
 /// What every session shares.
@@ -85,19 +91,6 @@ pub struct Deadlines {
     pub write_stall: Duration,
 }
 
-/// Where setup stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for the HTTP request, until the deadline.
-    Preamble(Instant),
-    /// SSTP + PPP negotiating, until the deadline.
-    Negotiating(Instant),
-    /// The tunnel is up.
-    Established,
-    /// Setup failed and the connection is closing (no setup deadline any more).
-    Ending,
-}
-
 /// Packets queued for one client before the router drops (see [`crate::router`]).
 const ROUTE_QUEUE: usize = 256;
 /// Stop taking packets for the client while this much output is unwritten.
@@ -142,27 +135,15 @@ struct Session {
     /// The name the client authenticated as.
     user: Option<String>,
     accepted: Instant,
+    /// Where setup stands, with what exists only there (route, audit record, idle clock).
     phase: Phase,
-    connected: bool,
-    peer: Option<Ipv4Addr>,
-    route: Option<(RouteGuard, mpsc::Receiver<Bytes>)>,
     kick: Arc<Notify>,
-    /// Set when we know better than the close reason how setup failed.
-    setup_result: Option<SessionResult>,
-    /// Whether a metric already accounts for this connection's setup failure.
-    counted: bool,
-    /// When an IP packet last went through, for the idle timeout.
-    last_data: Instant,
-    /// The idle timeout fired (the disconnect is under way).
-    idle_expired: bool,
     /// Dropped for reading nothing while output waited (closes as `write_stalled`).
     stalled: bool,
     /// Why we ended the call, when we did and know better than the close reason.
     ended_by_us: Option<&'static str>,
     /// How the connection closed (the `sstp_sessions_closed_total` label).
     close_label: Option<&'static str>,
-    /// The audit record of the tunnel, from the moment it came up.
-    open: Option<audit::OpenSession>,
     /// IP traffic through the tunnel, for the audit record.
     traffic: Traffic,
 }
@@ -200,19 +181,11 @@ impl Session {
             client: source,
             user: None,
             accepted,
-            phase: Phase::Preamble(preamble),
-            connected: false,
-            peer: None,
-            route: None,
+            phase: Phase::Preamble { until: preamble },
             kick,
-            setup_result: None,
-            counted: false,
-            last_data: accepted,
-            idle_expired: false,
             stalled: false,
             ended_by_us: None,
             close_label: None,
-            open: None,
             traffic: Traffic::default(),
         }
     }
@@ -225,25 +198,36 @@ impl Session {
         let mut shutdown = self.shared.shutdown.clone();
         let mut shutting_down = *shutdown.borrow();
         if shutting_down {
-            self.conn.disconnect(Instant::now());
+            self.conn.disconnect(now());
         }
-        // When unwritten output last made progress (or there was none).
-        let mut tx_progress = Instant::now();
+        // Since when output has waited unwritten: set when output appears, moved on by every
+        // write that makes progress, cleared when all is written. The stall deadline runs from
+        // it, so output queued after a quiet spell (a hello, a CALL_DISCONNECT) gets the whole
+        // stall timeout, not a deadline that passed while there was nothing to write.
+        let mut waiting_since: Option<Instant> = None;
         loop {
-            self.drain_events();
-            self.forward_from_client();
+            // One reading of the clock per turn.
+            let turn = now();
+            self.drain_events(turn);
+            self.forward_from_client(turn);
             self.conn.poll_transmit(tx.buf());
             if self.conn.is_closed() {
                 break;
             }
-            if tx.pending() == 0 {
-                tx_progress = Instant::now();
-            }
-            let stall = (tx.pending() > 0).then(|| tx_progress + self.shared.deadlines.write_stall);
-            let deadline = [self.conn.poll_timeout(), self.setup_deadline(), stall]
-                .into_iter()
-                .flatten()
-                .min();
+            waiting_since = match (tx.pending(), waiting_since) {
+                (0, _) => None,
+                (_, Some(since)) => Some(since),
+                (_, None) => Some(turn),
+            };
+            let stall = waiting_since.map(|since| since + self.shared.deadlines.write_stall);
+            let deadline = [
+                self.conn.poll_timeout(),
+                self.phase.deadline(self.shared.idle_timeout),
+                stall,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -251,35 +235,35 @@ impl Session {
                 }
             };
             let take_packets = tx.pending() < TX_HIGH_WATER;
-            let read_pause = if self.phase == Phase::Established {
+            let read_pause = if self.phase.is_established() {
                 READ_PAUSE_ESTABLISHED
             } else {
                 READ_PAUSE_SETUP
             };
             let take_input = tx.pending() < read_pause;
-            if matches!(self.phase, Phase::Preamble(_)) {
+            if matches!(self.phase, Phase::Preamble { .. }) {
                 // Checked at each read: a place may free up while the request is on its way.
                 self.conn.set_busy(self.shared.admission.slots.is_full());
             }
             let to_client = async {
-                match &mut self.route {
-                    Some((_, rx)) if take_packets => rx.recv().await,
+                match self.phase.route_mut() {
+                    Some(route) if take_packets => route.queue.recv().await,
                     _ => std::future::pending().await,
                 }
             };
             tokio::select! {
                 read = reader.read(rx.space()), if take_input => match read {
                     Ok(0) | Err(_) => self.conn.transport_closed(),
-                    Ok(n) => self.conn.handle_input(Instant::now(), rx.filled(n)),
+                    Ok(n) => self.conn.handle_input(now(), rx.filled(n)),
                 },
                 written = tx.step(&mut writer), if tx.has_work() => match written {
-                    Ok(n) if n > 0 => tx_progress = Instant::now(),
+                    Ok(n) if n > 0 => waiting_since = Some(now()),
                     Ok(_) => {}
                     Err(_) => self.conn.transport_closed(),
                 },
-                Some(packet) = to_client => self.forward_to_client(packet),
+                Some(packet) = to_client => self.forward_to_client(packet, now()),
                 () = sleep => {
-                    let now = Instant::now();
+                    let now = now();
                     if stall.is_some_and(|at| now >= at) {
                         info!(
                             unwritten = tx.pending(),
@@ -294,13 +278,13 @@ impl Session {
                 () = self.kick.notified() => {
                     info!("user no longer admitted; disconnecting");
                     self.ended_by_us.get_or_insert("user_not_admitted");
-                    self.conn.disconnect(Instant::now());
+                    self.conn.disconnect(now());
                 }
                 changed = shutdown.changed(), if !shutting_down => {
                     shutting_down = true;
                     if changed.is_ok() {
                         self.ended_by_us.get_or_insert("gateway_shutdown");
-                        self.conn.disconnect(Instant::now());
+                        self.conn.disconnect(now());
                     }
                 }
             }
@@ -311,10 +295,15 @@ impl Session {
             stream.shutdown().await
         })
         .await;
-        if self.phase == Phase::Established {
+        // Closed always comes before the loop ends, which moves an established session to
+        // Ending; Established is matched too so the record closes whatever the order.
+        let open = match self.phase {
+            Phase::Established(established) => Some(established.open),
+            Phase::Ending(Ending::WasEstablished(open)) => Some(open),
+            Phase::Preamble { .. } | Phase::Negotiating(_) | Phase::Ending(_) => None,
+        };
+        if let Some(open) = open {
             self.shared.metrics.session_closed();
-        }
-        if let Some(open) = self.open.take() {
             let reason = self
                 .ended_by_us
                 .or(self.close_label)
@@ -324,45 +313,32 @@ impl Session {
         debug!("session task ended");
     }
 
-    /// The session's own deadline: setup, or the idle timeout once established.
-    fn setup_deadline(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Preamble(at) | Phase::Negotiating(at) => Some(at),
-            Phase::Established if !self.idle_expired => {
-                self.shared.idle_timeout.map(|idle| self.last_data + idle)
-            }
-            Phase::Established => None,
-            Phase::Ending => None,
-        }
-    }
-
     fn on_timer(&mut self, now: Instant) {
-        match self.phase {
-            Phase::Preamble(at) if now >= at => {
+        match &mut self.phase {
+            Phase::Preamble { until } if now >= *until => {
                 debug!("HTTP preamble deadline passed");
                 self.shared
                     .metrics
                     .connection_rejected(RejectReason::PreambleTimeout);
-                self.counted = true;
-                self.phase = Phase::Ending;
+                self.phase = Phase::Ending(Ending::Counted);
                 self.conn.transport_closed();
                 return;
             }
-            Phase::Negotiating(at) if now >= at => {
+            Phase::Negotiating(negotiating) if now >= negotiating.until => {
                 debug!("negotiation deadline passed");
-                self.setup_result = Some(SessionResult::Timeout);
-                self.phase = Phase::Ending;
+                // The route, if IPCP got that far, goes now: the call is over.
+                self.phase = Phase::Ending(Ending::SetupFailed(SessionResult::Timeout));
                 self.conn.disconnect(now);
             }
-            Phase::Established
-                if !self.idle_expired
+            Phase::Established(established)
+                if !established.idle_fired
                     && self
                         .shared
                         .idle_timeout
-                        .is_some_and(|idle| now >= self.last_data + idle) =>
+                        .is_some_and(|idle| now >= established.last_data + idle) =>
             {
                 info!("idle timeout; disconnecting");
-                self.idle_expired = true;
+                established.idle_fired = true;
                 self.ended_by_us.get_or_insert("idle_timeout");
                 self.conn.disconnect(now);
             }
@@ -374,15 +350,13 @@ impl Session {
     /// Client -> TUN. Only packets from the client's own address pass: a client must not
     /// spoof another session's address (or anyone else's). A DHCPINFORM is answered here
     /// when there are routes to give (see [`sstp_ppp::dhcp_inform`]).
-    fn forward_from_client(&mut self) {
+    fn forward_from_client(&mut self, now: Instant) {
+        let peer = self.phase.route().map(phase::Route::address);
         let (mut packets, mut bytes) = (0u64, 0u64);
         let (mut foreign, mut queue_full) = (0u64, 0u64);
         let mut replies = Vec::new();
         while let Some(packet) = self.conn.poll_ip() {
-            if self
-                .peer
-                .is_none_or(|peer| sstp_ppp::ipv4::source(packet) != Some(peer))
-            {
+            if peer.is_none_or(|peer| sstp_ppp::ipv4::source(packet) != Some(peer)) {
                 trace!(
                     len = packet.len(),
                     "packet with a foreign source address dropped"
@@ -413,12 +387,12 @@ impl Session {
         }
         let metrics = &self.shared.metrics;
         if packets > 0 {
-            self.last_data = Instant::now();
             metrics.traffic(Direction::FromClient, packets, bytes);
             self.traffic.packets_from_client += packets;
             self.traffic.bytes_from_client += bytes;
-            if let Some(open) = &self.open {
-                open.listed.count_from_client(bytes);
+            if let Phase::Established(established) = &mut self.phase {
+                established.last_data = now;
+                established.open.listed.count_from_client(bytes);
             }
         }
         for (reason, count) in [
@@ -433,8 +407,8 @@ impl Session {
 
     /// TUN -> client: this packet and whatever else is already queued, up to a batch, so a
     /// busy tunnel makes one TLS write per batch instead of one per packet.
-    fn forward_to_client(&mut self, first: Bytes) {
-        let Some((_, queue)) = &mut self.route else {
+    fn forward_to_client(&mut self, first: Bytes, now: Instant) {
+        let Some(route) = self.phase.route_mut() else {
             return;
         };
         let (mut packets, mut bytes) = (0u64, 0u64);
@@ -447,18 +421,18 @@ impl Session {
             }
             taken += 1;
             if taken < TO_CLIENT_BATCH {
-                next = queue.try_recv().ok();
+                next = route.queue.try_recv().ok();
             }
         }
         if packets > 0 {
-            self.last_data = Instant::now();
             self.shared
                 .metrics
                 .traffic(Direction::ToClient, packets, bytes);
             self.traffic.packets_to_client += packets;
             self.traffic.bytes_to_client += bytes;
-            if let Some(open) = &self.open {
-                open.listed.count_to_client(bytes);
+            if let Phase::Established(established) = &mut self.phase {
+                established.last_data = now;
+                established.open.listed.count_to_client(bytes);
             }
         }
     }
