@@ -151,6 +151,7 @@ fn protocol_config(config: &GatewayConfig) -> sstp_proto::ServerConfig {
     };
     let mut sstp = sstp_proto::ServerConfig::new(Arc::new(ppp));
     sstp.timers.negotiation = config.limits.negotiation_timeout();
+    sstp.dhcp_inform = dhcp_inform_config(config);
     sstp
 }
 
@@ -289,7 +290,6 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         },
         idle_timeout: limits.idle_timeout(),
         shutdown: shutdown.clone(),
-        dhcp_inform: dhcp_inform_config(&config),
         audit: AuditConfig {
             user_names: options.audit_user_names,
             gateway: AuditConfig::instance_name(),

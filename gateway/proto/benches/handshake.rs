@@ -115,12 +115,16 @@ fn handshake(c: &mut Criterion) {
     });
 }
 
-/// The server's receive path for one 1400-byte IP packet: deframe, decode PPP, queue, poll_ip.
+/// The server's receive path for one 1400-byte IP packet: deframe, decode PPP, queue, the
+/// packet policy, poll_ip.
 fn server_rx(c: &mut Criterion) {
     let s = setup();
     let now = Instant::now();
     let (mut server, mut client) = connect(&s, now);
-    let packet = vec![0x45; 1396];
+    // From the client's own address, or the server's packet policy drops it (ip_policy.rs).
+    let mut packet = vec![0x45; 1396];
+    let peer = server.peer_ipv4().expect("IPv4 is up");
+    packet[12..16].copy_from_slice(&peer.octets());
     client.send_ip(&packet).expect("connected");
     let mut wire = Vec::new();
     client.poll_transmit(&mut wire);

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     /// CALL_CONNECT_NAKs sent before the server gives up with RETRY_COUNT_EXCEEDED. Windows
     /// servers allow 3 (§3.3.5.2.2, Appendix A <16>).
     pub max_connect_naks: u8,
+    /// What a DHCPINFORM from the peer is answered with (see [`crate::ip_policy`]); `None`:
+    /// it is not answered and reaches the caller like any packet.
+    pub dhcp_inform: Option<Arc<sstp_ppp::dhcp_inform::InformConfig>>,
 }
 
 impl ServerConfig {
@@ -63,6 +66,7 @@ impl ServerConfig {
             hash_protocols: HashProtocolSet::BOTH,
             timers: Timers::default(),
             max_connect_naks: 3,
+            dhcp_inform: None,
         }
     }
 }

@@ -34,6 +34,12 @@ impl IpQueue {
         Some(packet)
     }
 
+    /// The next packet, left in the queue.
+    pub(crate) fn front(&self) -> Option<&[u8]> {
+        let (&[hi, lo], rest) = self.buf.get(self.read..)?.split_first_chunk::<2>()?;
+        rest.get(..usize::from(u16::from_be_bytes([hi, lo])))
+    }
+
     /// Drops everything queued.
     pub(crate) fn clear(&mut self) {
         self.buf.clear();

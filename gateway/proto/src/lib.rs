@@ -14,7 +14,9 @@
 //! - **Time**: `now` is an input. `poll_timeout()` says when `handle_timeout(now)` is due.
 //! - **Data path**: `poll_ip()` yields IP packets from the peer (borrowed from an internal
 //!   buffer: no allocation per packet); `send_ip(packet)` queues one for the peer. IP flows only
-//!   once the call is connected (crypto binding verified) and IPCP/IPv6CP is up.
+//!   once the call is connected (crypto binding verified) and IPCP/IPv6CP is up. The server
+//!   applies its packet policy first ([`ip_policy`]: no spoofed IPv4 source, DHCPINFORM
+//!   answered in the tunnel) and counts what it kept back (`take_ip_policy()`).
 //! - **Outcomes**: `poll_event()` reports progress (HTTP accepted, authenticated, connected,
 //!   IPv4 up...) and exactly one final `Closed { reason }`.
 //! - The certificate hashes of the TLS leaf and the randomness are inputs too.
@@ -52,6 +54,7 @@ mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod ip_policy;
 mod ip_queue;
 pub mod packet;
 mod profile;
@@ -72,6 +75,7 @@ pub use control::ControlMessage;
 pub use crypto_binding::{BindingError, CertHashes};
 pub use deframer::{Deframer, Frame};
 pub use event::{ClientEvent, CloseReason, SendError, ServerEvent};
+pub use ip_policy::IpPolicyCounts;
 pub use packet::{DecodeError, FramingError, Header, MessageType, Packet};
 pub use profile::{ClientProfile, GuidStyle, Recorded, RecordedPacket, UnknownProfile};
 pub use server::ServerConnection;

@@ -17,6 +17,7 @@ use crate::{
     deframer::Frame,
     event::{CloseReason, SendError, ServerEvent},
     http::{RequestParser, write_ok_response},
+    ip_policy::{self, IpPolicyCounts, Verdict},
     packet::{DecodeError, HEADER_LEN, MessageType},
 };
 
@@ -59,6 +60,8 @@ pub struct ServerConnection {
     /// Answer a complete HTTP request with 503 instead of 200 (the caller has no room).
     busy: bool,
     events: VecDeque<ServerEvent>,
+    /// What the IP policy kept in the tunnel since the caller last asked.
+    ip_policy: IpPolicyCounts,
 }
 
 impl ServerConnection {
@@ -92,6 +95,7 @@ impl ServerConnection {
             ipv6_up: false,
             busy: false,
             events: VecDeque::new(),
+            ip_policy: IpPolicyCounts::default(),
         }
     }
 
@@ -187,10 +191,40 @@ impl ServerConnection {
         self.events.pop_front()
     }
 
-    /// The next IP packet received from the peer, if any (IPv4 or IPv6, without PPP header).
+    /// The next IP packet from the peer that may leave the tunnel, if any (IPv4 or IPv6,
+    /// without PPP header). The [`crate::ip_policy`] has been applied: IPv4 from any source
+    /// but the peer's own address is dropped, and a DHCPINFORM to this server is answered into
+    /// the tunnel when [`ServerConfig::dhcp_inform`] says so; both are counted in
+    /// [`ServerConnection::take_ip_policy`].
     #[must_use]
     pub fn poll_ip(&mut self) -> Option<&[u8]> {
+        let peer = self.ppp.peer_ipv4();
+        loop {
+            let packet = self.common.ip_rx.front()?;
+            match ip_policy::judge(packet, peer, self.config.dhcp_inform.as_deref()) {
+                Verdict::Pass => break,
+                Verdict::ForeignSource => {
+                    tracing::trace!(
+                        len = packet.len(),
+                        "packet with a foreign source address dropped"
+                    );
+                    self.ip_policy.foreign_source += 1;
+                    let _ = self.common.ip_rx.pop();
+                }
+                Verdict::Answer(reply) => {
+                    let _ = self.common.ip_rx.pop();
+                    self.ip_policy.dhcp_informs_answered += 1;
+                    // Only fails once the call is ending, when nobody needs the answer.
+                    let _ = self.send_ip(&reply);
+                }
+            }
+        }
         self.common.ip_rx.pop()
+    }
+
+    /// What the IP policy kept in the tunnel since the last call, and starts counting again.
+    pub fn take_ip_policy(&mut self) -> IpPolicyCounts {
+        std::mem::take(&mut self.ip_policy)
     }
 
     /// Queues one IP packet (IPv4 or IPv6) for the peer.

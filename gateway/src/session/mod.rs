@@ -14,13 +14,12 @@ use std::{
 
 use bytes::Bytes;
 use sstp_api::UsersDocument;
-use sstp_ppp::dhcp_inform::{self, InformConfig};
 use sstp_proto::{CertHashes, ServerConnection};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     sync::{Notify, mpsc, watch},
 };
-use tracing::{Instrument, debug, info, info_span, trace};
+use tracing::{Instrument, debug, info, info_span};
 
 use crate::{
     admission::{Admission, AdmissionShared},
@@ -69,9 +68,6 @@ pub struct SessionShared {
     pub idle_timeout: Option<Duration>,
     /// Becomes true when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
-    /// What a client's DHCPINFORM is answered with (split-tunnel routes); `None` when there is
-    /// nothing to tell, and the request goes to the TUN device like any packet.
-    pub dhcp_inform: Option<Arc<InformConfig>>,
     /// What the audit records say about this gateway, and whether they name users.
     pub audit: AuditConfig,
     /// The established sessions, for the admin port's `/sessions`.
@@ -347,29 +343,13 @@ impl Session {
         self.conn.handle_timeout(now);
     }
 
-    /// Client -> TUN. Only packets from the client's own address pass: a client must not
-    /// spoof another session's address (or anyone else's). A DHCPINFORM is answered here
-    /// when there are routes to give (see [`sstp_ppp::dhcp_inform`]).
+    /// Client -> TUN: what the state machine's packet policy let out (the client's own source
+    /// address only; a DHCPINFORM answered in the tunnel: [`sstp_proto::ip_policy`]).
     fn forward_from_client(&mut self, now: Instant) {
-        let peer = self.phase.route().map(phase::Route::address);
-        let (mut packets, mut bytes) = (0u64, 0u64);
-        let (mut foreign, mut queue_full) = (0u64, 0u64);
-        let mut replies = Vec::new();
+        let (mut packets, mut bytes, mut queue_full) = (0u64, 0u64, 0u64);
         while let Some(packet) = self.conn.poll_ip() {
-            if peer.is_none_or(|peer| sstp_ppp::ipv4::source(packet) != Some(peer)) {
-                trace!(
-                    len = packet.len(),
-                    "packet with a foreign source address dropped"
-                );
-                foreign += 1;
-                continue;
-            }
             packets += 1;
             bytes += packet.len() as u64;
-            if let Some(reply) = answer_dhcp_inform(self.shared.dhcp_inform.as_deref(), packet) {
-                replies.push(reply);
-                continue;
-            }
             // The TUN writer keeps up unless the kernel stalls; dropping then is what a
             // congested link would do, and the counter shows it.
             if self
@@ -381,10 +361,6 @@ impl Session {
                 queue_full += 1;
             }
         }
-        for reply in replies {
-            // Only fails once the call is ending, when nobody needs the answer.
-            let _ = self.conn.send_ip(&reply);
-        }
         let metrics = &self.shared.metrics;
         if packets > 0 {
             metrics.traffic(Direction::FromClient, packets, bytes);
@@ -395,8 +371,9 @@ impl Session {
                 established.open.listed.count_from_client(bytes);
             }
         }
+        let kept = self.conn.take_ip_policy();
         for (reason, count) in [
-            (ClientDropReason::ForeignSource, foreign),
+            (ClientDropReason::ForeignSource, kept.foreign_source),
             (ClientDropReason::TunQueueFull, queue_full),
         ] {
             if count > 0 {
@@ -434,27 +411,6 @@ impl Session {
                 established.last_data = now;
                 established.open.listed.count_to_client(bytes);
             }
-        }
-    }
-}
-
-/// The DHCPACK for `packet` if it is a DHCPINFORM to this gateway (broadcast or its
-/// tunnel address) and there is something to answer with.
-fn answer_dhcp_inform(config: Option<&InformConfig>, packet: &[u8]) -> Option<Vec<u8>> {
-    let config = config?;
-    let inform = dhcp_inform::parse_inform(packet).ok()?;
-    if !(inform.destination.is_broadcast() || inform.destination == config.server) {
-        return None;
-    }
-    let mut reply = Vec::new();
-    match dhcp_inform::build_ack(&inform, config, &mut reply) {
-        Ok(()) => {
-            debug!(routes = config.routes.len(), "answered DHCPINFORM");
-            Some(reply)
-        }
-        Err(error) => {
-            debug!(%error, "DHCPINFORM not answered");
-            None
         }
     }
 }

@@ -80,15 +80,6 @@ impl Route {
 }
 
 impl Phase {
-    /// The route, while the session has one.
-    pub(super) fn route(&self) -> Option<&Route> {
-        match self {
-            Self::Negotiating(negotiating) => negotiating.route.as_ref(),
-            Self::Established(established) => Some(&established.route),
-            Self::Preamble { .. } | Self::Ending(_) => None,
-        }
-    }
-
     /// The route's queue, while the session has one.
     pub(super) fn route_mut(&mut self) -> Option<&mut Route> {
         match self {

@@ -116,7 +116,6 @@ impl Gateway {
             },
             idle_timeout,
             shutdown,
-            dhcp_inform: None,
             audit: AuditConfig {
                 user_names: true,
                 gateway: name.into(),

@@ -4,6 +4,7 @@
 
 mod client_raw;
 mod handshake;
+mod ip_policy;
 mod negative;
 mod pair;
 mod raw;
