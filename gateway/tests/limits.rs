@@ -9,6 +9,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use common::{USERS, in_new_netns, metric, ping, replace_file, runtime, start, users_document};
 use sstp_gateway::client::Client;
+use sstp_proto::CloseReason;
 
 /// Connects and expects the call to fail (refused at TCP/TLS or closed during setup).
 async fn refused(options: sstp_gateway::client::ClientOptions) {
@@ -158,16 +159,39 @@ fn disabling_a_user_and_reaching_expires_at_end_sessions_and_refuse_logins() {
     });
 }
 
+/// Sessions quiet for longer than the write-stall timeout, then ended by the idle timeout: each
+/// gets its CALL_DISCONNECT. (The stall deadline once ran from the last moment with nothing to
+/// write, so the disconnect met a deadline already past and the gateway dropped the client as
+/// `write_stalled` about one time in two; six sessions make that all but certain to show.)
 #[test]
-fn an_idle_session_is_ended_after_the_idle_timeout() {
+fn idle_sessions_are_ended_after_the_idle_timeout_with_call_disconnect() {
+    const SESSIONS: usize = 6;
     in_new_netns("idle", || {
         runtime().block_on(async {
-            let h = start("idle", |c| c.limits.idle_timeout_seconds = Some(1)).await;
-            let (mut client, _) = h.connect(USERS[0].0, USERS[0].1).await;
-            tokio::time::timeout(Duration::from_secs(10), client.closed())
-                .await
-                .expect("idle session ended");
+            let h = start("idle", |c| {
+                c.limits.idle_timeout_seconds = Some(4);
+                c.limits.write_stall_timeout_seconds = 2;
+            })
+            .await;
+            let mut clients = Vec::new();
+            for _ in 0..SESSIONS {
+                clients.push(h.connect(USERS[2].0, USERS[2].1).await.0);
+            }
+            for client in &mut clients {
+                let reason = tokio::time::timeout(Duration::from_secs(30), client.closed())
+                    .await
+                    .expect("idle session ended");
+                assert_eq!(reason, CloseReason::PeerDisconnected);
+            }
             common::wait_for_metric(&h, "sstp_sessions_active", 0.0).await;
+            let text = h.scrape().await;
+            assert_eq!(
+                metric(
+                    &text,
+                    r#"sstp_sessions_closed_total{reason="write_stalled"}"#
+                ),
+                0.0
+            );
         });
     });
 }
