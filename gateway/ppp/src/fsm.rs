@@ -11,8 +11,12 @@ use rand_core::Rng;
 use crate::{
     Protocol,
     config::Timers,
-    packet::{Code, ConfigOption, Outbox, Packet, parse_options},
+    packet::{Code, Outbox, Packet, parse_options},
 };
+
+mod policy;
+
+pub(crate) use policy::{NotConverging, OptionPolicy, Verdict};
 
 /// Automaton states (RFC 1661 §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,44 +69,6 @@ impl Failure {
             Self::Rejected => crate::DownReason::PeerRejected { protocol },
         }
     }
-}
-
-/// The answer to a peer's Configure-Request: option lists are in wire form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Ack,
-    Nak(Vec<u8>),
-    Reject(Vec<u8>),
-}
-
-/// The peer insists on something this side cannot accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct NotConverging;
-
-/// What a control protocol's options mean.
-pub(crate) trait OptionPolicy {
-    /// Starts a fresh negotiation (called on irc + scr from a non-negotiating state).
-    fn reset(&mut self, rng: &mut dyn Rng);
-    /// Writes our Configure-Request options.
-    fn request(&mut self, out: &mut Vec<u8>);
-    /// Judges the peer's Configure-Request. With `reject_if_disagree` (Max-Failure reached),
-    /// anything that would be Nak'd must be Rejected instead or Acked.
-    fn check_request(
-        &mut self,
-        options: &[ConfigOption<'_>],
-        reject_if_disagree: bool,
-        rng: &mut dyn Rng,
-    ) -> Verdict;
-    /// The peer acknowledged our request.
-    fn acked(&mut self) {}
-    /// The peer Nak'd our request with these suggestions.
-    fn nakked(
-        &mut self,
-        options: &[ConfigOption<'_>],
-        rng: &mut dyn Rng,
-    ) -> Result<(), NotConverging>;
-    /// The peer Rejected these options of our request.
-    fn rejected(&mut self, options: &[ConfigOption<'_>]) -> Result<(), NotConverging>;
 }
 
 /// What the automaton needs from its owner for one step.

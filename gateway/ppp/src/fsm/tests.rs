@@ -4,7 +4,10 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use super::*;
-use crate::{decode_frame, packet::encode_packet};
+use crate::{
+    decode_frame,
+    packet::{ConfigOption, encode_packet},
+};
 
 /// Acks everything unless told to Nak, and records what the automaton asked of it.
 #[derive(Debug, Default)]

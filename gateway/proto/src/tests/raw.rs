@@ -1,154 +1,16 @@
 //! A scripted raw peer against the server: malformed and out-of-order input, each asserting the
 //! close reason and exactly what the server wrote.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use super::{Pool, cert, rng, server_config, users};
 use crate::{
     AttributeId, CloseReason, ControlMessage, DecodeError, Deframer, FramingError, MessageType,
-    Packet, ServerConnection, ServerEvent, Status, StatusInfo, http,
+    Packet, ServerEvent, Status, StatusInfo, http,
 };
 
-struct RawClient {
-    server: ServerConnection,
-    start: Instant,
-    now: Instant,
-    events: Vec<ServerEvent>,
-    /// Everything the server wrote.
-    wire: Vec<u8>,
-}
+mod peer;
 
-const CONNECT_REQUEST: [u8; 14] = [0x10, 0x01, 0x00, 0x0e, 0, 1, 0, 1, 0, 1, 0, 6, 0, 1];
-
-impl RawClient {
-    fn new() -> Self {
-        let start = Instant::now();
-        let server = ServerConnection::new(
-            Arc::new(server_config()),
-            cert(),
-            users(),
-            Box::new(Pool::default()),
-            rng(7),
-            start,
-        );
-        Self {
-            server,
-            start,
-            now: start,
-            events: Vec::new(),
-            wire: Vec::new(),
-        }
-    }
-
-    /// A server past the HTTP preamble.
-    fn after_http() -> Self {
-        let mut raw = Self::new();
-        let mut request = Vec::new();
-        http::write_request(&mut request, "vpn.example.com", None);
-        raw.send(&request);
-        raw
-    }
-
-    /// A server that acknowledged CALL_CONNECT_REQUEST (and started LCP).
-    fn after_connect_request() -> Self {
-        let mut raw = Self::after_http();
-        raw.send(&CONNECT_REQUEST);
-        raw
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.server.handle_input(self.now, bytes);
-        self.collect();
-    }
-
-    fn collect(&mut self) {
-        self.server.poll_transmit(&mut self.wire);
-        while let Some(event) = self.server.poll_event() {
-            self.events.push(event);
-        }
-    }
-
-    /// Advances to the next deadline.
-    fn step(&mut self) -> bool {
-        let Some(next) = self.server.poll_timeout() else {
-            return false;
-        };
-        self.now = next;
-        self.server.handle_timeout(next);
-        self.collect();
-        true
-    }
-
-    fn run_until_closed(&mut self) {
-        while !self.server.is_closed() {
-            assert!(self.step(), "no timer left but not closed");
-        }
-    }
-
-    /// The HTTP head the server wrote, and the control messages after it.
-    fn written(&self) -> (String, Vec<ControlMessage>) {
-        let end = self
-            .wire
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(0, |i| i + 4);
-        let head = String::from_utf8_lossy(&self.wire[..end]).into_owned();
-        let mut messages = Vec::new();
-        Deframer::new()
-            .feed(&self.wire[end..], |f| {
-                if let Ok(Packet::Control(m)) = Packet::decode(f.bytes) {
-                    messages.push(m);
-                }
-            })
-            .expect("the server frames correctly");
-        (head, messages)
-    }
-
-    fn control_written(&self) -> Vec<ControlMessage> {
-        self.written().1
-    }
-
-    fn closed_reason(&self) -> Option<&CloseReason> {
-        let closed: Vec<_> = self
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                ServerEvent::Closed { reason } => Some(reason),
-                _ => None,
-            })
-            .collect();
-        assert!(
-            closed.len() <= 1,
-            "Closed reported more than once: {closed:?}"
-        );
-        closed.first().copied()
-    }
-}
-
-fn control(message_type: MessageType, attributes: &[u8], count: u16) -> Vec<u8> {
-    let len = u16::try_from(8 + attributes.len()).unwrap();
-    let mut p = vec![0x10, 0x01];
-    p.extend_from_slice(&len.to_be_bytes());
-    p.extend_from_slice(&message_type.0.to_be_bytes());
-    p.extend_from_slice(&count.to_be_bytes());
-    p.extend_from_slice(attributes);
-    p
-}
-
-fn status(attribute: AttributeId, status: Status) -> StatusInfo {
-    StatusInfo::new(attribute, status)
-}
-
-fn abort(attribute: AttributeId, s: Status) -> ControlMessage {
-    ControlMessage::CallAbort(Some(status(attribute, s)))
-}
-
-fn is_connect_ack(m: &ControlMessage) -> bool {
-    matches!(m, ControlMessage::CallConnectAck(_))
-}
+use peer::{CONNECT_REQUEST, RawClient, abort, control, is_connect_ack, status};
 
 #[test]
 fn a_zero_length_packet_drops_the_connection_without_a_word() {
