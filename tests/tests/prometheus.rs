@@ -16,6 +16,10 @@
 //!   fires for the one serving a certificate that expires in 3 days, not for the one with a year.
 
 mod chart_support;
+#[path = "prometheus/processes.rs"]
+mod processes;
+#[path = "prometheus/rules.rs"]
+mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -39,6 +43,9 @@ use sstp_e2e::{
 };
 
 /// The scrape jobs, named as the chart's alerts expect (`metrics.prometheusRule.gatewayJob`).
+use processes::*;
+use rules::*;
+
 const GATEWAY_JOB: &str = "sstp-gateway";
 const OPERATOR_JOB: &str = "sstp-operator";
 /// Bounds every wait on Prometheus: a scrape and a rule evaluation each second, so healthy waits
@@ -78,134 +85,6 @@ fn run_with_a_gateway(scenario: impl FnOnce(&Binaries) -> Result<(), Error>) {
     if let Err(err) = scenario(&bins) {
         panic!("{err}");
     }
-}
-
-/// `helm template` of the chart with `--set` values, without a control plane (helm needs none).
-fn render(sets: &[&str]) -> Result<Vec<Value>, Error> {
-    let helm = sstp_e2e::k8s_bin_dir()?.join("helm");
-    let mut command = Command::new(helm);
-    command.args(["template", RELEASE]).arg(chart_dir()).args([
-        "--namespace",
-        "sstp-system",
-        "--kube-version",
-        &kube_version(),
-    ]);
-    for set in sets {
-        command.args(["--set", set]);
-    }
-    Ok(documents(&succeed(&mut command, "helm template")?))
-}
-
-/// The rule groups of the chart's PrometheusRule, rendered with `metrics.prometheusRule.enabled`
-/// and `sets`: exactly what a Prometheus behind prometheus-operator would load.
-fn rule_groups(sets: &[&str]) -> Result<Value, Error> {
-    let mut all = vec!["metrics.prometheusRule.enabled=true"];
-    all.extend(sets);
-    let docs = render(&all)?;
-    Ok(find(&docs, "PrometheusRule", FULLNAME)["spec"]["groups"].clone())
-}
-
-/// A Prometheus rule file of `groups` (JSON is YAML).
-fn rule_file(groups: &Value) -> String {
-    serde_json::to_string_pretty(&json!({ "groups": groups })).unwrap_or_default()
-}
-
-/// Every alerting rule of `groups`.
-fn alerts(groups: &Value) -> Vec<Value> {
-    groups
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
-        .filter(|rule| rule.get("alert").is_some())
-        .collect()
-}
-
-fn text(value: &Value) -> &str {
-    value.as_str().unwrap_or_default()
-}
-
-#[test]
-fn the_rendered_alerts_pass_promtool_check_rules_and_a_unit_test_each() -> Result<(), Error> {
-    let Some(bins) = prometheus_or_skip() else {
-        return Ok(());
-    };
-    let groups = rule_groups(&[])?;
-    let alerts = alerts(&groups);
-    assert_eq!(alerts.len(), ALERTS, "{groups:#}");
-    let readme = std::fs::read_to_string(chart_dir().join("README.md"))
-        .unwrap_or_else(|err| panic!("chart README: {err}"));
-    for alert in &alerts {
-        let name = text(&alert["alert"]);
-        assert!(!text(&alert["labels"]["severity"]).is_empty(), "{alert:#}");
-        for key in ["summary", "description", "runbook", "runbook_url"] {
-            assert!(
-                !text(&alert["annotations"][key]).is_empty(),
-                "{name} has no {key}"
-            );
-        }
-        // The runbook_url's anchor is the chart README's section of that alert.
-        let anchor = format!("#{}", name.to_lowercase());
-        assert!(
-            text(&alert["annotations"]["runbook_url"]).ends_with(&anchor),
-            "{name}: {}",
-            alert["annotations"]["runbook_url"]
-        );
-        assert!(
-            readme.contains(&format!("\n### {name}\n")),
-            "the chart README has no runbook section ### {name}"
-        );
-    }
-
-    let dir = TempDir::new("promtool-rules");
-    std::fs::write(dir.path().join("rules.yaml"), rule_file(&groups))
-        .unwrap_or_else(|err| panic!("{err}"));
-    let tests = repo_dir().join("tests/prometheus/rules.test.yaml");
-    std::fs::copy(&tests, dir.path().join("rules.test.yaml"))
-        .unwrap_or_else(|err| panic!("{}: {err}", tests.display()));
-
-    let check = bins.promtool(&["check", "rules", "rules.yaml"], dir.path(), "")?;
-    let out = String::from_utf8_lossy(&check.stdout);
-    assert!(
-        check.status.success() && out.contains(&format!("SUCCESS: {ALERTS} rules found")),
-        "promtool check rules: {out}{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let test = bins.promtool(&["test", "rules", "rules.test.yaml"], dir.path(), "")?;
-    assert!(
-        test.status.success(),
-        "promtool test rules:\n{}{}",
-        String::from_utf8_lossy(&test.stdout),
-        String::from_utf8_lossy(&test.stderr)
-    );
-
-    // Every alert the chart renders has a case that fires it and one where it must stay quiet.
-    let cases: Value = serde_norway::from_str(
-        &std::fs::read_to_string(&tests).unwrap_or_else(|err| panic!("{err}")),
-    )
-    .unwrap_or_else(|err| panic!("{}: {err}", tests.display()));
-    let mut firing = BTreeSet::new();
-    let mut quiet = BTreeSet::new();
-    for case in cases["tests"].as_array().into_iter().flatten() {
-        for eval in case["alert_rule_test"].as_array().into_iter().flatten() {
-            let name = text(&eval["alertname"]).to_owned();
-            if eval["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()) {
-                firing.insert(name);
-            } else {
-                quiet.insert(name);
-            }
-        }
-    }
-    let rendered: BTreeSet<String> = alerts
-        .iter()
-        .map(|alert| text(&alert["alert"]).to_owned())
-        .collect();
-    assert_eq!(firing, rendered, "alerts with a case that fires them");
-    assert_eq!(
-        quiet, rendered,
-        "alerts with a case where they must not fire"
-    );
-    Ok(())
 }
 
 /// The label names of a query result series.
@@ -366,100 +245,6 @@ fn config(targets: &[(&str, Vec<SocketAddr>)], rule_files: &[&str]) -> String {
         ));
     }
     config
-}
-
-/// A standalone gateway on loopback with a client pool no interface uses; `data_dir` may already
-/// hold a PKI for it to serve.
-fn start_gateway(data_dir: &Path, tag: char) -> Result<GatewayProcess, Error> {
-    let bins = gateway_process::binaries()?;
-    let net = TestNet::pick()?;
-    GatewayProcess::start(
-        &bins.gateway,
-        &GatewayOptions {
-            data_dir: data_dir.to_owned(),
-            address_pool: net.pool(0),
-            tun_name: format!("sstpm{tag}{}", std::process::id() % 100_000),
-            pap: false,
-            nat: false,
-            extra_args: Vec::new(),
-        },
-    )
-}
-
-/// The real `sstp-operator` binary against the test control plane, as admin, watching
-/// `namespaces` with its Lease in the first. Killed on drop.
-struct OperatorProcess {
-    child: Child,
-    admin: SocketAddr,
-    log: std::path::PathBuf,
-    _dir: TempDir,
-}
-
-impl OperatorProcess {
-    fn start(cp: &ControlPlane, namespaces: &[&str]) -> Result<Self, Error> {
-        let binary = operator_binary()?;
-        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, gateway_process::free_port()?));
-        let dir = TempDir::new("prometheus-operator");
-        let log = dir.path().join("operator.log");
-        let out = std::fs::File::create(&log).unwrap_or_else(|err| panic!("{err}"));
-        let err = out.try_clone().unwrap_or_else(|err| panic!("{err}"));
-        let mut command = Command::new(&binary);
-        command
-            // Pods never run on this control plane (no nodes); the image is only a name.
-            .arg("--gateway-image=example.invalid/sstp-gateway:test")
-            .arg(format!("--admin-address={admin}"))
-            .arg("--lease-name=sstp-operator-prometheus-test")
-            .arg(format!("--lease-namespace={}", namespaces[0]))
-            .arg("--identity=prometheus-test")
-            .arg(format!("--watch-namespace={}", namespaces.join(",")));
-        // The operator reads SSTP_OPERATOR_* variables as flags; the test's own must not leak in.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("SSTP_OPERATOR_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command
-            .env("KUBECONFIG", cp.kubeconfig())
-            .env("SSTP_OPERATOR_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|source| Error::Io {
-                what: format!("starting {}", binary.display()),
-                source,
-            })?;
-        Ok(Self {
-            child,
-            admin,
-            log,
-            _dir: dir,
-        })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn metrics(&self) -> Result<String, Error> {
-        match gateway_process::http_get(self.admin, "/metrics") {
-            Ok((200, body)) => Ok(body),
-            Ok((status, body)) => Err(Error::Unavailable(format!(
-                "operator /metrics answered {status}: {body}"
-            ))),
-            Err(source) => Err(Error::Io {
-                what: format!("GET http://{}/metrics", self.admin),
-                source,
-            }),
-        }
-    }
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
