@@ -189,15 +189,4 @@ pub fn generate_password() -> String {
 const GENERATED_PASSWORD_LEN: usize = 24;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_passwords_are_long_alphanumeric_and_differ() {
-        let a = generate_password();
-        let b = generate_password();
-        assert_eq!(a.len(), 24);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, b);
-    }
-}
+mod tests;
