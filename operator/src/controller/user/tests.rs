@@ -194,6 +194,29 @@ fn ready(status_patch: &Value) -> (&str, &str) {
     )
 }
 
+/// Alice, who names no password, reconciling: her credentials Secret is not there yet, and the
+/// reconcile's create of it is the request waiting for an answer.
+async fn alice_creating_her_credentials() -> (
+    Arc<SstpUser>,
+    tokio::task::JoinHandle<crate::Result<Action>>,
+    ApiServer,
+    Call,
+) {
+    let (ctx, mut api) = context();
+    let alice = Arc::new(user("alice", spec("alice")));
+    let reconciled = tokio::spawn(reconcile(Arc::clone(&alice), ctx));
+    api.expect(
+        Method::GET,
+        "/api/v1/namespaces/vpn/secrets/alice-credentials",
+    )
+    .await
+    .not_found();
+    let create = api
+        .expect(Method::POST, "/api/v1/namespaces/vpn/secrets?")
+        .await;
+    (alice, reconciled, api, create)
+}
+
 #[test]
 fn generated_passwords_are_long_alphanumeric_and_differ() {
     let a = generate_password();
@@ -206,19 +229,7 @@ fn generated_passwords_are_long_alphanumeric_and_differ() {
 #[tokio::test]
 async fn a_user_without_a_password_gets_a_generated_secret_an_event_and_a_ready_status_naming_its_gateways()
  {
-    let (ctx, mut api) = context();
-    let alice = Arc::new(user("alice", spec("alice")));
-    let reconciled = tokio::spawn(reconcile(Arc::clone(&alice), ctx));
-
-    api.expect(
-        Method::GET,
-        "/api/v1/namespaces/vpn/secrets/alice-credentials",
-    )
-    .await
-    .not_found();
-    let create = api
-        .expect(Method::POST, "/api/v1/namespaces/vpn/secrets?")
-        .await;
+    let (alice, reconciled, mut api, create) = alice_creating_her_credentials().await;
     assert!(
         create.uri.contains("fieldManager=sstp-operator"),
         "{}",
@@ -297,18 +308,8 @@ async fn a_user_without_a_password_gets_a_generated_secret_an_event_and_a_ready_
 
 #[tokio::test]
 async fn a_generated_secret_someone_else_created_meanwhile_stands_and_no_event_says_otherwise() {
-    let (ctx, mut api) = context();
-    let alice = Arc::new(user("alice", spec("alice")));
-    let reconciled = tokio::spawn(reconcile(Arc::clone(&alice), ctx));
-    api.expect(
-        Method::GET,
-        "/api/v1/namespaces/vpn/secrets/alice-credentials",
-    )
-    .await
-    .not_found();
-    api.expect(Method::POST, "/api/v1/namespaces/vpn/secrets?")
-        .await
-        .conflict();
+    let (alice, reconciled, mut api, create) = alice_creating_her_credentials().await;
+    create.conflict();
     // No event: the reconcile reads the Secret that won.
     api.expect(
         Method::GET,
