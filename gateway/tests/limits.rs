@@ -240,6 +240,9 @@ fn the_session_cap_answers_503_and_the_per_source_share_counts_only_pending_conn
             let err = full.wait_up().await.unwrap_err();
             assert_eq!(err.to_string(), "the call ended: http_response", "{err:?}");
             assert!(format!("{err:?}").contains("Status(503)"), "{err:?}");
+            // The refused connection held one of 127.0.0.2's pending places until the gateway's
+            // side of it ended, which on a busy machine can come after the client saw the 503.
+            common::wait_for_metric(&h, "sstp_connections_pending", 0.0).await;
             // Two connections that never log in fill 127.0.0.2's share; a third is closed.
             let _a = idle_connection(h.gateway.sstp_addr, other).await;
             let _b = idle_connection(h.gateway.sstp_addr, other).await;
