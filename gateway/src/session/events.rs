@@ -183,11 +183,11 @@ impl Session {
                 self.phase = Phase::Ending(Ending::WasEstablished(established.open));
                 return;
             }
-            Phase::Ending(Ending::WasEstablished(open)) => {
-                self.phase = Phase::Ending(Ending::WasEstablished(open));
+            // Closed comes once; should it come again, nothing more is counted.
+            Phase::Ending(settled @ (Ending::Counted | Ending::WasEstablished(_))) => {
+                self.phase = Phase::Ending(settled);
                 return;
             }
-            Phase::Ending(Ending::Counted) => return,
             Phase::Ending(Ending::SetupFailed(result)) => SetupOutcome::Failed(result),
             Phase::Preamble { .. } => setup_outcome(Stage::Preamble, reason, None),
             Phase::Negotiating(negotiating) => {
