@@ -1,5 +1,6 @@
 //! What server and client connections share: the output buffer, the abort and disconnect
-//! handshakes (§3.1.1.1), the hello timer (§3.1.2.3) and the close bookkeeping.
+//! handshakes (§3.1.1.1), the negotiation and hello timers (§3.3.2.1, §3.1.2.3), PPP's
+//! lifetime and the close bookkeeping.
 
 use std::time::Instant;
 
@@ -35,6 +36,16 @@ pub(crate) enum Teardown {
 }
 
 impl Teardown {
+    /// The spec's name of this state's timer, for logs.
+    fn timer_name(self) -> &'static str {
+        match self {
+            Self::AbortPending(_) => "abort-1",
+            Self::AbortTimeoutPending(_) => "abort-2",
+            Self::DisconnectAckPending(_) => "disconnect-1",
+            Self::DisconnectTimeoutPending(_) => "disconnect-2",
+        }
+    }
+
     fn deadline(self) -> Instant {
         match self {
             Self::AbortPending(t)
@@ -45,16 +56,50 @@ impl Teardown {
     }
 }
 
+/// Every timer of a connection, one entry each; the next due is the minimum of their deadlines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// From accept (or CALL_CONNECT_REQUEST) to CALL_CONNECTED (§3.3.2.1).
+    Negotiation,
+    /// The running abort or disconnect handshake's (§3.1.1.1).
+    Teardown(Teardown),
+    /// The keepalive (§3.1.2.3).
+    Hello,
+    /// The PPP automaton's next (LCP, authentication, NCP retransmissions).
+    Ppp,
+}
+
+impl Timer {
+    /// How logs name this timer.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Negotiation => "negotiation",
+            Self::Teardown(teardown) => teardown.timer_name(),
+            Self::Hello => "hello",
+            Self::Ppp => "ppp",
+        }
+    }
+}
+
+/// Where PPP is in its life: started by CALL_CONNECT_ACK, stopped once the call leaves the
+/// active state. Its NCPs say which IP versions may carry data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PppState {
+    Idle,
+    Running { ipv4: bool, ipv6: bool },
+    Stopped,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Hello {
     deadline: Instant,
     echo_sent: bool,
 }
 
-/// Shared connection machinery. The owner (server or client) checks [`CommonState::take_closed`]
+/// Shared connection machinery. [`crate::Connection`] checks [`CommonState::take_closed`]
 /// after every input to report the single `Closed` event.
 #[derive(Debug)]
-pub(crate) struct CommonState {
+pub struct CommonState {
     pub(crate) timers: Timers,
     pub(crate) deframer: Deframer,
     /// Bytes ready for the transport.
@@ -64,15 +109,21 @@ pub(crate) struct CommonState {
     pub(crate) teardown: Option<Teardown>,
     /// What was sent and received, when the owner keeps a transcript (the client in tests).
     pub(crate) recorded: Option<Vec<Recorded>>,
+    /// The negotiation timer (§3.3.2.1), running until CALL_CONNECTED.
+    negotiation: Option<Instant>,
     hello: Option<Hello>,
+    ppp: PppState,
     reason: Option<CloseReason>,
     closed: bool,
     closed_reported: bool,
 }
 
 impl CommonState {
-    pub(crate) fn new(timers: Timers) -> Self {
+    /// A connection opened at `now`: the negotiation timer starts (§3.3.2.1; the client's
+    /// 60 s wait for the HTTP response, §4.1, is the same timer).
+    pub(crate) fn new(timers: Timers, now: Instant) -> Self {
         Self {
+            negotiation: Some(now + timers.negotiation),
             timers,
             deframer: Deframer::new(),
             tx: Vec::new(),
@@ -80,6 +131,7 @@ impl CommonState {
             teardown: None,
             recorded: None,
             hello: None,
+            ppp: PppState::Idle,
             reason: None,
             closed: false,
             closed_reported: false,
@@ -197,8 +249,19 @@ impl CommonState {
         Some(self.reason.take().unwrap_or(CloseReason::TransportClosed))
     }
 
-    /// The call is connected: start the hello timer.
-    pub(crate) fn start_hello(&mut self, now: Instant) {
+    /// A CALL_CONNECT_REQUEST was sent or received: negotiation starts over.
+    pub(crate) fn restart_negotiation(&mut self, now: Instant) {
+        self.negotiation = Some(now + self.timers.negotiation);
+    }
+
+    /// Takes the negotiation timer when it has run out at `now`.
+    pub(crate) fn negotiation_expired(&mut self, now: Instant) -> bool {
+        self.negotiation.take_if(|at| now >= *at).is_some()
+    }
+
+    /// The call is connected: negotiation is over and the hello timer starts.
+    pub(crate) fn call_connected(&mut self, now: Instant) {
+        self.negotiation = None;
         self.hello = Some(Hello {
             deadline: now + self.timers.hello,
             echo_sent: false,
@@ -282,13 +345,65 @@ impl CommonState {
         }
     }
 
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    /// The timer due first, of ours and PPP's (`ppp`, counted only while PPP runs).
+    pub(crate) fn next_timer(&self, ppp: Option<Instant>) -> Option<(Timer, Instant)> {
         if self.closed {
             return None;
         }
-        self.teardown
-            .map(Teardown::deadline)
-            .or(self.hello.map(|h| h.deadline))
+        let active = self.is_active();
+        [
+            self.negotiation
+                .filter(|_| active)
+                .map(|at| (Timer::Negotiation, at)),
+            self.teardown.map(|t| (Timer::Teardown(t), t.deadline())),
+            self.hello.map(|h| (Timer::Hello, h.deadline)),
+            ppp.filter(|_| self.ppp_running())
+                .map(|at| (Timer::Ppp, at)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|&(_, at)| at)
+    }
+
+    /// PPP starts (CALL_CONNECT_ACK): the caller tells the automaton its lower layer is up.
+    pub(crate) fn start_ppp(&mut self) {
+        if self.ppp == PppState::Idle {
+            self.ppp = PppState::Running {
+                ipv4: false,
+                ipv6: false,
+            };
+        }
+    }
+
+    /// Whether PPP runs: started, and the call neither closed nor tearing down.
+    pub(crate) fn ppp_running(&self) -> bool {
+        matches!(self.ppp, PppState::Running { .. }) && self.is_active()
+    }
+
+    /// True once, when the call has left the active state with PPP running: the caller then
+    /// tells the automaton its lower layer is gone.
+    pub(crate) fn ppp_stop(&mut self) -> bool {
+        let stop = matches!(self.ppp, PppState::Running { .. }) && !self.is_active();
+        if stop {
+            self.ppp = PppState::Stopped;
+        }
+        stop
+    }
+
+    /// PPP's NCP for `protocol` (IPv4 or IPv6) is up.
+    pub(crate) fn ip_up(&mut self, protocol: Protocol) {
+        if let PppState::Running { ipv4, ipv6 } = &mut self.ppp {
+            *ipv4 |= protocol == Protocol::IPV4;
+            *ipv6 |= protocol == Protocol::IPV6;
+        }
+    }
+
+    /// Whether `protocol` may carry data: the call is `connected` and its NCP is up.
+    fn ip_allowed(&self, connected: bool, protocol: Protocol) -> bool {
+        let PppState::Running { ipv4, ipv6 } = self.ppp else {
+            return false;
+        };
+        connected && ((protocol == Protocol::IPV4 && ipv4) || (protocol == Protocol::IPV6 && ipv6))
     }
 
     /// Appends everything ready for the transport to `out`. When `out` is empty the buffers
@@ -303,13 +418,13 @@ impl CommonState {
 }
 
 impl CommonState {
-    /// Sorts the payload of a data packet: IP frames are queued for the owner when `ip_up`
-    /// allows their protocol and dropped otherwise (§3.3.5.2.3: no data before the call is
-    /// connected); PPP control frames are returned for the PPP layer.
+    /// Sorts the payload of a data packet: IP frames are queued for the owner when the call
+    /// is `connected` and their NCP is up, and dropped otherwise (§3.3.5.2.3: no data before
+    /// the call is connected); PPP control frames are returned for the PPP layer.
     pub(crate) fn route_data<'a>(
         &mut self,
         payload: &'a [u8],
-        ip_up: impl Fn(Protocol) -> bool,
+        connected: bool,
     ) -> Option<Frame<'a>> {
         let Ok(frame) = decode_frame(payload) else {
             tracing::trace!(len = payload.len(), "undecodable PPP frame dropped");
@@ -319,7 +434,7 @@ impl CommonState {
             self.record_ppp(true, payload);
             return Some(frame);
         }
-        if ip_up(frame.protocol) {
+        if self.ip_allowed(connected, frame.protocol) {
             self.ip_rx.push(frame.information);
         } else {
             tracing::trace!(protocol = %frame.protocol, "data frame outside a connected call dropped");
@@ -327,12 +442,12 @@ impl CommonState {
         None
     }
 
-    /// Queues one IP packet as PPP-in-SSTP, its PPP header compressed as `compression` says.
-    /// `up` says whether the packet's PPP protocol may carry data right now.
+    /// Queues one IP packet as PPP-in-SSTP, its PPP header compressed as `compression` says,
+    /// when the call is `connected` and the packet's NCP is up.
     pub(crate) fn send_ip(
         &mut self,
         packet: &[u8],
-        up: impl Fn(Protocol) -> bool,
+        connected: bool,
         compression: FrameCompression,
     ) -> Result<(), SendError> {
         if !self.is_active() {
@@ -343,7 +458,7 @@ impl CommonState {
             Some(6) => Protocol::IPV6,
             _ => return Err(SendError::NotIp),
         };
-        if !up(protocol) {
+        if !self.ip_allowed(connected, protocol) {
             return Err(SendError::NotConnected);
         }
         // IPv4 and IPv6 are below 0x0100: PFC makes their protocol field one octet.

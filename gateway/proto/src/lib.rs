@@ -46,6 +46,7 @@ mod client;
 pub mod client_hello;
 mod common;
 mod config;
+mod connection;
 pub mod control;
 pub mod crypto_binding;
 pub mod deframer;
@@ -71,6 +72,7 @@ pub use attribute::{
 };
 pub use client::ClientConnection;
 pub use config::{CallConnectedTiming, ClientConfig, ServerConfig, Timers};
+pub use connection::Connection;
 pub use control::ControlMessage;
 pub use crypto_binding::{BindingError, CertHashes};
 pub use deframer::{Deframer, Frame};

@@ -12,10 +12,10 @@ use crate::{
     },
     common::CommonState,
     config::ServerConfig,
+    connection::{Connection, Preamble, Side, start_ppp},
     control::ControlMessage,
     crypto_binding::{self, CALL_CONNECTED_LEN, CertHashes},
-    deframer::Frame,
-    event::{CloseReason, SendError, ServerEvent},
+    event::{CloseReason, ServerEvent},
     http::{RequestParser, write_ok_response},
     ip_policy::{self, IpPolicyCounts, Verdict},
     packet::{DecodeError, HEADER_LEN, MessageType},
@@ -42,21 +42,18 @@ enum State {
 
 /// One server-side SSTP connection over an accepted TLS stream. See the crate docs for the
 /// I/O contract and call order.
-pub struct ServerConnection {
+pub type ServerConnection = Connection<ServerSide>;
+
+/// What only the server decides: the HTTP request, call establishment with crypto binding,
+/// and the PPP server with its users and addresses.
+pub struct ServerSide {
     config: Arc<ServerConfig>,
     cert_hashes: CertHashes,
-    common: CommonState,
     ppp: sstp_ppp::Server,
     state: State,
     nonce: [u8; NONCE_LEN],
-    /// The negotiation timer (§3.3.2.1), running from accept to CALL_CONNECTED.
-    negotiation: Option<Instant>,
     /// The server HLAK, once PPP authentication succeeded.
     hlak: Option<[u8; 32]>,
-    ppp_started: bool,
-    ppp_down: bool,
-    ipv4_up: bool,
-    ipv6_up: bool,
     /// Answer a complete HTTP request with 503 instead of 200 (the caller has no room).
     busy: bool,
     events: VecDeque<ServerEvent>,
@@ -80,23 +77,19 @@ impl ServerConnection {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let ppp = sstp_ppp::Server::new(config.ppp.clone(), users, allocator, rng);
-        Self {
-            common: CommonState::new(config.timers),
-            negotiation: Some(now + config.timers.negotiation),
+        let common = CommonState::new(config.timers, now);
+        let side = ServerSide {
             config,
             cert_hashes,
             ppp,
             state: State::ExpectHttpRequest(RequestParser::new()),
             nonce,
             hlak: None,
-            ppp_started: false,
-            ppp_down: false,
-            ipv4_up: false,
-            ipv6_up: false,
             busy: false,
             events: VecDeque::new(),
             ip_policy: IpPolicyCounts::default(),
-        }
+        };
+        Self::from_parts(common, side)
     }
 
     /// Whether the caller has room for another session. While it has none, a complete HTTP
@@ -104,91 +97,7 @@ impl ServerConnection {
     /// closes (`CloseReason::HttpRejected(Rejection::Busy)`): the cheapest clear refusal, before
     /// any PPP state exists. Has no effect once the request was accepted.
     pub fn set_busy(&mut self, busy: bool) {
-        self.busy = busy;
-    }
-
-    /// Feeds bytes decrypted from the TLS stream.
-    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
-        if self.common.is_closed() {
-            return;
-        }
-        if let State::ExpectHttpRequest(parser) = &mut self.state {
-            match parser.feed(bytes) {
-                Ok(None) => {}
-                Ok(Some(_)) if self.busy => {
-                    let rejection = crate::http::Rejection::Busy;
-                    tracing::debug!(%rejection, "HTTP request refused");
-                    rejection.write_response(&mut self.common.tx);
-                    self.common.close_now(CloseReason::HttpRejected(rejection));
-                }
-                Ok(Some(request)) => {
-                    write_ok_response(&mut self.common.tx);
-                    self.events.push_back(ServerEvent::HttpAccepted {
-                        host: request.host,
-                        correlation_id: request.correlation_id,
-                    });
-                    self.state = State::ExpectConnectRequest { naks: 0 };
-                    self.feed_sstp(now, &request.rest);
-                }
-                Err(rejection) => {
-                    tracing::debug!(%rejection, "HTTP request refused");
-                    rejection.write_response(&mut self.common.tx);
-                    self.common.close_now(CloseReason::HttpRejected(rejection));
-                }
-            }
-        } else {
-            self.feed_sstp(now, bytes);
-        }
-        self.after_input();
-    }
-
-    /// Fires the timers due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.common.is_closed() {
-            return;
-        }
-        if self.negotiation.is_some_and(|t| now >= t) {
-            self.negotiation = None;
-            if matches!(self.state, State::ExpectHttpRequest(_)) {
-                // No SSTP yet, so no CALL_ABORT: just drop the connection.
-                self.common.close_now(CloseReason::NegotiationTimeout);
-            } else {
-                let status = StatusInfo::new(AttributeId::NO_ERROR, Status::NEGOTIATION_TIMEOUT);
-                self.common
-                    .abort(now, status, CloseReason::NegotiationTimeout);
-            }
-        }
-        self.common.handle_timeout(now);
-        if self.ppp_running() {
-            self.ppp.handle_timeout(now);
-            self.drain_ppp(now);
-        }
-        self.after_input();
-    }
-
-    /// When [`ServerConnection::handle_timeout`] must next be called.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.common.is_closed() {
-            return None;
-        }
-        let negotiation = self.negotiation.filter(|_| self.common.is_active());
-        let ppp = self.ppp.poll_timeout().filter(|_| self.ppp_running());
-        [negotiation, self.common.poll_timeout(), ppp]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// Appends every byte ready for the TLS stream to `out`.
-    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) {
-        self.common.poll_transmit(out);
-    }
-
-    /// The next event, if any.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        self.side.busy = busy;
     }
 
     /// The next IP packet from the peer that may leave the tunnel, if any (IPv4 or IPv6,
@@ -198,22 +107,22 @@ impl ServerConnection {
     /// [`ServerConnection::take_ip_policy`].
     #[must_use]
     pub fn poll_ip(&mut self) -> Option<&[u8]> {
-        let peer = self.ppp.peer_ipv4();
+        let peer = self.side.ppp.peer_ipv4();
         loop {
             let packet = self.common.ip_rx.front()?;
-            match ip_policy::judge(packet, peer, self.config.dhcp_inform.as_deref()) {
+            match ip_policy::judge(packet, peer, self.side.config.dhcp_inform.as_deref()) {
                 Verdict::Pass => break,
                 Verdict::ForeignSource => {
                     tracing::trace!(
                         len = packet.len(),
                         "packet with a foreign source address dropped"
                     );
-                    self.ip_policy.foreign_source += 1;
+                    self.side.ip_policy.foreign_source += 1;
                     let _ = self.common.ip_rx.pop();
                 }
                 Verdict::Answer(reply) => {
                     let _ = self.common.ip_rx.pop();
-                    self.ip_policy.dhcp_informs_answered += 1;
+                    self.side.ip_policy.dhcp_informs_answered += 1;
                     // Only fails once the call is ending, when nobody needs the answer.
                     let _ = self.send_ip(&reply);
                 }
@@ -224,143 +133,108 @@ impl ServerConnection {
 
     /// What the IP policy kept in the tunnel since the last call, and starts counting again.
     pub fn take_ip_policy(&mut self) -> IpPolicyCounts {
-        std::mem::take(&mut self.ip_policy)
-    }
-
-    /// Queues one IP packet (IPv4 or IPv6) for the peer.
-    ///
-    /// # Errors
-    /// [`SendError`] when the call or that IP version is not up, or the packet is too large.
-    pub fn send_ip(&mut self, packet: &[u8]) -> Result<(), SendError> {
-        let ip_up = self.ip_up();
-        self.common
-            .send_ip(packet, ip_up, sstp_ppp::FrameCompression::default())
-    }
-
-    /// Ends the call gracefully (e.g. on SIGTERM): LCP Terminate first if PPP is up, then
-    /// CALL_DISCONNECT, then [`ServerEvent::Closed`] once acknowledged or timed out.
-    pub fn disconnect(&mut self, now: Instant) {
-        if !self.common.is_active() {
-            return;
-        }
-        self.common.note(CloseReason::LocalDisconnect);
-        match self.state {
-            State::ExpectHttpRequest(_) => self.common.close_now(CloseReason::LocalDisconnect),
-            _ if self.ppp_running() && !self.ppp_down => {
-                self.ppp.close(now, "administrative disconnect");
-                self.drain_ppp(now);
-            }
-            _ => self.common.disconnect(now, CloseReason::LocalDisconnect),
-        }
-        self.after_input();
-    }
-
-    /// The TLS stream is gone: clean up at once without sending anything (§3.1.7.2).
-    pub fn transport_closed(&mut self) {
-        self.common.close_now(CloseReason::TransportClosed);
-        self.after_input();
-    }
-
-    /// Whether the connection is over. Drain [`ServerConnection::poll_transmit`] once more
-    /// (an HTTP error or the last control message may be pending), then close the transport.
-    #[must_use]
-    pub fn is_closed(&self) -> bool {
-        self.common.is_closed()
+        std::mem::take(&mut self.side.ip_policy)
     }
 
     /// The address PPP assigned to the peer, if any.
     #[must_use]
     pub fn peer_ipv4(&self) -> Option<std::net::Ipv4Addr> {
-        self.ppp.peer_ipv4()
+        self.side.ppp.peer_ipv4()
+    }
+}
+
+impl Side for ServerSide {
+    type Event = ServerEvent;
+    type Ppp = sstp_ppp::Server;
+    const DISCONNECT_TEXT: &'static str = "administrative disconnect";
+
+    fn ppp(&mut self) -> &mut sstp_ppp::Server {
+        &mut self.ppp
     }
 
-    fn ppp_running(&self) -> bool {
-        self.ppp_started && self.common.is_active()
+    fn ppp_timeout(&self) -> Option<Instant> {
+        self.ppp.poll_timeout()
     }
 
-    fn feed_sstp(&mut self, now: Instant, bytes: &[u8]) {
-        let mut deframer = std::mem::take(&mut self.common.deframer);
-        let result = deframer.feed(bytes, |frame| self.handle_packet(now, frame));
-        self.common.deframer = deframer;
-        if let Err(err) = result {
-            tracing::debug!(%err, "SSTP framing failed; dropping the connection");
-            self.common.close_now(CloseReason::Framing(err));
-        }
+    fn events(&mut self) -> &mut VecDeque<ServerEvent> {
+        &mut self.events
     }
 
-    fn handle_packet(&mut self, now: Instant, frame: Frame<'_>) {
-        if self.common.is_closed() {
-            return;
-        }
-        self.common.packet_received(now);
-        if frame.header.control {
-            self.handle_control(now, frame.bytes);
-        } else if self.common.is_active() {
-            self.handle_data(now, frame.body());
-        }
+    fn closed(reason: CloseReason) -> ServerEvent {
+        ServerEvent::Closed { reason }
     }
 
-    fn handle_data(&mut self, now: Instant, payload: &[u8]) {
-        let ip_up = self.ip_up();
-        let Some(frame) = self.common.route_data(payload, ip_up) else {
-            return;
+    fn in_preamble(&self) -> bool {
+        matches!(self.state, State::ExpectHttpRequest(_))
+    }
+
+    fn is_connected(&self) -> bool {
+        matches!(self.state, State::Connected)
+    }
+
+    fn preamble(&mut self, common: &mut CommonState, _now: Instant, bytes: &[u8]) -> Preamble {
+        let State::ExpectHttpRequest(parser) = &mut self.state else {
+            return Preamble::Waiting;
         };
-        if matches!(
-            self.state,
-            State::ExpectCallConnected { .. } | State::Connected
-        ) {
-            self.ppp
-                .handle_frame(now, frame.protocol, frame.information);
-            self.drain_ppp(now);
+        match parser.feed(bytes) {
+            Ok(None) => Preamble::Waiting,
+            Ok(Some(_)) if self.busy => {
+                refuse(common, crate::http::Rejection::Busy);
+                Preamble::Waiting
+            }
+            Ok(Some(request)) => {
+                write_ok_response(&mut common.tx);
+                self.events.push_back(ServerEvent::HttpAccepted {
+                    host: request.host,
+                    correlation_id: request.correlation_id,
+                });
+                self.state = State::ExpectConnectRequest { naks: 0 };
+                Preamble::Done(request.rest)
+            }
+            Err(rejection) => {
+                refuse(common, rejection);
+                Preamble::Waiting
+            }
         }
     }
 
-    /// Which IP protocols may carry data now: the call is connected and its NCP is up.
-    fn ip_up(&self) -> impl Fn(Protocol) -> bool + use<> {
-        let connected = matches!(self.state, State::Connected);
-        let (v4, v6) = (self.ipv4_up, self.ipv6_up);
-        move |p| connected && ((p == Protocol::IPV4 && v4) || (p == Protocol::IPV6 && v6))
-    }
-
-    fn handle_control(&mut self, now: Instant, packet: &[u8]) {
-        let body = packet.get(HEADER_LEN..).unwrap_or_default();
-        let message = match ControlMessage::decode(body) {
-            Ok(message) => message,
-            Err(err) => return self.handle_invalid(now, body, err),
-        };
-        tracing::trace!(message = ?message.message_type(), "sstp receive");
-        let connected = matches!(self.state, State::Connected);
-        if self.common.handle_common(now, &message, connected) {
-            return;
-        }
+    fn on_control(
+        &mut self,
+        common: &mut CommonState,
+        now: Instant,
+        packet: &[u8],
+        message: ControlMessage,
+    ) {
         match (&mut self.state, message) {
             (State::ExpectConnectRequest { .. }, ControlMessage::CallConnectRequest(protocol)) => {
-                self.on_connect_request(now, protocol);
+                self.on_connect_request(common, now, protocol);
             }
             (State::ExpectCallConnected { early }, message @ ControlMessage::CallConnected(_)) => {
                 let Ok(raw) = <[u8; CALL_CONNECTED_LEN]>::try_from(packet) else {
                     // A CALL_CONNECTED carrying an extra (no-error) STATUS_INFO.
-                    return self.abort_call_connected_format(now, DecodeError::TrailingBytes);
+                    return abort_call_connected_format(common, now, DecodeError::TrailingBytes);
                 };
                 match (self.hlak, early.is_some()) {
-                    (Some(hlak), _) => self.verify_call_connected(now, &raw, &hlak),
+                    (Some(hlak), _) => self.verify_call_connected(common, now, &raw, &hlak),
                     (None, false) => {
                         tracing::debug!("CALL_CONNECTED before PPP authentication; buffered");
                         *early = Some(Box::new(raw));
                     }
                     // A second CALL_CONNECTED while the first still waits for the HLAK.
-                    (None, true) => self.common.abort_unexpected(now, &message),
+                    (None, true) => common.abort_unexpected(now, &message),
                 }
             }
-            (_, message) => self.common.abort_unexpected(now, &message),
+            (_, message) => common.abort_unexpected(now, &message),
         }
     }
 
-    fn handle_invalid(&mut self, now: Instant, body: &[u8], err: DecodeError) {
-        if !self.common.is_active() {
-            return;
-        }
-        tracing::debug!(%err, "invalid control message");
+    fn on_invalid(
+        &mut self,
+        common: &mut CommonState,
+        now: Instant,
+        body: &[u8],
+        err: DecodeError,
+    ) {
         let message = body
             .first_chunk::<2>()
             .map(|t| MessageType(u16::from_be_bytes(*t)));
@@ -368,114 +242,25 @@ impl ServerConnection {
             (State::ExpectConnectRequest { .. }, Some(MessageType::CALL_CONNECT_REQUEST))
                 if nak_status(&err).is_some() =>
             {
-                self.nak(now, nak_status(&err).into_iter().collect());
+                self.nak(common, now, nak_status(&err).into_iter().collect());
             }
             (State::ExpectCallConnected { .. }, Some(MessageType::CALL_CONNECTED)) => {
-                self.abort_call_connected_format(now, err);
+                abort_call_connected_format(common, now, err);
             }
             _ => {
                 let status = StatusInfo::new(AttributeId::NO_ERROR, Status::INVALID_FRAME_RECEIVED);
-                self.common
-                    .abort(now, status, CloseReason::InvalidMessage(err));
+                common.abort(now, status, CloseReason::InvalidMessage(err));
             }
         }
     }
 
-    fn on_connect_request(&mut self, now: Instant, protocol: EncapsulatedProtocol) {
-        if protocol != EncapsulatedProtocol::PPP {
-            let info = StatusInfo {
-                attribute: AttributeId::ENCAPSULATED_PROTOCOL_ID,
-                status: Status::VALUE_NOT_SUPPORTED,
-                value: protocol.0.to_be_bytes().to_vec(),
-            };
-            return self.nak(now, vec![info]);
-        }
-        self.common
-            .send(&ControlMessage::CallConnectAck(CryptoBindingRequest {
-                hash_protocols: self.config.hash_protocols,
-                nonce: self.nonce,
-            }));
-        self.negotiation = Some(now + self.config.timers.negotiation);
-        self.state = State::ExpectCallConnected { early: None };
-        self.ppp_started = true;
-        self.ppp.lower_up(now);
-        self.drain_ppp(now);
-    }
-
-    /// Answers an unacceptable CALL_CONNECT_REQUEST, or aborts once the NAK budget is spent.
-    fn nak(&mut self, now: Instant, infos: Vec<StatusInfo>) {
-        let State::ExpectConnectRequest { naks } = &mut self.state else {
-            return;
-        };
-        if *naks >= self.config.max_connect_naks {
-            let status = StatusInfo::new(AttributeId::STATUS_INFO, Status::RETRY_COUNT_EXCEEDED);
-            self.common
-                .abort(now, status, CloseReason::RetryCountExceeded);
-        } else {
-            *naks += 1;
-            self.common.send(&ControlMessage::CallConnectNak(infos));
-        }
-    }
-
-    fn abort_call_connected_format(&mut self, now: Instant, err: DecodeError) {
-        let status = StatusInfo::new(
-            AttributeId::STATUS_INFO,
-            Status::ATTRIB_NOT_SUPPORTED_IN_MSG,
-        );
-        self.common
-            .abort(now, status, CloseReason::InvalidMessage(err));
-    }
-
-    fn verify_call_connected(
+    fn on_ppp_event(
         &mut self,
+        common: &mut CommonState,
         now: Instant,
-        raw: &[u8; CALL_CONNECTED_LEN],
-        hlak: &[u8; 32],
+        event: sstp_ppp::ServerEvent,
     ) {
-        let body = raw.get(HEADER_LEN..).unwrap_or_default();
-        let Ok(ControlMessage::CallConnected(binding)) = ControlMessage::decode(body) else {
-            return self.abort_call_connected_format(now, DecodeError::TrailingBytes);
-        };
-        let offered = self.config.hash_protocols;
-        match crypto_binding::verify(raw, &binding, &self.nonce, offered, &self.cert_hashes, hlak) {
-            Ok(()) => {
-                tracing::debug!(hash = ?binding.hash_protocol, "crypto binding verified; call connected");
-                self.state = State::Connected;
-                self.negotiation = None;
-                self.common.start_hello(now);
-                self.events.push_back(ServerEvent::Connected {
-                    hash_protocol: binding.hash_protocol,
-                });
-            }
-            Err(err) => {
-                let status =
-                    StatusInfo::new(AttributeId::CRYPTO_BINDING, Status::VALUE_NOT_SUPPORTED);
-                self.common
-                    .abort(now, status, CloseReason::CryptoBinding(err));
-            }
-        }
-    }
-
-    /// Sends PPP's frames and acts on its events, until both queues are empty.
-    fn drain_ppp(&mut self, now: Instant) {
-        loop {
-            while let Some(frame) = self.ppp.poll_transmit() {
-                if self.ppp_running() {
-                    self.common.send_ppp(&frame);
-                }
-            }
-            let Some(event) = self.ppp.poll_event() else {
-                return;
-            };
-            self.on_ppp_event(now, event);
-        }
-    }
-
-    fn on_ppp_event(&mut self, now: Instant, event: sstp_ppp::ServerEvent) {
         use sstp_ppp::ServerEvent as Ppp;
-        if !self.common.is_active() {
-            return;
-        }
         match event {
             Ppp::Authenticated {
                 username,
@@ -488,7 +273,7 @@ impl ServerConnection {
                 if let State::ExpectCallConnected { early } = &mut self.state
                     && let Some(raw) = early.take()
                 {
-                    self.verify_call_connected(now, &raw, &hlak.0);
+                    self.verify_call_connected(common, now, &raw, &hlak.0);
                 }
             }
             Ppp::AuthFailed { username, reason } => {
@@ -496,42 +281,106 @@ impl ServerConnection {
                     .push_back(ServerEvent::AuthFailed { username, reason });
             }
             Ppp::Ipv4Up { peer } => {
-                self.ipv4_up = true;
+                common.ip_up(Protocol::IPV4);
                 self.events.push_back(ServerEvent::Ipv4Up { peer });
             }
             Ppp::Ipv6Up { peer_interface_id } => {
-                self.ipv6_up = true;
+                common.ip_up(Protocol::IPV6);
                 self.events
                     .push_back(ServerEvent::Ipv6Up { peer_interface_id });
             }
-            Ppp::Down { reason } => {
-                self.ppp_down = true;
-                self.common.disconnect(now, CloseReason::Ppp(reason));
-            }
-        }
-    }
-
-    /// Once the call left the active state, PPP is told the link is gone (it gives the
-    /// address back), and the single Closed event is queued when the connection is over.
-    fn after_input(&mut self) {
-        if !self.common.is_active() && self.ppp_started {
-            self.ppp_started = false;
-            self.ppp.lower_down();
-            while self.ppp.poll_event().is_some() {}
-        }
-        if let Some(reason) = self.common.take_closed() {
-            tracing::debug!(reason = reason.metric_label(), "connection closed");
-            self.events.push_back(ServerEvent::Closed { reason });
+            Ppp::Down { reason } => common.disconnect(now, CloseReason::Ppp(reason)),
         }
     }
 }
 
-impl std::fmt::Debug for ServerConnection {
+impl ServerSide {
+    fn on_connect_request(
+        &mut self,
+        common: &mut CommonState,
+        now: Instant,
+        protocol: EncapsulatedProtocol,
+    ) {
+        if protocol != EncapsulatedProtocol::PPP {
+            let info = StatusInfo {
+                attribute: AttributeId::ENCAPSULATED_PROTOCOL_ID,
+                status: Status::VALUE_NOT_SUPPORTED,
+                value: protocol.0.to_be_bytes().to_vec(),
+            };
+            return self.nak(common, now, vec![info]);
+        }
+        common.send(&ControlMessage::CallConnectAck(CryptoBindingRequest {
+            hash_protocols: self.config.hash_protocols,
+            nonce: self.nonce,
+        }));
+        common.restart_negotiation(now);
+        self.state = State::ExpectCallConnected { early: None };
+        start_ppp(self, common, now);
+    }
+
+    /// Answers an unacceptable CALL_CONNECT_REQUEST, or aborts once the NAK budget is spent.
+    fn nak(&mut self, common: &mut CommonState, now: Instant, infos: Vec<StatusInfo>) {
+        let State::ExpectConnectRequest { naks } = &mut self.state else {
+            return;
+        };
+        if *naks >= self.config.max_connect_naks {
+            let status = StatusInfo::new(AttributeId::STATUS_INFO, Status::RETRY_COUNT_EXCEEDED);
+            common.abort(now, status, CloseReason::RetryCountExceeded);
+        } else {
+            *naks += 1;
+            common.send(&ControlMessage::CallConnectNak(infos));
+        }
+    }
+
+    fn verify_call_connected(
+        &mut self,
+        common: &mut CommonState,
+        now: Instant,
+        raw: &[u8; CALL_CONNECTED_LEN],
+        hlak: &[u8; 32],
+    ) {
+        let body = raw.get(HEADER_LEN..).unwrap_or_default();
+        let Ok(ControlMessage::CallConnected(binding)) = ControlMessage::decode(body) else {
+            return abort_call_connected_format(common, now, DecodeError::TrailingBytes);
+        };
+        let offered = self.config.hash_protocols;
+        match crypto_binding::verify(raw, &binding, &self.nonce, offered, &self.cert_hashes, hlak) {
+            Ok(()) => {
+                tracing::debug!(hash = ?binding.hash_protocol, "crypto binding verified; call connected");
+                self.state = State::Connected;
+                common.call_connected(now);
+                self.events.push_back(ServerEvent::Connected {
+                    hash_protocol: binding.hash_protocol,
+                });
+            }
+            Err(err) => {
+                let status =
+                    StatusInfo::new(AttributeId::CRYPTO_BINDING, Status::VALUE_NOT_SUPPORTED);
+                common.abort(now, status, CloseReason::CryptoBinding(err));
+            }
+        }
+    }
+}
+
+/// Answers a refused HTTP request and closes: no SSTP was spoken, so there is nothing to abort.
+fn refuse(common: &mut CommonState, rejection: crate::http::Rejection) {
+    tracing::debug!(%rejection, "HTTP request refused");
+    rejection.write_response(&mut common.tx);
+    common.close_now(CloseReason::HttpRejected(rejection));
+}
+
+fn abort_call_connected_format(common: &mut CommonState, now: Instant, err: DecodeError) {
+    let status = StatusInfo::new(
+        AttributeId::STATUS_INFO,
+        Status::ATTRIB_NOT_SUPPORTED_IN_MSG,
+    );
+    common.abort(now, status, CloseReason::InvalidMessage(err));
+}
+
+impl std::fmt::Debug for ServerSide {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerConnection")
+        f.debug_struct("ServerSide")
             .field("state", &self.state)
-            .field("teardown", &self.common.teardown)
-            .field("closed", &self.common.is_closed())
             .finish_non_exhaustive()
     }
 }

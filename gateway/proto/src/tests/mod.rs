@@ -9,6 +9,7 @@ mod negative;
 mod pair;
 mod raw;
 mod seed;
+mod timers;
 mod windows;
 
 use std::{
