@@ -1,7 +1,7 @@
 //! The client side of a PPP link, for in-memory tests and the load tool: it authenticates
 //! with the configured credentials and asks for an address and DNS.
 
-use std::{collections::VecDeque, fmt, time::Instant};
+use std::{fmt, time::Instant};
 
 use rand_core::Rng;
 
@@ -10,32 +10,12 @@ use crate::{
     auth::{ClientAuthOutcome, chap::ChapClient, pap::PapClient},
     ccp::WindowsCcpPolicy,
     config::DEFAULT_MRU,
-    fsm::{Ctx, Fsm, LayerEvent},
+    fsm::{Fsm, LayerEvent},
     ipcp::IpcpClientPolicy,
     ipv6cp::Ipv6cpPolicy,
     lcp::{AuthProtocol, Lcp, LcpOutcome, Role, WindowsLcp},
-    packet::Outbox,
+    link::{Link, Phase, Received, Timer},
 };
-
-/// Builds the automaton context from disjoint fields of `self`.
-macro_rules! cx {
-    ($self:ident, $now:expr) => {
-        Ctx {
-            now: $now,
-            out: &mut $self.out,
-            rng: &mut *$self.rng,
-        }
-    };
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Dead,
-    Establish,
-    Authenticate,
-    Network,
-    Finished,
-}
 
 #[derive(Debug)]
 enum Authenticatee {
@@ -43,20 +23,19 @@ enum Authenticatee {
     Pap(PapClient),
 }
 
-/// A sans-IO PPP client. Same call order as [`crate::Server`].
-pub struct Client {
-    config: ClientConfig,
-    rng: Box<dyn Rng + Send>,
-    out: Outbox,
-    events: VecDeque<ClientEvent>,
-    phase: Phase,
-    lcp: Lcp,
-    auth: Option<Authenticatee>,
-    ipcp: Option<Fsm<IpcpClientPolicy>>,
+/// The client's network-layer protocols.
+#[derive(Debug)]
+struct Ncps {
+    ipcp: Fsm<IpcpClientPolicy>,
     ipv6cp: Option<Fsm<Ipv6cpPolicy>>,
     /// Windows only: the CCP request it sends after authentication.
     ccp: Option<Fsm<WindowsCcpPolicy>>,
-    closing: Option<DownReason>,
+}
+
+/// A sans-IO PPP client. Same call order as [`crate::Server`].
+pub struct Client {
+    config: ClientConfig,
+    link: Link<ClientEvent, Authenticatee, Ncps>,
 }
 
 impl Client {
@@ -74,16 +53,7 @@ impl Client {
         };
         Self {
             config,
-            rng,
-            out: Outbox::default(),
-            events: VecDeque::new(),
-            phase: Phase::Dead,
-            lcp,
-            auth: None,
-            ipcp: None,
-            ipv6cp: None,
-            ccp: None,
-            closing: None,
+            link: Link::new(lcp, rng),
         }
     }
 
@@ -92,8 +62,9 @@ impl Client {
     /// client that compresses applies this to its non-LCP frames.
     #[must_use]
     pub fn frame_compression(&self) -> FrameCompression {
-        let acked = match &self.lcp.fsm.policy.windows {
-            Some(windows) if self.lcp.fsm.is_opened() => windows.acked,
+        let fsm = &self.link.lcp.fsm;
+        let acked = match &fsm.policy.windows {
+            Some(windows) if fsm.is_opened() => windows.acked,
             _ => (false, false),
         };
         FrameCompression {
@@ -104,77 +75,76 @@ impl Client {
 
     /// The transport is up: LCP starts.
     pub fn lower_up(&mut self, now: Instant) {
-        if self.phase != Phase::Dead {
-            return;
-        }
-        self.phase = Phase::Establish;
-        let mut cx = cx!(self, now);
-        let _started = self.lcp.fsm.open(&mut cx);
-        let _ = self.lcp.fsm.up(&mut cx);
+        self.link.lower_up(now);
     }
 
     /// Handles one received control frame.
     pub fn handle_frame(&mut self, now: Instant, protocol: Protocol, information: &[u8]) {
-        if matches!(self.phase, Phase::Dead | Phase::Finished) {
-            return;
+        match self.link.receive(now, protocol, information) {
+            Received::Lcp(outcome) => return self.on_lcp(now, outcome),
+            Received::Dropped => return,
+            Received::Upper => {}
         }
-        if protocol == Protocol::LCP {
-            let outcome = self.lcp.handle(&mut cx!(self, now), information);
-            self.on_lcp(now, outcome);
-            return;
-        }
-        if !self.lcp.fsm.is_opened() {
-            return;
-        }
-        match protocol {
-            Protocol::CHAP | Protocol::PAP => self.on_auth_frame(now, protocol, information),
-            Protocol::IPCP if self.phase == Phase::Network => {
-                if let Some(ipcp) = &mut self.ipcp {
-                    let event = ipcp.handle_packet_raw(&mut cx!(self, now), information);
-                    self.on_ipcp(now, event);
-                }
+        let link = &mut self.link;
+        match (protocol, link.phase.ncp_mut()) {
+            (Protocol::CHAP | Protocol::PAP, _) => self.on_auth_frame(now, protocol, information),
+            (Protocol::IPCP, Some(ncp)) => {
+                let event = ncp
+                    .ipcp
+                    .handle_packet_raw(&mut link.wire.cx(now), information);
+                self.on_ipcp(now, event);
             }
-            Protocol::IPV6CP if self.config.ipv6 && self.phase == Phase::Network => {
-                if let Some(ipv6cp) = &mut self.ipv6cp {
-                    let event = ipv6cp.handle_packet_raw(&mut cx!(self, now), information);
-                    self.on_ipv6cp(event);
-                }
+            (
+                Protocol::IPV6CP,
+                Some(Ncps {
+                    ipv6cp: Some(ipv6cp),
+                    ..
+                }),
+            ) => {
+                let event = ipv6cp.handle_packet_raw(&mut link.wire.cx(now), information);
+                self.on_ipv6cp(event);
             }
-            Protocol::CCP if self.ccp.is_some() && self.phase == Phase::Network => {
-                if let Some(ccp) = &mut self.ccp {
-                    let _ = ccp.handle_packet_raw(&mut cx!(self, now), information);
-                }
+            (Protocol::CCP, Some(Ncps { ccp: Some(ccp), .. })) => {
+                let _ = ccp.handle_packet_raw(&mut link.wire.cx(now), information);
             }
-            Protocol::IPCP | Protocol::IPV4 => {}
-            Protocol::IPV6CP | Protocol::IPV6 if self.config.ipv6 => {}
-            _ => self
+            (Protocol::IPCP | Protocol::IPV4, _) => {}
+            (Protocol::IPV6CP | Protocol::IPV6, _) if self.config.ipv6 => {}
+            _ => link
                 .lcp
-                .protocol_reject(&mut cx!(self, now), protocol, information),
+                .protocol_reject(&mut link.wire.cx(now), protocol, information),
         }
     }
 
     /// Fires whatever timers are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if matches!(self.phase, Phase::Dead | Phase::Finished) {
+        let next = self.next_timer();
+        let Some(outcome) = self.link.lcp_timeout(now, next) else {
             return;
-        }
-        let event = self.lcp.fsm.handle_timeout(&mut cx!(self, now));
-        self.on_lcp(now, event.map_or(LcpOutcome::Nothing, LcpOutcome::Layer));
-        if let Some(Authenticatee::Pap(pap)) = &mut self.auth
-            && let Some(outcome) = pap.handle_timeout(&mut cx!(self, now))
+        };
+        self.on_lcp(now, outcome);
+        let link = &mut self.link;
+        if let Some(Authenticatee::Pap(pap)) = link.phase.auth_mut()
+            && let Some(outcome) = pap.handle_timeout(&mut link.wire.cx(now))
         {
             self.on_auth_outcome(now, outcome);
         }
-        if let Some(ipcp) = &mut self.ipcp {
-            let event = ipcp.handle_timeout(&mut cx!(self, now));
+        let link = &mut self.link;
+        if let Some(ncp) = link.phase.ncp_mut() {
+            let event = ncp.ipcp.handle_timeout(&mut link.wire.cx(now));
             self.on_ipcp(now, event);
         }
-        if let Some(ipv6cp) = &mut self.ipv6cp {
-            let event = ipv6cp.handle_timeout(&mut cx!(self, now));
+        let link = &mut self.link;
+        if let Some(Ncps {
+            ipv6cp: Some(ipv6cp),
+            ..
+        }) = link.phase.ncp_mut()
+        {
+            let event = ipv6cp.handle_timeout(&mut link.wire.cx(now));
             self.on_ipv6cp(event);
         }
-        if let Some(ccp) = &mut self.ccp
-            && ccp.handle_timeout(&mut cx!(self, now)) == Some(LayerEvent::Finished)
+        let link = &mut self.link;
+        if let Some(Ncps { ccp: Some(ccp), .. }) = link.phase.ncp_mut()
+            && ccp.handle_timeout(&mut link.wire.cx(now)) == Some(LayerEvent::Finished)
         {
             tracing::debug!("CCP got no answer; the link goes on without it");
         }
@@ -183,35 +153,42 @@ impl Client {
     /// The next instant [`Client::handle_timeout`] must be called at, if any.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.phase == Phase::Finished {
+        self.next_timer().map(|(_, at)| at)
+    }
+
+    /// The timer due first.
+    fn next_timer(&self) -> Option<(Timer, Instant)> {
+        let phase = &self.link.phase;
+        if matches!(phase, Phase::Finished) {
             return None;
         }
-        let auth = match &self.auth {
+        let auth = match phase.auth() {
             Some(Authenticatee::Pap(pap)) => pap.poll_timeout(),
             _ => None,
         };
-        [
-            self.lcp.fsm.poll_timeout(),
-            auth,
-            self.ipcp.as_ref().and_then(Fsm::poll_timeout),
-            self.ipv6cp.as_ref().and_then(Fsm::poll_timeout),
-            self.ccp.as_ref().and_then(Fsm::poll_timeout),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let ncp = phase.ncp();
+        Timer::next([
+            (Timer::Lcp, self.link.lcp.fsm.poll_timeout()),
+            (Timer::Auth, auth),
+            (Timer::Ipcp, ncp.and_then(|n| n.ipcp.poll_timeout())),
+            (
+                Timer::Ipv6cp,
+                ncp.and_then(|n| n.ipv6cp.as_ref()?.poll_timeout()),
+            ),
+            (Timer::Ccp, ncp.and_then(|n| n.ccp.as_ref()?.poll_timeout())),
+        ])
     }
 
     /// The next whole PPP frame to send, if any.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.out.pop()
+        self.link.poll_transmit()
     }
 
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        self.link.poll_event()
     }
 
     /// Terminates the link; [`ClientEvent::Down`] follows.
@@ -219,7 +196,7 @@ impl Client {
         let reason = DownReason::LocalClose {
             reason: reason.to_owned(),
         };
-        match self.phase {
+        match self.link.phase {
             Phase::Finished => {}
             Phase::Dead => self.finish(reason),
             _ => self.terminate(now, reason),
@@ -228,27 +205,23 @@ impl Client {
 
     /// The transport is gone: nothing more is sent.
     pub fn lower_down(&mut self) {
-        self.out.close();
-        let _ = self.lcp.fsm.down();
-        let reason = self.closing.take().unwrap_or(DownReason::LowerDown);
+        let reason = self.link.lower_down();
         self.finish(reason);
     }
 
     fn on_lcp(&mut self, now: Instant, outcome: LcpOutcome) {
+        let link = &mut self.link;
         match outcome {
             LcpOutcome::Layer(LayerEvent::Up) => self.start_auth(now),
             LcpOutcome::Layer(LayerEvent::Down) => {
-                self.auth = None;
-                self.ipcp = None;
-                self.ipv6cp = None;
-                self.ccp = None;
-                if self.closing.is_none() && self.lcp.fsm.failure().is_none() {
+                link.enter(Phase::Terminate);
+                if link.closing.is_none() && link.lcp.fsm.failure().is_none() {
                     self.terminate(now, DownReason::Renegotiation);
                 }
             }
             LcpOutcome::Layer(LayerEvent::Finished) => {
-                let reason = self.closing.take().unwrap_or_else(|| {
-                    self.lcp
+                let reason = link.closing.take().unwrap_or_else(|| {
+                    link.lcp
                         .fsm
                         .failure()
                         .map_or(DownReason::PeerTerminated, |f| f.down_reason(Protocol::LCP))
@@ -256,15 +229,19 @@ impl Client {
                 self.finish(reason);
             }
             LcpOutcome::ProtocolRejected(Protocol::IPV6CP) => {
-                if let Some(ipv6cp) = &mut self.ipv6cp {
-                    let event = ipv6cp.rxj(&mut cx!(self, now), false);
+                if let Some(Ncps {
+                    ipv6cp: Some(ipv6cp),
+                    ..
+                }) = link.phase.ncp_mut()
+                {
+                    let event = ipv6cp.rxj(&mut link.wire.cx(now), false);
                     self.on_ipv6cp(event);
                 }
             }
             LcpOutcome::ProtocolRejected(Protocol::CCP) => {
-                if let Some(ccp) = &mut self.ccp {
+                if let Some(Ncps { ccp: Some(ccp), .. }) = link.phase.ncp_mut() {
                     // RXJ-: CCP stops quietly; the link carries IP without it.
-                    let _ = ccp.rxj(&mut cx!(self, now), false);
+                    let _ = ccp.rxj(&mut link.wire.cx(now), false);
                 }
             }
             LcpOutcome::ProtocolRejected(Protocol::IPCP) => {
@@ -282,37 +259,37 @@ impl Client {
     }
 
     fn start_auth(&mut self, now: Instant) {
-        self.phase = Phase::Authenticate;
         let config = &self.config;
-        self.auth = match self.lcp.fsm.policy.peer_auth {
-            Some(AuthProtocol::MsChapV2) => Some(Authenticatee::Chap(ChapClient::new(
+        let auth = match self.link.lcp.fsm.policy.peer_auth {
+            Some(AuthProtocol::MsChapV2) => {
+                Authenticatee::Chap(ChapClient::new(&config.username, &config.password))
+            }
+            Some(AuthProtocol::Pap) => Authenticatee::Pap(PapClient::start(
+                &mut self.link.wire.cx(now),
                 &config.username,
                 &config.password,
-            ))),
-            Some(AuthProtocol::Pap) => Some(Authenticatee::Pap(PapClient::start(
-                &mut cx!(self, now),
-                &self.config.username,
-                &self.config.password,
-                self.config.timers,
-            ))),
+                config.timers,
+            )),
             None => {
                 // The server asked for no authentication: there are no keys to bind.
                 let outcome = ClientAuthOutcome::Success { hlak: Hlak::ZERO };
                 return self.on_auth_outcome(now, outcome);
             }
         };
+        self.link.enter(Phase::Authenticate(auth));
     }
 
     fn on_auth_frame(&mut self, now: Instant, protocol: Protocol, information: &[u8]) {
-        let outcome = match (&mut self.auth, protocol) {
+        let link = &mut self.link;
+        let outcome = match (link.phase.auth_mut(), protocol) {
             (Some(Authenticatee::Chap(chap)), Protocol::CHAP) => {
-                chap.handle(&mut cx!(self, now), information)
+                chap.handle(&mut link.wire.cx(now), information)
             }
             (Some(Authenticatee::Pap(pap)), Protocol::PAP) => pap.handle(information),
             _ => None,
         };
         if let Some(outcome) = outcome
-            && self.phase == Phase::Authenticate
+            && matches!(self.link.phase, Phase::Authenticate(_))
         {
             self.on_auth_outcome(now, outcome);
         }
@@ -321,18 +298,21 @@ impl Client {
     fn on_auth_outcome(&mut self, now: Instant, outcome: ClientAuthOutcome) {
         match outcome {
             ClientAuthOutcome::Success { hlak } => {
-                self.events.push_back(ClientEvent::Authenticated { hlak });
+                self.link
+                    .events
+                    .push_back(ClientEvent::Authenticated { hlak });
                 self.start_network(now);
             }
             ClientAuthOutcome::Failure { message } => {
-                self.events.push_back(ClientEvent::AuthFailed { message });
+                self.link
+                    .events
+                    .push_back(ClientEvent::AuthFailed { message });
                 self.terminate(now, DownReason::AuthRejected);
             }
         }
     }
 
     fn start_network(&mut self, now: Instant) {
-        self.phase = Phase::Network;
         let config = &self.config;
         let policy = IpcpClientPolicy::new(config.request_dns);
         let mut ipcp = Fsm::new(Protocol::IPCP, config.timers, policy);
@@ -344,7 +324,7 @@ impl Client {
         // in any public trace; it goes first here, as pppd orders its NCPs.
         let mut ccp = matches!(config.link, LinkProfile::Windows { .. })
             .then(|| Fsm::new(Protocol::CCP, config.timers, WindowsCcpPolicy::default()));
-        let mut cx = cx!(self, now);
+        let mut cx = self.link.wire.cx(now);
         if let Some(ccp) = &mut ccp {
             let _ = ccp.open(&mut cx);
             let _ = ccp.up(&mut cx);
@@ -355,23 +335,31 @@ impl Client {
             let _ = ipv6cp.open(&mut cx);
             let _ = ipv6cp.up(&mut cx);
         }
-        self.ipcp = Some(ipcp);
-        self.ipv6cp = ipv6cp;
-        self.ccp = ccp;
+        let auth = match std::mem::replace(&mut self.link.phase, Phase::Establish) {
+            Phase::Authenticate(auth) => Some(auth),
+            _ => None,
+        };
+        self.link.enter(Phase::Network {
+            auth,
+            ncp: Ncps { ipcp, ipv6cp, ccp },
+        });
     }
 
     fn on_ipcp(&mut self, now: Instant, event: Option<LayerEvent>) {
-        let Some(ipcp) = &self.ipcp else { return };
+        let Some(ncp) = self.link.phase.ncp() else {
+            return;
+        };
         match event {
             Some(LayerEvent::Up) => {
-                let policy = &ipcp.policy;
-                self.events.push_back(ClientEvent::Ipv4Up {
+                let policy = &ncp.ipcp.policy;
+                let up = ClientEvent::Ipv4Up {
                     local: policy.local,
                     dns: policy.dns,
-                });
+                };
+                self.link.events.push_back(up);
             }
             Some(LayerEvent::Finished) => {
-                let reason = ipcp.failure().map_or(DownReason::PeerTerminated, |f| {
+                let reason = ncp.ipcp.failure().map_or(DownReason::PeerTerminated, |f| {
                     f.down_reason(Protocol::IPCP)
                 });
                 self.terminate(now, reason);
@@ -381,39 +369,35 @@ impl Client {
     }
 
     fn on_ipv6cp(&mut self, event: Option<LayerEvent>) {
-        let Some(ipv6cp) = &self.ipv6cp else { return };
+        let Some(Ncps {
+            ipv6cp: Some(ipv6cp),
+            ..
+        }) = self.link.phase.ncp()
+        else {
+            return;
+        };
         if let (Some(LayerEvent::Up), Some(peer_interface_id)) = (event, ipv6cp.policy.peer_id) {
-            self.events.push_back(ClientEvent::Ipv6Up {
+            let up = ClientEvent::Ipv6Up {
                 local_interface_id: ipv6cp.policy.local_id,
                 peer_interface_id,
-            });
+            };
+            self.link.events.push_back(up);
         }
     }
 
     fn terminate(&mut self, now: Instant, reason: DownReason) {
-        if self.closing.is_none() {
-            self.closing = Some(reason);
-        }
-        self.auth = None;
-        self.ipcp = None;
-        self.ipv6cp = None;
-        self.ccp = None;
-        if self.lcp.fsm.close(&mut cx!(self, now)) == Some(LayerEvent::Finished) {
-            let reason = self.closing.take().unwrap_or(DownReason::LowerDown);
+        // Our Terminate-Request carries no text: only the server explains itself.
+        if self.link.terminate(now, reason, |_| b"") {
+            let reason = self.link.closing.take().unwrap_or(DownReason::LowerDown);
             self.finish(reason);
         }
     }
 
     fn finish(&mut self, reason: DownReason) {
-        if self.phase == Phase::Finished {
-            return;
-        }
-        self.phase = Phase::Finished;
-        self.auth = None;
-        self.ipcp = None;
-        self.ipv6cp = None;
-        self.ccp = None;
-        self.events.push_back(ClientEvent::Down { reason });
+        let down = ClientEvent::Down {
+            reason: reason.clone(),
+        };
+        self.link.finish(&reason, down);
     }
 }
 
@@ -423,8 +407,8 @@ const WINDOWS_MRU: u16 = 4091;
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("phase", &self.phase)
-            .field("lcp", &self.lcp.fsm.state())
+            .field("phase", &self.link.phase)
+            .field("lcp", &self.link.lcp.fsm.state())
             .finish_non_exhaustive()
     }
 }

@@ -47,6 +47,7 @@ mod ipcp;
 pub mod ipv4;
 mod ipv6cp;
 mod lcp;
+mod link;
 mod packet;
 mod server;
 mod wire_enum;

@@ -1,40 +1,18 @@
 //! The server side of a PPP link: LCP, then authentication, then IPCP and IPv6CP.
 
-use std::{collections::VecDeque, fmt, net::Ipv4Addr, sync::Arc, time::Instant};
+use std::{fmt, net::Ipv4Addr, sync::Arc, time::Instant};
 
 use rand_core::Rng;
 
 use crate::{
     AddressAllocator, AuthFailure, DownReason, Protocol, ServerConfig, ServerEvent, UserLookup,
     auth::{AuthOutcome, chap::ChapServer, pap::PapServer},
-    fsm::{Ctx, Failure, Fsm, LayerEvent},
+    fsm::{Failure, Fsm, LayerEvent},
     ipcp::IpcpServerPolicy,
     ipv6cp::Ipv6cpPolicy,
     lcp::{AuthProtocol, Lcp, LcpOutcome, Role},
-    packet::Outbox,
+    link::{Link, Phase, Received, Timer},
 };
-
-/// Builds the automaton context from disjoint fields of `self`.
-macro_rules! cx {
-    ($self:ident, $now:expr) => {
-        Ctx {
-            now: $now,
-            out: &mut $self.out,
-            rng: &mut *$self.rng,
-        }
-    };
-}
-
-/// The RFC 1661 §3.2 link phases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Dead,
-    Establish,
-    Authenticate,
-    Network,
-    /// Down was reported: nothing more happens.
-    Finished,
-}
 
 #[derive(Debug)]
 enum Authenticator {
@@ -42,23 +20,21 @@ enum Authenticator {
     Pap(PapServer),
 }
 
+/// The server's network-layer protocols.
+#[derive(Debug)]
+struct Ncps {
+    ipcp: Fsm<IpcpServerPolicy>,
+    ipv6cp: Option<Fsm<Ipv6cpPolicy>>,
+}
+
 /// A sans-IO PPP server for one SSTP session. See the crate docs for the call order.
 pub struct Server {
     config: Arc<ServerConfig>,
     users: Arc<dyn UserLookup>,
     allocator: Box<dyn AddressAllocator>,
-    rng: Box<dyn Rng + Send>,
-    out: Outbox,
-    events: VecDeque<ServerEvent>,
-    phase: Phase,
-    lcp: Lcp,
-    auth: Option<Authenticator>,
-    ipcp: Option<Fsm<IpcpServerPolicy>>,
-    ipv6cp: Option<Fsm<Ipv6cpPolicy>>,
+    link: Link<ServerEvent, Authenticator, Ncps>,
     /// The address taken from the allocator, owed back to it.
     address: Option<Ipv4Addr>,
-    /// Why we are closing the link, reported when LCP finishes.
-    closing: Option<DownReason>,
 }
 
 impl Server {
@@ -76,95 +52,85 @@ impl Server {
             config,
             users,
             allocator,
-            rng,
-            out: Outbox::default(),
-            events: VecDeque::new(),
-            phase: Phase::Dead,
-            lcp,
-            auth: None,
-            ipcp: None,
-            ipv6cp: None,
+            link: Link::new(lcp, rng),
             address: None,
-            closing: None,
         }
     }
 
     /// The transport is up (SSTP sent CONNECT_ACK): LCP starts and sends its Configure-Request.
     pub fn lower_up(&mut self, now: Instant) {
-        if self.phase != Phase::Dead {
-            return;
-        }
-        self.phase = Phase::Establish;
-        let mut cx = cx!(self, now);
-        let _started = self.lcp.fsm.open(&mut cx);
-        let _ = self.lcp.fsm.up(&mut cx);
+        self.link.lower_up(now);
     }
 
     /// Handles one received control frame (anything but IPv4/IPv6 data, which the caller
     /// sends straight to the data path).
     pub fn handle_frame(&mut self, now: Instant, protocol: Protocol, information: &[u8]) {
-        if matches!(self.phase, Phase::Dead | Phase::Finished) {
-            return;
+        match self.link.receive(now, protocol, information) {
+            Received::Lcp(outcome) => return self.on_lcp(now, outcome),
+            Received::Dropped => return,
+            Received::Upper => {}
         }
-        if protocol == Protocol::LCP {
-            let outcome = self.lcp.handle(&mut cx!(self, now), information);
-            self.on_lcp(now, outcome);
-            return;
-        }
-        if !self.lcp.fsm.is_opened() {
-            // RFC 1661 §3.2: only LCP is allowed before the link is established.
-            tracing::trace!(%protocol, "frame before LCP Opened dropped");
-            return;
-        }
-        match protocol {
-            Protocol::CHAP | Protocol::PAP => self.on_auth_frame(now, protocol, information),
-            Protocol::IPCP if self.phase == Phase::Network => {
-                if let Some(ipcp) = &mut self.ipcp {
-                    let event = ipcp.handle_packet_raw(&mut cx!(self, now), information);
-                    self.on_ipcp(now, event);
-                }
+        let link = &mut self.link;
+        match (protocol, link.phase.ncp_mut()) {
+            (Protocol::CHAP | Protocol::PAP, _) => self.on_auth_frame(now, protocol, information),
+            (Protocol::IPCP, Some(ncp)) => {
+                let event = ncp
+                    .ipcp
+                    .handle_packet_raw(&mut link.wire.cx(now), information);
+                self.on_ipcp(now, event);
             }
-            Protocol::IPV6CP if self.config.ipv6 && self.phase == Phase::Network => {
-                if let Some(ipv6cp) = &mut self.ipv6cp {
-                    let event = ipv6cp.handle_packet_raw(&mut cx!(self, now), information);
-                    self.on_ipv6cp(event);
-                }
+            (
+                Protocol::IPV6CP,
+                Some(Ncps {
+                    ipv6cp: Some(ipv6cp),
+                    ..
+                }),
+            ) => {
+                let event = ipv6cp.handle_packet_raw(&mut link.wire.cx(now), information);
+                self.on_ipv6cp(event);
             }
             // RFC 1661 §3.4: network-layer packets before the Network phase are discarded;
             // data frames after it belong to the caller's data path, not here.
-            Protocol::IPCP | Protocol::IPV4 => {
+            (Protocol::IPCP | Protocol::IPV4, _) => {
                 tracing::trace!(%protocol, "frame outside its phase dropped");
             }
-            Protocol::IPV6CP | Protocol::IPV6 if self.config.ipv6 => {
+            (Protocol::IPV6CP | Protocol::IPV6, _) if self.config.ipv6 => {
                 tracing::trace!(%protocol, "frame outside its phase dropped");
             }
-            _ => self
+            _ => link
                 .lcp
-                .protocol_reject(&mut cx!(self, now), protocol, information),
+                .protocol_reject(&mut link.wire.cx(now), protocol, information),
         }
     }
 
     /// Fires whatever timers are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if matches!(self.phase, Phase::Dead | Phase::Finished) {
+        let next = self.next_timer();
+        let Some(outcome) = self.link.lcp_timeout(now, next) else {
             return;
-        }
-        let event = self.lcp.fsm.handle_timeout(&mut cx!(self, now));
-        self.on_lcp(now, event.map_or(LcpOutcome::Nothing, LcpOutcome::Layer));
-        let outcome = match &mut self.auth {
-            Some(Authenticator::Chap(chap)) => chap.handle_timeout(&mut cx!(self, now)),
+        };
+        self.on_lcp(now, outcome);
+        let link = &mut self.link;
+        let outcome = match link.phase.auth_mut() {
+            Some(Authenticator::Chap(chap)) => chap.handle_timeout(&mut link.wire.cx(now)),
             Some(Authenticator::Pap(pap)) => pap.handle_timeout(now),
             None => None,
         };
         if let Some(outcome) = outcome {
             self.on_auth_outcome(now, outcome);
         }
-        if let Some(ipcp) = &mut self.ipcp {
-            let event = ipcp.handle_timeout(&mut cx!(self, now));
+        let link = &mut self.link;
+        if let Some(ncp) = link.phase.ncp_mut() {
+            let event = ncp.ipcp.handle_timeout(&mut link.wire.cx(now));
             self.on_ipcp(now, event);
         }
-        if let Some(ipv6cp) = &mut self.ipv6cp {
-            let event = ipv6cp.handle_timeout(&mut cx!(self, now));
+        let link = &mut self.link;
+        if let Some(Ncps {
+            ipv6cp: Some(ipv6cp),
+            ..
+        }) = link.phase.ncp_mut()
+        {
+            let event = ipv6cp.handle_timeout(&mut link.wire.cx(now));
             self.on_ipv6cp(event);
         }
     }
@@ -172,35 +138,42 @@ impl Server {
     /// The next instant [`Server::handle_timeout`] must be called at, if any.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.phase == Phase::Finished {
+        self.next_timer().map(|(_, at)| at)
+    }
+
+    /// The timer due first.
+    fn next_timer(&self) -> Option<(Timer, Instant)> {
+        let phase = &self.link.phase;
+        if matches!(phase, Phase::Finished) {
             return None;
         }
-        let auth = match &self.auth {
+        let auth = match phase.auth() {
             Some(Authenticator::Chap(chap)) => chap.poll_timeout(),
             Some(Authenticator::Pap(pap)) => pap.poll_timeout(),
             None => None,
         };
-        [
-            self.lcp.fsm.poll_timeout(),
-            auth,
-            self.ipcp.as_ref().and_then(Fsm::poll_timeout),
-            self.ipv6cp.as_ref().and_then(Fsm::poll_timeout),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let ncp = phase.ncp();
+        Timer::next([
+            (Timer::Lcp, self.link.lcp.fsm.poll_timeout()),
+            (Timer::Auth, auth),
+            (Timer::Ipcp, ncp.and_then(|n| n.ipcp.poll_timeout())),
+            (
+                Timer::Ipv6cp,
+                ncp.and_then(|n| n.ipv6cp.as_ref()?.poll_timeout()),
+            ),
+        ])
     }
 
     /// The next whole PPP frame to send (uncompressed header), if any.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.out.pop()
+        self.link.poll_transmit()
     }
 
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        self.link.poll_event()
     }
 
     /// Terminates the link with an LCP Terminate-Request; [`ServerEvent::Down`] follows once the
@@ -209,7 +182,7 @@ impl Server {
         let reason = DownReason::LocalClose {
             reason: reason.to_owned(),
         };
-        match self.phase {
+        match self.link.phase {
             Phase::Finished => {}
             Phase::Dead => self.finish(reason),
             _ => self.terminate(now, reason),
@@ -219,9 +192,7 @@ impl Server {
     /// The transport is gone: nothing more is sent, the address goes back to the pool and
     /// [`ServerEvent::Down`] is reported if it was not already.
     pub fn lower_down(&mut self) {
-        self.out.close();
-        let _ = self.lcp.fsm.down();
-        let reason = self.closing.take().unwrap_or(DownReason::LowerDown);
+        let reason = self.link.lower_down();
         self.finish(reason);
     }
 
@@ -236,10 +207,8 @@ impl Server {
             LcpOutcome::Nothing => {}
             LcpOutcome::Layer(LayerEvent::Up) => self.start_auth(now),
             LcpOutcome::Layer(LayerEvent::Down) => {
-                self.auth = None;
-                self.ipcp = None;
-                self.ipv6cp = None;
-                if self.closing.is_none() && self.lcp.fsm.failure().is_none() {
+                self.link.enter(Phase::Terminate);
+                if self.link.closing.is_none() && self.link.lcp.fsm.failure().is_none() {
                     // The peer sent a Configure-Request on an open link.
                     self.terminate(now, DownReason::Renegotiation);
                 }
@@ -255,16 +224,16 @@ impl Server {
 
     /// Why LCP finished, preferring the reason we closed it for.
     fn lcp_failure_reason(&mut self) -> DownReason {
-        if let Some(reason) = self.closing.take() {
+        if let Some(reason) = self.link.closing.take() {
             return reason;
         }
-        let policy = &self.lcp.fsm.policy;
-        match self.lcp.fsm.failure() {
+        let policy = &self.link.lcp.fsm.policy;
+        match self.link.lcp.fsm.failure() {
             Some(Failure::NotConverging) if policy.loop_suspected > 0 => {
                 DownReason::LoopbackDetected
             }
             Some(Failure::NotConverging) if policy.auth_refused => {
-                self.events.push_back(ServerEvent::AuthFailed {
+                self.link.events.push_back(ServerEvent::AuthFailed {
                     username: None,
                     reason: AuthFailure::MethodNotAllowed,
                 });
@@ -276,20 +245,19 @@ impl Server {
     }
 
     fn on_protocol_rejected(&mut self, now: Instant, protocol: Protocol) {
-        match protocol {
-            Protocol::IPCP => {
-                if let Some(ipcp) = &mut self.ipcp {
-                    let event = ipcp.rxj(&mut cx!(self, now), false);
-                    self.on_ipcp(now, event);
-                }
+        let link = &mut self.link;
+        match (protocol, &mut link.phase) {
+            (Protocol::IPCP, Phase::Network { ncp, .. }) => {
+                let event = ncp.ipcp.rxj(&mut link.wire.cx(now), false);
+                self.on_ipcp(now, event);
             }
-            Protocol::IPV6CP => {
-                if let Some(ipv6cp) = &mut self.ipv6cp {
-                    let event = ipv6cp.rxj(&mut cx!(self, now), false);
+            (Protocol::IPV6CP, Phase::Network { ncp, .. }) => {
+                if let Some(ipv6cp) = &mut ncp.ipv6cp {
+                    let event = ipv6cp.rxj(&mut link.wire.cx(now), false);
                     self.on_ipv6cp(event);
                 }
             }
-            Protocol::CHAP | Protocol::PAP if self.phase == Phase::Authenticate => {
+            (Protocol::CHAP | Protocol::PAP, Phase::Authenticate(_)) => {
                 self.on_auth_outcome(
                     now,
                     AuthOutcome::Failure {
@@ -303,10 +271,9 @@ impl Server {
     }
 
     fn start_auth(&mut self, now: Instant) {
-        self.phase = Phase::Authenticate;
-        let auth = match self.lcp.fsm.policy.our_auth {
+        let auth = match self.link.lcp.fsm.policy.our_auth {
             Some(AuthProtocol::MsChapV2) => Authenticator::Chap(ChapServer::start(
-                &mut cx!(self, now),
+                &mut self.link.wire.cx(now),
                 &self.config.server_name,
                 self.config.timers,
             )),
@@ -322,19 +289,20 @@ impl Server {
                 return self.on_auth_outcome(now, failure);
             }
         };
-        self.auth = Some(auth);
+        self.link.enter(Phase::Authenticate(auth));
     }
 
     fn on_auth_frame(&mut self, now: Instant, protocol: Protocol, information: &[u8]) {
-        let outcome = match (&mut self.auth, protocol) {
+        let link = &mut self.link;
+        let outcome = match (link.phase.auth_mut(), protocol) {
             (Some(Authenticator::Chap(chap)), Protocol::CHAP) => chap.handle(
-                &mut cx!(self, now),
+                &mut link.wire.cx(now),
                 information,
                 &*self.users,
                 &mut *self.allocator,
             ),
             (Some(Authenticator::Pap(pap)), Protocol::PAP) => pap.handle(
-                &mut cx!(self, now),
+                &mut link.wire.cx(now),
                 information,
                 &*self.users,
                 &mut *self.allocator,
@@ -344,7 +312,7 @@ impl Server {
                 None
             }
         };
-        if self.phase != Phase::Authenticate {
+        if !matches!(self.link.phase, Phase::Authenticate(_)) {
             // Only retransmitted answers matter once authentication is over.
             return;
         }
@@ -364,7 +332,7 @@ impl Server {
                 tracing::debug!(%username, ?method, "peer authenticated");
                 // Owed back from here on, whatever happens next.
                 self.address = Some(address);
-                self.events.push_back(ServerEvent::Authenticated {
+                self.link.events.push_back(ServerEvent::Authenticated {
                     username,
                     method,
                     hlak,
@@ -373,7 +341,8 @@ impl Server {
             }
             AuthOutcome::Failure { username, reason } => {
                 tracing::debug!(?username, %reason, "authentication failed");
-                self.events
+                self.link
+                    .events
                     .push_back(ServerEvent::AuthFailed { username, reason });
                 self.terminate(now, DownReason::AuthFailed(reason));
             }
@@ -381,35 +350,42 @@ impl Server {
     }
 
     fn start_network(&mut self, now: Instant, address: Ipv4Addr) {
-        self.phase = Phase::Network;
         let config = &self.config;
         let policy = IpcpServerPolicy::new(config.local_ipv4, address, config.dns);
         let mut ipcp = Fsm::new(Protocol::IPCP, config.timers, policy);
         let mut ipv6cp = config
             .ipv6
             .then(|| Fsm::new(Protocol::IPV6CP, config.timers, Ipv6cpPolicy::default()));
-        let mut cx = cx!(self, now);
+        let mut cx = self.link.wire.cx(now);
         let _ = ipcp.open(&mut cx);
         let _ = ipcp.up(&mut cx);
         if let Some(ipv6cp) = &mut ipv6cp {
             let _ = ipv6cp.open(&mut cx);
             let _ = ipv6cp.up(&mut cx);
         }
-        self.ipcp = Some(ipcp);
-        self.ipv6cp = ipv6cp;
+        let auth = match std::mem::replace(&mut self.link.phase, Phase::Establish) {
+            Phase::Authenticate(auth) => Some(auth),
+            _ => None,
+        };
+        self.link.enter(Phase::Network {
+            auth,
+            ncp: Ncps { ipcp, ipv6cp },
+        });
     }
 
     fn on_ipcp(&mut self, now: Instant, event: Option<LayerEvent>) {
-        let Some(ipcp) = &self.ipcp else { return };
+        let Some(ncp) = self.link.phase.ncp() else {
+            return;
+        };
         match event {
             Some(LayerEvent::Up) => {
-                let peer = ipcp.policy.peer;
+                let peer = ncp.ipcp.policy.peer;
                 tracing::debug!(%peer, "IPCP opened");
-                self.events.push_back(ServerEvent::Ipv4Up { peer });
+                self.link.events.push_back(ServerEvent::Ipv4Up { peer });
             }
             Some(LayerEvent::Finished) => {
                 // IPv4 is what the tunnel is for: without it the session is useless.
-                let reason = ipcp.failure().map_or(DownReason::PeerTerminated, |f| {
+                let reason = ncp.ipcp.failure().map_or(DownReason::PeerTerminated, |f| {
                     f.down_reason(Protocol::IPCP)
                 });
                 self.terminate(now, reason);
@@ -419,10 +395,17 @@ impl Server {
     }
 
     fn on_ipv6cp(&mut self, event: Option<LayerEvent>) {
-        let Some(ipv6cp) = &self.ipv6cp else { return };
+        let Some(Ncps {
+            ipv6cp: Some(ipv6cp),
+            ..
+        }) = self.link.phase.ncp()
+        else {
+            return;
+        };
         match (event, ipv6cp.policy.peer_id) {
             (Some(LayerEvent::Up), Some(peer_interface_id)) => {
-                self.events
+                self.link
+                    .events
                     .push_back(ServerEvent::Ipv6Up { peer_interface_id });
             }
             (Some(LayerEvent::Finished), _) => {
@@ -434,19 +417,7 @@ impl Server {
 
     /// Closes LCP (Terminate-Request) and remembers why, for the Down event.
     fn terminate(&mut self, now: Instant, reason: DownReason) {
-        if self.closing.is_none() {
-            self.closing = Some(reason);
-        }
-        self.auth = None;
-        self.ipcp = None;
-        self.ipv6cp = None;
-        // RFC 1661 §5.5: the Terminate-Request's data is ours to fill; pppd logs it as
-        // "LCP terminated by peer (<text>)", so a refused user sees why.
-        self.lcp
-            .fsm
-            .set_terminate_text(reason_text(self.closing.as_ref()));
-        let event = self.lcp.fsm.close(&mut cx!(self, now));
-        if event == Some(LayerEvent::Finished) {
+        if self.link.terminate(now, reason, reason_text) {
             let reason = self.lcp_failure_reason();
             self.finish(reason);
         }
@@ -454,16 +425,12 @@ impl Server {
 
     /// Reports Down once and gives the address back.
     fn finish(&mut self, reason: DownReason) {
-        if self.phase == Phase::Finished {
-            return;
+        let down = ServerEvent::Down {
+            reason: reason.clone(),
+        };
+        if self.link.finish(&reason, down) {
+            self.release_address();
         }
-        self.phase = Phase::Finished;
-        self.auth = None;
-        self.ipcp = None;
-        self.ipv6cp = None;
-        self.release_address();
-        tracing::debug!(%reason, "PPP link down");
-        self.events.push_back(ServerEvent::Down { reason });
     }
 
     fn release_address(&mut self) {
@@ -474,9 +441,9 @@ impl Server {
 }
 
 /// What our LCP Terminate-Request says for `reason`.
-fn reason_text(reason: Option<&DownReason>) -> &'static [u8] {
+fn reason_text(reason: &DownReason) -> &'static [u8] {
     let text = match reason {
-        Some(DownReason::AuthFailed(failure)) => match failure {
+        DownReason::AuthFailed(failure) => match failure {
             AuthFailure::SessionLimit => crate::Refusal::SessionLimit.message(),
             AuthFailure::AddressExhausted => crate::Refusal::AddressExhausted.message(),
             AuthFailure::GatewayFull => crate::Refusal::GatewayFull.message(),
@@ -484,12 +451,10 @@ fn reason_text(reason: Option<&DownReason>) -> &'static [u8] {
             AuthFailure::Timeout => "Authentication timed out",
             _ => "Authentication failed",
         },
-        Some(DownReason::LocalClose { .. }) => "Gateway closed the session",
-        Some(DownReason::LoopbackDetected) => "Loopback detected",
-        Some(DownReason::Renegotiation) => "LCP renegotiation is not supported",
-        Some(DownReason::NotConverging { .. } | DownReason::PeerRejected { .. }) => {
-            "Negotiation failed"
-        }
+        DownReason::LocalClose { .. } => "Gateway closed the session",
+        DownReason::LoopbackDetected => "Loopback detected",
+        DownReason::Renegotiation => "LCP renegotiation is not supported",
+        DownReason::NotConverging { .. } | DownReason::PeerRejected { .. } => "Negotiation failed",
         _ => "",
     };
     text.as_bytes()
@@ -504,8 +469,8 @@ impl Drop for Server {
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("phase", &self.phase)
-            .field("lcp", &self.lcp.fsm.state())
+            .field("phase", &self.link.phase)
+            .field("lcp", &self.link.lcp.fsm.state())
             .field("address", &self.address)
             .finish_non_exhaustive()
     }

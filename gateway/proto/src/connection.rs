@@ -66,8 +66,7 @@ pub trait Side: Sized {
         err: DecodeError,
     ) {
         let _ = body;
-        let status = StatusInfo::new(AttributeId::NO_ERROR, Status::INVALID_FRAME_RECEIVED);
-        common.abort(now, status, CloseReason::InvalidMessage(err));
+        abort_invalid(common, now, err);
     }
     /// Sends one frame PPP produced while it runs.
     fn transmit_ppp(&mut self, common: &mut CommonState, now: Instant, frame: &[u8]) {
@@ -317,6 +316,12 @@ impl<S: Side> Connection<S> {
             self.side.events().push_back(S::closed(reason));
         }
     }
+}
+
+/// Aborts for a control message that does not decode, with INVALID_FRAME_RECEIVED.
+pub(crate) fn abort_invalid(common: &mut CommonState, now: Instant, err: DecodeError) {
+    let status = StatusInfo::new(AttributeId::NO_ERROR, Status::INVALID_FRAME_RECEIVED);
+    common.abort(now, status, CloseReason::InvalidMessage(err));
 }
 
 /// PPP starts (CALL_CONNECT_ACK): its LCP sends the first Configure-Request.

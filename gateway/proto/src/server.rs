@@ -12,7 +12,7 @@ use crate::{
     },
     common::CommonState,
     config::ServerConfig,
-    connection::{Connection, Preamble, Side, start_ppp},
+    connection::{Connection, Preamble, Side, abort_invalid, start_ppp},
     control::ControlMessage,
     crypto_binding::{self, CALL_CONNECTED_LEN, CertHashes},
     event::{CloseReason, ServerEvent},
@@ -247,10 +247,7 @@ impl Side for ServerSide {
             (State::ExpectCallConnected { .. }, Some(MessageType::CALL_CONNECTED)) => {
                 abort_call_connected_format(common, now, err);
             }
-            _ => {
-                let status = StatusInfo::new(AttributeId::NO_ERROR, Status::INVALID_FRAME_RECEIVED);
-                common.abort(now, status, CloseReason::InvalidMessage(err));
-            }
+            _ => abort_invalid(common, now, err),
         }
     }
 
