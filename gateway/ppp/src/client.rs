@@ -407,7 +407,7 @@ const WINDOWS_MRU: u16 = 4091;
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("phase", &self.link.phase)
+            .field("phase", &self.link.phase.name())
             .field("lcp", &self.link.lcp.fsm.state())
             .finish_non_exhaustive()
     }

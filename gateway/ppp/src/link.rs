@@ -85,7 +85,7 @@ impl<A, N> Phase<A, N> {
         !matches!(self, Self::Dead | Self::Finished)
     }
 
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Dead => "dead",
             Self::Establish => "establish",

@@ -142,7 +142,7 @@ impl Server {
     }
 
     /// The timer due first.
-    fn next_timer(&self) -> Option<(Timer, Instant)> {
+    pub(crate) fn next_timer(&self) -> Option<(Timer, Instant)> {
         let phase = &self.link.phase;
         if matches!(phase, Phase::Finished) {
             return None;
@@ -469,7 +469,7 @@ impl Drop for Server {
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("phase", &self.link.phase)
+            .field("phase", &self.link.phase.name())
             .field("lcp", &self.link.lcp.fsm.state())
             .field("address", &self.address)
             .finish_non_exhaustive()

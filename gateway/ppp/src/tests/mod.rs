@@ -4,6 +4,7 @@
 mod lcp;
 mod pair;
 mod robustness;
+mod timers;
 mod windows;
 
 use std::{
