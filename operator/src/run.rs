@@ -16,10 +16,10 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
-        reflector::{ObjectRef, Store},
-        watcher,
+        reflector::{self, ObjectRef, Store, reflector},
+        watcher::{self, watcher},
     },
 };
 use sstp_api::{SstpGateway, SstpUser, gateway::ImagePullPolicy, watch_backoff::WatchBackoff};
@@ -28,10 +28,10 @@ use tracing::{info, warn};
 use crate::{
     admin::{self, Readiness},
     census,
-    controller::{self, Context, ErrorCounts, gateway, user},
+    controller::{self, Context, ErrorCounts, gateway, triggers, user},
     leader::{Election, LeaseSettings},
     metrics::Metrics,
-    resources::{APP_NAME, INSTANCE_LABEL, MANAGED_BY_LABEL, NAME_LABEL},
+    resources::{APP_NAME, NAME_LABEL},
 };
 
 /// How the operator runs.
@@ -287,17 +287,20 @@ async fn gateway_controller(
     stop: Stop,
 ) {
     let config = watcher::Config::default().any_semantic();
-    let store = controller.store();
-    let live = store.clone();
-    let by_namespace = move |namespace: Option<String>| {
-        store
-            .state()
-            .into_iter()
-            .filter(|gw| gw.namespace() == namespace)
-            .map(|gw| ObjectRef::from_obj(gw.as_ref()))
-            .collect::<Vec<_>>()
-    };
-    let for_users = by_namespace.clone();
+    let gateways = controller.store();
+    let live = gateways.clone();
+    // The gateway's own SstpUser cache: each user change is in it before the change wakes a
+    // gateway (the reflector applies an event, then passes it on), deletions included, so the
+    // reconcile reads its users from here and never misses the change that woke it.
+    let (users, writer) = reflector::store::<SstpUser>();
+    let user_changes = reflector(
+        writer,
+        watcher(scope.api::<SstpUser>(), config.clone()).backoff(WatchBackoff::default()),
+    )
+    .touched_objects();
+    let ctx = Arc::new(ctx.as_ref().clone().with_users(users.clone()));
+    let in_namespace = gateways.clone();
+    let for_secrets = gateways.clone();
     let errors = ErrorCounts::default();
     controller
         .owns(scope.api::<Deployment>(), config.clone())
@@ -308,27 +311,26 @@ async fn gateway_controller(
         .owns(scope.api::<RoleBinding>(), config.clone())
         .owns(scope.api::<PodDisruptionBudget>(), config.clone())
         .owns(scope.api::<Secret>(), config.clone())
-        .watches(scope.api::<SstpUser>(), config.clone(), move |user| {
-            for_users(user.namespace())
+        // A user change may select or deselect it for any gateway of its namespace.
+        .watches_stream(user_changes, move |user| {
+            in_namespace
+                .state()
+                .into_iter()
+                .filter(|gw| gw.namespace() == user.namespace())
+                .map(|gw| ObjectRef::from_obj(gw.as_ref()))
+                .collect::<Vec<_>>()
         })
         // Gateway pods (owned by ReplicaSets, not by the gateway): their status feeds the
         // gateway's conditions. Only pods with the operator's name label are watched.
         .watches(
             scope.api::<Pod>(),
             config.clone().labels(&format!("{NAME_LABEL}={APP_NAME}")),
-            |pod| gateway_of_pod(&pod),
+            |pod| triggers::gateway_of_pod(&pod),
         )
-        // Password Secrets, BYO and cert-manager TLS Secrets: anything not owned by a gateway.
+        // Password Secrets, BYO and cert-manager TLS Secrets: each wakes only the gateways it
+        // concerns.
         .watches(scope.api::<Secret>(), config, move |secret| {
-            let owned = secret
-                .owner_references()
-                .iter()
-                .any(|o| o.kind == "SstpGateway");
-            if owned {
-                Vec::new()
-            } else {
-                by_namespace(secret.namespace())
-            }
+            triggers::gateways_for_secret(&secret, &for_secrets.state(), &users.state())
         })
         .graceful_shutdown_on(stop)
         .run(
@@ -347,16 +349,6 @@ async fn gateway_controller(
         )
         .for_each(|_| async {})
         .await;
-}
-
-/// The gateway a pod belongs to, by its instance label.
-fn gateway_of_pod(pod: &Pod) -> Option<ObjectRef<SstpGateway>> {
-    let labels = pod.labels();
-    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(crate::FIELD_MANAGER) {
-        return None;
-    }
-    let name = labels.get(INSTANCE_LABEL)?;
-    Some(ObjectRef::new(name).within(&pod.namespace()?))
 }
 
 async fn user_controller(

@@ -63,10 +63,7 @@ pub async fn reconcile(gateway: Arc<SstpGateway>, ctx: Arc<Context>) -> Result<A
 
     let (report, extras, revisit) = certificate(&gateway, &owner, &ctx, &secrets, now).await?;
 
-    let users = Api::<SstpUser>::namespaced(client.clone(), ns)
-        .list(&Default::default())
-        .await?
-        .items;
+    let users = ctx.users_in(ns).await?;
     let passwords = read_passwords(&secrets, &users).await?;
     let compiled = compile(
         gateway.spec.users.selector.as_ref(),

@@ -4,13 +4,14 @@
 use std::{sync::Arc, time::Duration};
 
 use kube::{
-    Client, Resource,
+    Api, Client, Resource,
     runtime::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
+        reflector::Store,
     },
 };
-use sstp_api::gateway::ImagePullPolicy;
+use sstp_api::{SstpUser, gateway::ImagePullPolicy};
 use tracing::warn;
 
 use crate::metrics::Metrics;
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod pod_health;
 pub mod prune;
 pub mod status;
+pub mod triggers;
 pub mod user;
 
 /// Every controller's name, as the metrics label it: each series starts at zero with it.
@@ -38,6 +40,9 @@ pub struct Context {
     pub gateway_image: String,
     /// Its pull policy when a gateway sets none (`None`: Kubernetes' default).
     pub gateway_pull_policy: Option<ImagePullPolicy>,
+    /// The SstpUsers of the scope, as the gateway controller's watch caches them; `None`
+    /// reads them from the API server (a reconcile run without the controller's watches).
+    users: Option<Store<SstpUser>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -68,7 +73,37 @@ impl Context {
             metrics,
             gateway_image,
             gateway_pull_policy,
+            users: None,
         }
+    }
+
+    /// This context reading the SstpUsers from `users`, the cache of a watch whose every
+    /// event reaches the store before it wakes a reconcile.
+    #[must_use]
+    pub fn with_users(self, users: Store<SstpUser>) -> Self {
+        Self {
+            users: Some(users),
+            ..self
+        }
+    }
+
+    /// Every SstpUser of `namespace`: from the watch cache once it has listed them all, else
+    /// from the API server.
+    pub async fn users_in(&self, namespace: &str) -> crate::Result<Vec<SstpUser>> {
+        if let Some(users) = &self.users
+            // Only before the first complete list (at start) does this wait: an empty cache
+            // must never compile an empty users document. It fails only at shutdown.
+            && users.wait_until_ready().await.is_ok()
+        {
+            return Ok(users
+                .state()
+                .iter()
+                .filter(|user| user.metadata.namespace.as_deref() == Some(namespace))
+                .map(|user| user.as_ref().clone())
+                .collect());
+        }
+        let api = Api::<SstpUser>::namespaced(self.client.clone(), namespace);
+        Ok(api.list(&Default::default()).await?.items)
     }
 
     /// Publishes a Normal event about `object`; a failure to publish is logged, not fatal.
