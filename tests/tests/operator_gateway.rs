@@ -116,12 +116,18 @@ async fn a_gateway_and_two_users_yield_every_child_the_users_document_and_a_fitt
     );
     assert_eq!(doc.users["Bob"].nt_hash.0, nt_hash_hex(&bob_password));
 
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let deployment = eventually("Deployment gw", TIMEOUT, || {
-        let api = deployments.clone();
+    // The PodDisruptionBudget is the last child a reconcile applies: once it exists, so do the
+    // others read below (waiting for the Deployment alone raced the Service and the PDB on a
+    // loaded machine: 1 failure in 8 runs under stress-ng).
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    eventually("PodDisruptionBudget gw", TIMEOUT, || {
+        let api = budgets.clone();
         async move { Ok(api.get_opt("gw").await?) }
     })
     .await?;
+    let deployment = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("gw")
+        .await?;
     let gateway = Api::<SstpGateway>::namespaced(client.clone(), ns)
         .get("gw")
         .await?;
