@@ -335,14 +335,7 @@ impl Client {
             let _ = ipv6cp.open(&mut cx);
             let _ = ipv6cp.up(&mut cx);
         }
-        let auth = match std::mem::replace(&mut self.link.phase, Phase::Establish) {
-            Phase::Authenticate(auth) => Some(auth),
-            _ => None,
-        };
-        self.link.enter(Phase::Network {
-            auth,
-            ncp: Ncps { ipcp, ipv6cp, ccp },
-        });
+        self.link.enter_network(Ncps { ipcp, ipv6cp, ccp });
     }
 
     fn on_ipcp(&mut self, now: Instant, event: Option<LayerEvent>) {

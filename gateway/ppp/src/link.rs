@@ -267,6 +267,17 @@ impl<E, A, N> Link<E, A, N> {
         true
     }
 
+    /// Enters the Network phase with `ncp`, keeping the finished authentication exchange (if
+    /// there was one) to answer the peer's retransmissions.
+    pub(crate) fn enter_network(&mut self, ncp: N) {
+        tracing::trace!(from = self.phase.name(), to = "network", "PPP phase");
+        let auth = match std::mem::replace(&mut self.phase, Phase::Establish) {
+            Phase::Authenticate(auth) => Some(auth),
+            _ => None,
+        };
+        self.phase = Phase::Network { auth, ncp };
+    }
+
     /// Moves to `phase`, dropping what the one left held.
     pub(crate) fn enter(&mut self, phase: Phase<A, N>) {
         tracing::trace!(from = self.phase.name(), to = phase.name(), "PPP phase");

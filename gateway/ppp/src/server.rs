@@ -363,14 +363,7 @@ impl Server {
             let _ = ipv6cp.open(&mut cx);
             let _ = ipv6cp.up(&mut cx);
         }
-        let auth = match std::mem::replace(&mut self.link.phase, Phase::Establish) {
-            Phase::Authenticate(auth) => Some(auth),
-            _ => None,
-        };
-        self.link.enter(Phase::Network {
-            auth,
-            ncp: Ncps { ipcp, ipv6cp },
-        });
+        self.link.enter_network(Ncps { ipcp, ipv6cp });
     }
 
     fn on_ipcp(&mut self, now: Instant, event: Option<LayerEvent>) {
