@@ -476,6 +476,9 @@ fn until(next: Option<Timestamp>, now: Timestamp) -> Duration {
     })
 }
 
+#[cfg(test)]
+mod tests;
+
 /// The cert-manager Certificate CRD.
 const CERT_MANAGER_CRD: &str = "certificates.cert-manager.io";
 /// The Prometheus operator's ServiceMonitor CRD.

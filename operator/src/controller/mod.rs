@@ -20,6 +20,8 @@ pub mod apply;
 pub mod gateway;
 pub mod pod_health;
 pub mod prune;
+#[cfg(test)]
+mod scripted_api;
 pub mod status;
 pub mod triggers;
 pub mod user;
@@ -95,12 +97,16 @@ impl Context {
             // must never compile an empty users document. It fails only at shutdown.
             && users.wait_until_ready().await.is_ok()
         {
-            return Ok(users
+            let mut users: Vec<SstpUser> = users
                 .state()
                 .iter()
                 .filter(|user| user.metadata.namespace.as_deref() == Some(namespace))
                 .map(|user| user.as_ref().clone())
-                .collect());
+                .collect();
+            // In the API server's list order (by name), not the cache's hash order, so the
+            // reads that follow come in the same order every time.
+            users.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            return Ok(users);
         }
         let api = Api::<SstpUser>::namespaced(self.client.clone(), namespace);
         Ok(api.list(&Default::default()).await?.items)

@@ -1,129 +1,19 @@
-//! The user reconcile against a scripted API server, no cluster (controller-rs's fixtures): a
-//! kube `Client` over an in-memory service, every request it makes answered by the test in
-//! order, so each scenario says exactly what the reconcile reads and writes. The same reconcile
-//! against a real kube-apiserver is in `tests/tests/operator_gateway.rs`.
+//! The user reconcile against a scripted API server (`controller::scripted_api`), no cluster:
+//! each scenario says exactly what the reconcile reads and writes. The same reconcile against a
+//! real kube-apiserver is in `tests/tests/operator_gateway.rs`.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::{Method, StatusCode};
 use k8s_openapi::{
     ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::LabelSelector,
 };
-use kube::{Client, api::ObjectMeta, client::Body, runtime::controller::Action};
+use kube::{api::ObjectMeta, runtime::controller::Action};
 use serde_json::{Value, json};
 use sstp_api::{SstpGateway, SstpUser, SstpUserSpec, user::PasswordSecretRef};
-use tower_test::mock::{self, Handle, SendResponse};
 
 use super::{RESYNC, generate_password, reconcile};
-use crate::{controller::Context, metrics::Metrics};
-
-const NS: &str = "vpn";
-
-/// The API server's side of the client: each request, taken in order.
-struct ApiServer(Handle<Request<Body>, Response<Body>>);
-
-/// One request the reconcile made.
-struct Call {
-    /// Path and query.
-    uri: String,
-    body: Value,
-    reply: SendResponse<Response<Body>>,
-}
-
-impl Call {
-    fn answer(self, status: StatusCode, body: &Value) {
-        let response = Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap();
-        self.reply.send_response(response);
-    }
-
-    fn not_found(self) {
-        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "reason": "NotFound", "code": 404, "message": "not found"});
-        self.answer(StatusCode::NOT_FOUND, &status);
-    }
-
-    fn conflict(self) {
-        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "reason": "AlreadyExists", "code": 409, "message": "already exists"});
-        self.answer(StatusCode::CONFLICT, &status);
-    }
-
-    /// Answers a status apply with `object` carrying the applied status.
-    fn applied_to(self, object: &impl serde::Serialize) {
-        let mut object = serde_json::to_value(object).unwrap();
-        object["status"] = self.body["status"].clone();
-        self.answer(StatusCode::OK, &object);
-    }
-
-    /// Answers with what was sent (a create echoed back).
-    fn echo(self) {
-        let body = self.body.clone();
-        self.answer(StatusCode::OK, &body);
-    }
-}
-
-impl ApiServer {
-    /// The next request, which must be `method` on a path starting with `path`.
-    async fn expect(&mut self, method: Method, path: &str) -> Call {
-        let (request, reply) = tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
-            .await
-            .unwrap_or_else(|_| panic!("no request; expected {method} {path}"))
-            .unwrap_or_else(|| panic!("the client is gone; expected {method} {path}"));
-        let (parts, body) = request.into_parts();
-        let uri = parts.uri.to_string();
-        assert_eq!(
-            (&parts.method, uri.starts_with(path)),
-            (&method, true),
-            "got {} {uri}",
-            parts.method
-        );
-        let bytes = body.collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        Call { uri, body, reply }
-    }
-
-    /// No request beyond the ones expected: the client (and so the reconcile) is done.
-    async fn expect_no_more(mut self) {
-        if let Ok(Some((request, _))) =
-            tokio::time::timeout(Duration::from_secs(1), self.0.next_request()).await
-        {
-            panic!("unexpected {} {}", request.method(), request.uri());
-        }
-    }
-}
-
-/// The reconcile's result; a reconcile still waiting is one that made a request the scenario
-/// does not expect (and so never answers): that fails the test instead of hanging it.
-async fn finished(reconciled: tokio::task::JoinHandle<crate::Result<Action>>) -> Action {
-    tokio::time::timeout(Duration::from_secs(10), reconciled)
-        .await
-        .expect("the reconcile made a request this scenario does not expect")
-        .unwrap()
-        .unwrap()
-}
-
-/// A context over a scripted API server.
-fn context() -> (Arc<Context>, ApiServer) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, NS);
-    let context = Context::new(
-        client,
-        Metrics::new(),
-        "sstp-gateway:test".into(),
-        None,
-        "test".into(),
-    );
-    (Arc::new(context), ApiServer(handle))
-}
+use crate::controller::scripted_api::{ApiServer, Call, NS, context, finished};
 
 fn user(name: &str, spec: SstpUserSpec) -> SstpUser {
     let mut user = SstpUser::new(name, spec);
@@ -202,7 +92,7 @@ async fn alice_creating_her_credentials() -> (
     ApiServer,
     Call,
 ) {
-    let (ctx, mut api) = context();
+    let (ctx, mut api) = context(None);
     let alice = Arc::new(user("alice", spec("alice")));
     let reconciled = tokio::spawn(reconcile(Arc::clone(&alice), ctx));
     api.expect(
@@ -346,7 +236,7 @@ async fn a_disabled_user_is_not_ready_lists_no_gateway_and_a_second_reconcile_wr
         name: "bob-password".into(),
         key: "password".into(),
     });
-    let (ctx, mut api) = context();
+    let (ctx, mut api) = context(None);
     let bob = user("bob", disabled);
     let reconciled = tokio::spawn(reconcile(Arc::new(bob.clone()), Arc::clone(&ctx)));
     api.expect(Method::GET, "/api/v1/namespaces/vpn/secrets/bob-password")
@@ -390,7 +280,7 @@ async fn a_missing_password_says_which_secret_and_key_and_an_expiry_brings_the_n
     expiring.expires_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         in_five_minutes,
     ));
-    let (ctx, mut api) = context();
+    let (ctx, mut api) = context(None);
     let carol = user("carol", expiring);
     let reconciled = tokio::spawn(reconcile(Arc::new(carol.clone()), ctx));
     api.expect(Method::GET, "/api/v1/namespaces/vpn/secrets/carol-password")
