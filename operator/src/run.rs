@@ -16,10 +16,10 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         controller::Action,
-        reflector::{self, ObjectRef, Store, reflector},
-        watcher::{self, watcher},
+        reflector::{ObjectRef, Store},
+        watcher,
     },
 };
 use sstp_api::{SstpGateway, SstpUser, gateway::ImagePullPolicy, watch_backoff::WatchBackoff};
@@ -28,7 +28,11 @@ use tracing::{info, warn};
 use crate::{
     admin::{self, Readiness},
     census,
-    controller::{self, Context, ErrorCounts, gateway, triggers, user},
+    controller::{
+        self, Context, ErrorCounts,
+        cache::{self, Caches},
+        gateway, triggers, user,
+    },
     leader::{Election, LeaseSettings},
     metrics::Metrics,
     resources::{APP_NAME, NAME_LABEL},
@@ -287,51 +291,87 @@ async fn gateway_controller(
     stop: Stop,
 ) {
     let config = watcher::Config::default().any_semantic();
+    // Only the operator's own children: neither the watches nor their stores carry anyone
+    // else's Deployments, Services...
+    let children = config.clone().labels(&cache::managed_by_selector());
     let gateways = controller.store();
     let live = gateways.clone();
-    // The gateway's own SstpUser cache: each user change is in it before the change wakes a
-    // gateway (the reflector applies an event, then passes it on), deletions included, so the
-    // reconcile reads its users from here and never misses the change that woke it.
-    let (users, writer) = reflector::store::<SstpUser>();
-    let user_changes = reflector(
-        writer,
-        watcher(scope.api::<SstpUser>(), config.clone()).backoff(WatchBackoff::default()),
-    )
-    .touched_objects();
-    let ctx = Arc::new(ctx.as_ref().clone().with_users(users.clone()));
+    // Every watch of this controller feeds a store the reconcile reads (`controller/cache.rs`):
+    // each change is in its store before it wakes a gateway, deletions included.
+    let (caches, writers) = Caches::new();
+    let users = caches.users.clone();
+    let ctx = Arc::new(ctx.as_ref().clone().with_caches(caches));
     let in_namespace = gateways.clone();
     let for_secrets = gateways.clone();
     let errors = ErrorCounts::default();
     controller
-        .owns(scope.api::<Deployment>(), config.clone())
-        .owns(scope.api::<Service>(), config.clone())
-        .owns(scope.api::<ConfigMap>(), config.clone())
-        .owns(scope.api::<ServiceAccount>(), config.clone())
-        .owns(scope.api::<Role>(), config.clone())
-        .owns(scope.api::<RoleBinding>(), config.clone())
-        .owns(scope.api::<PodDisruptionBudget>(), config.clone())
-        .owns(scope.api::<Secret>(), config.clone())
+        .owns_stream(trimmed_watch(
+            scope.api::<Deployment>(),
+            &children,
+            writers.deployments,
+        ))
+        .owns_stream(trimmed_watch(
+            scope.api::<Service>(),
+            &children,
+            writers.services,
+        ))
+        .owns_stream(trimmed_watch(
+            scope.api::<ConfigMap>(),
+            &children,
+            writers.config_maps,
+        ))
+        .owns_stream(trimmed_watch(
+            scope.api::<ServiceAccount>(),
+            &children,
+            writers.service_accounts,
+        ))
+        .owns_stream(trimmed_watch(scope.api::<Role>(), &children, writers.roles))
+        .owns_stream(trimmed_watch(
+            scope.api::<RoleBinding>(),
+            &children,
+            writers.role_bindings,
+        ))
+        .owns_stream(trimmed_watch(
+            scope.api::<PodDisruptionBudget>(),
+            &children,
+            writers.pod_disruption_budgets,
+        ))
         // A user change may select or deselect it for any gateway of its namespace.
-        .watches_stream(user_changes, move |user| {
-            in_namespace
-                .state()
-                .into_iter()
-                .filter(|gw| gw.namespace() == user.namespace())
-                .map(|gw| ObjectRef::from_obj(gw.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        .watches_stream(
+            trimmed_watch(scope.api::<SstpUser>(), &config, writers.users),
+            move |user| {
+                in_namespace
+                    .state()
+                    .into_iter()
+                    .filter(|gw| gw.namespace() == user.namespace())
+                    .map(|gw| ObjectRef::from_obj(gw.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         // Gateway pods (owned by ReplicaSets, not by the gateway): their status feeds the
         // gateway's conditions. Only pods with the operator's name label are watched.
-        .watches(
-            scope.api::<Pod>(),
-            config.clone().labels(&format!("{NAME_LABEL}={APP_NAME}")),
+        .watches_stream(
+            trimmed_watch(
+                scope.api::<Pod>(),
+                &config.clone().labels(&format!("{NAME_LABEL}={APP_NAME}")),
+                writers.pods,
+            ),
             |pod| triggers::gateway_of_pod(&pod),
         )
-        // Password Secrets, BYO and cert-manager TLS Secrets: each wakes only the gateways it
-        // concerns.
-        .watches(scope.api::<Secret>(), config, move |secret| {
-            triggers::gateways_for_secret(&secret, &for_secrets.state(), &users.state())
-        })
+        // Every Secret of the scope, one watch: the gateway's own (`<gw>-users`, `-tls`, `-ca`)
+        // wake it as its children do; password, BYO and cert-manager TLS Secrets wake only the
+        // gateways they concern. Non-Opaque Secrets are stored without their data.
+        .watches_stream(
+            cache::watch(
+                scope.api::<Secret>(),
+                &config,
+                writers.secrets,
+                cache::trimmed_secret,
+            ),
+            move |secret| {
+                triggers::gateways_for_secret(&secret, &for_secrets.state(), &users.state())
+            },
+        )
         .graceful_shutdown_on(stop)
         .run(
             counting(errors.clone(), live.clone(), gateway::reconcile),
@@ -393,6 +433,24 @@ async fn user_controller(
         )
         .for_each(|_| async {})
         .await;
+}
+
+/// [`cache::watch`] of a kind other than Secrets, trimmed as every store is.
+fn trimmed_watch<K>(
+    api: Api<K>,
+    config: &watcher::Config,
+    writer: kube::runtime::reflector::store::Writer<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    cache::watch(api, config, writer, cache::trimmed)
 }
 
 /// Whether `store` still has the object of an [`ErrorCounts`] key (`namespace/name`).

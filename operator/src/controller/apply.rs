@@ -20,21 +20,15 @@ use crate::{FIELD_MANAGER, Result, metrics::Metrics};
 /// Annotation holding the hash of the applied object.
 pub const APPLIED_HASH_ANNOTATION: &str = "sstp.io/applied-hash";
 
-/// Applies `desired` unless the stored object already carries its hash. Returns the stored
+/// Applies `desired` unless the stored object already carries its hash. `cached` is the object as
+/// a watch cache holds it: carrying that hash, it stands for the stored one and nothing is read;
+/// otherwise (absent, or a cache lagging a change) the stored object is read. Returns the stored
 /// object and whether a write happened.
-pub async fn apply<K>(api: &Api<K>, desired: K, metrics: &Metrics) -> Result<(K, bool)>
-where
-    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
-    K::DynamicType: Default,
-{
-    apply_with(api, desired, &K::DynamicType::default(), metrics).await
-}
-
-/// [`apply`] for dynamically typed objects.
 pub async fn apply_with<K>(
     api: &Api<K>,
     mut desired: K,
     dynamic_type: &K::DynamicType,
+    cached: Option<&K>,
     metrics: &Metrics,
 ) -> Result<(K, bool)>
 where
@@ -42,8 +36,13 @@ where
 {
     let name = desired.name_any();
     let hash = hash_of(&desired)?;
+    let carries_hash =
+        |object: &K| object.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash);
+    if let Some(cached) = cached.filter(|cached| carries_hash(cached)) {
+        return Ok((cached.clone(), false));
+    }
     if let Some(existing) = api.get_opt(&name).await?
-        && existing.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash)
+        && carries_hash(&existing)
     {
         return Ok((existing, false));
     }

@@ -4,12 +4,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use jiff::Timestamp;
 use k8s_openapi::{
-    api::{
-        apps::v1::Deployment,
-        core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount},
-        policy::v1::PodDisruptionBudget,
-        rbac::v1::{Role, RoleBinding},
-    },
+    api::core::v1::{Pod, Secret, Service},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::apis::meta::v1::Time,
 };
@@ -23,7 +18,7 @@ use tracing::{debug, info, instrument};
 
 use super::{
     Context, RESYNC,
-    apply::{apply, apply_with},
+    apply::apply_with,
     prune::{Conditional, Pruned, delete_if_controlled, unwanted},
     status::{CertificateReport, Observed, gateway_status},
 };
@@ -64,7 +59,7 @@ pub async fn reconcile(gateway: Arc<SstpGateway>, ctx: Arc<Context>) -> Result<A
     let (report, extras, revisit) = certificate(&gateway, &owner, &ctx, &secrets, now).await?;
 
     let users = ctx.users_in(ns).await?;
-    let passwords = read_passwords(&secrets, &users).await?;
+    let passwords = read_passwords(&ctx, &secrets, &users).await?;
     let compiled = compile(
         gateway.spec.users.selector.as_ref(),
         &users,
@@ -78,12 +73,7 @@ pub async fn reconcile(gateway: Arc<SstpGateway>, ctx: Arc<Context>) -> Result<A
     for (user, why) in &compiled.skipped {
         debug!(user, ?why, "user left out of the users document");
     }
-    let (_, users_changed) = apply(
-        &secrets,
-        users_secret(&owner, &compiled.document),
-        &ctx.metrics,
-    )
-    .await?;
+    let (_, users_changed) = ctx.apply(users_secret(&owner, &compiled.document)).await?;
     if users_changed {
         info!(
             users = compiled.document.users.len(),
@@ -104,50 +94,19 @@ pub async fn reconcile(gateway: Arc<SstpGateway>, ctx: Arc<Context>) -> Result<A
 
     let config = gateway_config(&gateway, &owner, extras)?;
     let config_json = config.to_json_pretty();
-    apply(
-        &Api::<ConfigMap>::namespaced(client.clone(), ns),
-        config_map(&owner, &config),
-        &ctx.metrics,
-    )
-    .await?;
-    apply(
-        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-        service_account(&owner),
-        &ctx.metrics,
-    )
-    .await?;
-    apply(
-        &Api::<Role>::namespaced(client.clone(), ns),
-        role(&owner),
-        &ctx.metrics,
-    )
-    .await?;
-    apply(
-        &Api::<RoleBinding>::namespaced(client.clone(), ns),
-        role_binding(&owner),
-        &ctx.metrics,
-    )
-    .await?;
+    ctx.apply(config_map(&owner, &config)).await?;
+    ctx.apply(service_account(&owner)).await?;
+    ctx.apply(role(&owner)).await?;
+    ctx.apply(role_binding(&owner)).await?;
     let inputs = PodInputs {
         default_image: &ctx.gateway_image,
         default_pull_policy: ctx.gateway_pull_policy,
         config_json: &config_json,
     };
-    let (stored_deployment, _) = apply(
-        &Api::<Deployment>::namespaced(client.clone(), ns),
-        deployment(&gateway, &owner, &inputs),
-        &ctx.metrics,
-    )
-    .await?;
-    let services = Api::<Service>::namespaced(client.clone(), ns);
-    let (stored_service, _) = apply(&services, service(&gateway, &owner), &ctx.metrics).await?;
-    apply(
-        &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
-        pod_disruption_budget(&owner),
-        &ctx.metrics,
-    )
-    .await?;
-    let monitored = monitoring(&gateway, &owner, &ctx, &services).await?;
+    let (stored_deployment, _) = ctx.apply(deployment(&gateway, &owner, &inputs)).await?;
+    let (stored_service, _) = ctx.apply(service(&gateway, &owner)).await?;
+    ctx.apply(pod_disruption_budget(&owner)).await?;
+    let monitored = monitoring(&gateway, &owner, &ctx).await?;
     prune(&gateway, &owner, &ctx, monitored).await?;
 
     let pods = gateway_pods(&ctx, &owner).await?;
@@ -197,6 +156,7 @@ async fn certificate(
             &api,
             cert_manager::certificate(gateway, owner, settings),
             &resource,
+            None,
             &ctx.metrics,
         )
         .await?;
@@ -216,11 +176,13 @@ async fn certificate(
             && let Some(material) = secrets.get_opt(name).await?.as_ref().and_then(read_tls)
         {
             // Copied into <gw>-tls so the pods mount and watch one fixed, RBAC-named Secret.
-            apply(secrets, tls_secret(owner, &material), &ctx.metrics).await?;
+            ctx.apply(tls_secret(owner, &material)).await?;
         }
         return Ok((report, extras, revisit));
     }
     let settings = tls.self_managed.clone().unwrap_or_default();
+    // Read from the API server, never the cache (`cache.rs`): a cache lagging the CA a previous
+    // reconcile wrote would issue a second one.
     let stored_ca = secrets
         .get_opt(&owner.names.ca)
         .await?
@@ -232,8 +194,8 @@ async fn certificate(
         .as_ref()
         .and_then(read_tls);
     let outcome = self_managed::reconcile(stored_ca, stored_tls, hostnames, &settings, now)?;
-    apply(secrets, ca_secret(owner, &outcome.ca), &ctx.metrics).await?;
-    apply(secrets, tls_secret(owner, &outcome.tls), &ctx.metrics).await?;
+    ctx.apply(ca_secret(owner, &outcome.ca)).await?;
+    ctx.apply(tls_secret(owner, &outcome.tls)).await?;
     if outcome.issued {
         let note = format!(
             "issued a server certificate valid until {}",
@@ -307,12 +269,7 @@ async fn check_stored(
 
 /// The metrics Service and ServiceMonitor, when asked for and the CRD exists. Returns whether
 /// they were applied (else they are not wanted).
-async fn monitoring(
-    gateway: &SstpGateway,
-    owner: &Owner,
-    ctx: &Context,
-    services: &Api<Service>,
-) -> Result<bool> {
+async fn monitoring(gateway: &SstpGateway, owner: &Owner, ctx: &Context) -> Result<bool> {
     let (Some(service), Some(monitor)) = (
         metrics_service(gateway, owner),
         service_monitor::service_monitor(gateway, owner),
@@ -323,11 +280,11 @@ async fn monitoring(
         debug!("ServiceMonitor asked for but its CRD is not installed");
         return Ok(false);
     }
-    apply(services, service, &ctx.metrics).await?;
+    ctx.apply(service).await?;
     let resource = service_monitor::api_resource();
     let api =
         Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &owner.namespace, &resource);
-    apply_with(&api, monitor, &resource, &ctx.metrics).await?;
+    apply_with(&api, monitor, &resource, None, &ctx.metrics).await?;
     Ok(true)
 }
 
@@ -381,8 +338,17 @@ async fn prune(gateway: &SstpGateway, owner: &Owner, ctx: &Context, monitored: b
 
 /// The gateway's pods, by its selector labels: their status says why they cannot start.
 async fn gateway_pods(ctx: &Context, owner: &Owner) -> Result<Vec<Pod>> {
-    let selector = owner
-        .selector_labels()
+    let wanted = owner.selector_labels();
+    let selected = |pod: &Pod| {
+        let labels = pod.labels();
+        wanted
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+    };
+    if let Some(pods) = ctx.cached_list(&owner.namespace, selected) {
+        return Ok(pods);
+    }
+    let selector = wanted
         .iter()
         .map(|(key, value)| format!("{key}={value}"))
         .collect::<Vec<_>>()
@@ -393,17 +359,27 @@ async fn gateway_pods(ctx: &Context, owner: &Owner) -> Result<Vec<Pod>> {
     Ok(pods.items)
 }
 
-/// Reads every referenced password once.
+/// Reads every referenced password once: from the watch cache when it holds the Secret's data,
+/// else from the API server.
 async fn read_passwords(
+    ctx: &Context,
     secrets: &Api<Secret>,
     users: &[SstpUser],
 ) -> Result<BTreeMap<(String, String), String>> {
+    let namespace = secrets.namespace().unwrap_or_default();
     let mut passwords = BTreeMap::new();
     let mut cache: BTreeMap<String, Option<Secret>> = BTreeMap::new();
     for user in users {
         let PasswordSecretRef { name, key } = user.password_ref();
         if !cache.contains_key(&name) {
-            cache.insert(name.clone(), secrets.get_opt(&name).await?);
+            let cached = ctx
+                .cached::<Secret>(namespace, &name)
+                .filter(|secret| secret.data.is_some());
+            let secret = match cached {
+                Some(secret) => Some(secret.as_ref().clone()),
+                None => secrets.get_opt(&name).await?,
+            };
+            cache.insert(name.clone(), secret);
         }
         if let Some(password) = cache
             .get(&name)

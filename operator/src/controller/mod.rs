@@ -3,12 +3,12 @@
 
 use std::{sync::Arc, time::Duration};
 
+use cache::{Cached, Caches};
 use kube::{
-    Api, Client, Resource,
+    Api, Client, Resource, ResourceExt,
     runtime::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
-        reflector::Store,
     },
 };
 use sstp_api::{SstpUser, gateway::ImagePullPolicy};
@@ -17,6 +17,7 @@ use tracing::warn;
 use crate::metrics::Metrics;
 
 pub mod apply;
+pub mod cache;
 pub mod gateway;
 pub mod pod_health;
 pub mod prune;
@@ -42,9 +43,9 @@ pub struct Context {
     pub gateway_image: String,
     /// Its pull policy when a gateway sets none (`None`: Kubernetes' default).
     pub gateway_pull_policy: Option<ImagePullPolicy>,
-    /// The SstpUsers of the scope, as the gateway controller's watch caches them; `None`
-    /// reads them from the API server (a reconcile run without the controller's watches).
-    users: Option<Store<SstpUser>>,
+    /// What the gateway controller's watches cache (`cache.rs` says which reads trust it);
+    /// `None` reads everything from the API server (a reconcile run without those watches).
+    caches: Option<Caches>,
 }
 
 impl std::fmt::Debug for Context {
@@ -75,16 +76,16 @@ impl Context {
             metrics,
             gateway_image,
             gateway_pull_policy,
-            users: None,
+            caches: None,
         }
     }
 
-    /// This context reading the SstpUsers from `users`, the cache of a watch whose every
-    /// event reaches the store before it wakes a reconcile.
+    /// This context reading from `caches`, filled by watches whose every event reaches the
+    /// store before it wakes a reconcile.
     #[must_use]
-    pub fn with_users(self, users: Store<SstpUser>) -> Self {
+    pub fn with_caches(self, caches: Caches) -> Self {
         Self {
-            users: Some(users),
+            caches: Some(caches),
             ..self
         }
     }
@@ -92,12 +93,13 @@ impl Context {
     /// Every SstpUser of `namespace`: from the watch cache once it has listed them all, else
     /// from the API server.
     pub async fn users_in(&self, namespace: &str) -> crate::Result<Vec<SstpUser>> {
-        if let Some(users) = &self.users
+        if let Some(caches) = &self.caches
             // Only before the first complete list (at start) does this wait: an empty cache
             // must never compile an empty users document. It fails only at shutdown.
-            && users.wait_until_ready().await.is_ok()
+            && caches.users.wait_until_ready().await.is_ok()
         {
-            let mut users: Vec<SstpUser> = users
+            let mut users: Vec<SstpUser> = caches
+                .users
                 .state()
                 .iter()
                 .filter(|user| user.metadata.namespace.as_deref() == Some(namespace))
@@ -110,6 +112,42 @@ impl Context {
         }
         let api = Api::<SstpUser>::namespaced(self.client.clone(), namespace);
         Ok(api.list(&Default::default()).await?.items)
+    }
+
+    /// `namespace/name` of kind `K` as the watch cache holds it (`None` without caches).
+    pub fn cached<K: Cached>(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        self.caches.as_ref()?.get(namespace, name)
+    }
+
+    /// The objects of kind `K` in `namespace` that `keep` takes, once its watch has listed them
+    /// all (`None` before that, and without caches).
+    pub fn cached_list<K: Cached>(
+        &self,
+        namespace: &str,
+        keep: impl Fn(&K) -> bool,
+    ) -> Option<Vec<K>> {
+        let store = K::store(self.caches.as_ref()?);
+        cache::listed(store).then(|| {
+            store
+                .state()
+                .iter()
+                .filter(|object| object.meta().namespace.as_deref() == Some(namespace))
+                .filter(|object| keep(object))
+                .map(|object| object.as_ref().clone())
+                .collect()
+        })
+    }
+
+    /// Applies `desired` in its namespace (`apply.rs`): a cached child that already carries
+    /// what is to be applied costs no request.
+    pub async fn apply<K>(&self, desired: K) -> crate::Result<(K, bool)>
+    where
+        K: Cached + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let namespace = desired.meta().namespace.clone().unwrap_or_default();
+        let cached = self.cached::<K>(&namespace, &desired.name_any());
+        let api = Api::<K>::namespaced(self.client.clone(), &namespace);
+        apply::apply_with(&api, desired, &(), cached.as_deref(), &self.metrics).await
     }
 
     /// Publishes a Normal event about `object`; a failure to publish is logged, not fatal.

@@ -7,12 +7,14 @@ use std::{sync::Arc, time::Duration};
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use kube::{Client, client::Body, runtime::controller::Action, runtime::reflector::Store};
+use kube::{Client, client::Body, runtime::controller::Action};
 use serde_json::{Value, json};
-use sstp_api::SstpUser;
 use tower_test::mock::{self, Handle, SendResponse};
 
-use crate::{controller::Context, metrics::Metrics};
+use crate::{
+    controller::{Context, cache::Caches},
+    metrics::Metrics,
+};
 
 /// The namespace every scenario runs in.
 pub(super) const NS: &str = "vpn";
@@ -159,9 +161,9 @@ pub(super) async fn finished(reconciled: tokio::task::JoinHandle<crate::Result<A
         .unwrap()
 }
 
-/// A context over a scripted API server; with `users`, the reconciles read the SstpUsers from
-/// that cache as the gateway controller's do.
-pub(super) fn context(users: Option<Store<SstpUser>>) -> (Arc<Context>, ApiServer) {
+/// A context over a scripted API server; with `caches`, the reconciles read from them as the
+/// gateway controller's do.
+pub(super) fn context(caches: Option<Caches>) -> (Arc<Context>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let context = Context::new(
@@ -171,8 +173,8 @@ pub(super) fn context(users: Option<Store<SstpUser>>) -> (Arc<Context>, ApiServe
         None,
         "test".into(),
     );
-    let context = match users {
-        Some(users) => context.with_users(users),
+    let context = match caches {
+        Some(caches) => context.with_caches(caches),
         None => context,
     };
     (Arc::new(context), ApiServer(handle))

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::{ResourceExt, runtime::reflector::ObjectRef};
+use kube::{Resource, ResourceExt, runtime::reflector::ObjectRef};
 use sstp_api::{SstpGateway, SstpUser};
 
 use crate::resources::{INSTANCE_LABEL, MANAGED_BY_LABEL, Names, users::selects};
@@ -15,19 +15,17 @@ use crate::resources::{INSTANCE_LABEL, MANAGED_BY_LABEL, Names, users::selects};
 /// - a bring-your-own TLS Secret (`tls.secretName`): the gateway naming it;
 /// - the `<gateway>-tls` Secret cert-manager writes (`tls.certManager`): that gateway.
 ///
-/// Secrets a gateway owns wake it through its `owns` watch and map to nothing here, as does
-/// every other Secret of the namespace (service-account tokens, Helm releases...).
+/// - a Secret a gateway controls (`<gw>-users`, `<gw>-tls`, `<gw>-ca`): that gateway, as `owns`
+///   maps its other children.
+///
+/// Every other Secret of the namespace (service-account tokens, Helm releases...) wakes none.
 pub fn gateways_for_secret(
     secret: &Secret,
     gateways: &[Arc<SstpGateway>],
     users: &[Arc<SstpUser>],
 ) -> Vec<ObjectRef<SstpGateway>> {
-    let owned = secret
-        .owner_references()
-        .iter()
-        .any(|o| o.kind == "SstpGateway");
-    if owned {
-        return Vec::new();
+    if let Some(owner) = controlling_gateway(secret) {
+        return vec![owner];
     }
     let namespace = secret.namespace();
     let name = secret.name_any();
@@ -48,6 +46,16 @@ pub fn gateways_for_secret(
         })
         .map(|gw| ObjectRef::from_obj(gw.as_ref()))
         .collect()
+}
+
+/// The gateway that controls `object` (its controller owner reference), as `owns` maps a child.
+pub fn controlling_gateway<K: Resource>(object: &K) -> Option<ObjectRef<SstpGateway>> {
+    let owner = object
+        .owner_references()
+        .iter()
+        .find(|owner| owner.controller == Some(true))?;
+    let ours = owner.kind == "SstpGateway" && owner.api_version.starts_with("sstp.io/");
+    ours.then(|| ObjectRef::new(&owner.name).within(&object.namespace().unwrap_or_default()))
 }
 
 /// The gateway a pod belongs to, by its instance label.

@@ -9,10 +9,7 @@ use http::{Method, StatusCode};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
     api::ObjectMeta,
-    runtime::{
-        reflector::{self, Store, store::Writer},
-        watcher,
-    },
+    runtime::{reflector::store::Writer, watcher},
 };
 use serde_json::{Value, json};
 use sstp_api::{SstpGateway, SstpGatewayStatus, SstpUser, UsersDocument};
@@ -21,6 +18,7 @@ use super::reconcile;
 use crate::{
     controller::{
         Context,
+        cache::{self, Cached, Caches, Writers},
         scripted_api::{ApiServer, Call, NS, context},
     },
     resources::fixtures,
@@ -100,6 +98,18 @@ impl Cluster {
         }
     }
 
+    /// Every object stored directly under `prefix` (a kind's path ending in `/`).
+    fn all<K: serde::de::DeserializeOwned>(&self, prefix: &str) -> Vec<K> {
+        self.objects
+            .iter()
+            .filter(|(path, _)| {
+                path.strip_prefix(prefix)
+                    .is_some_and(|name| !name.contains('/'))
+            })
+            .map(|(_, object)| serde_json::from_value(object.clone()).unwrap())
+            .collect()
+    }
+
     fn store(&mut self, path: &str, object: &impl serde::Serialize) {
         self.objects
             .insert(path.to_owned(), serde_json::to_value(object).unwrap());
@@ -161,20 +171,19 @@ fn password_secret(name: &str, password: &str) -> Secret {
     }
 }
 
-/// The gateway controller's SstpUser cache after its first complete list.
-fn listed(users: &[SstpUser]) -> (Store<SstpUser>, Writer<SstpUser>) {
-    let (store, mut writer) = reflector::store();
+/// `writer`'s store after a first complete list of `objects`, as a reflector fills it.
+fn list_into<K: Cached>(writer: &mut Writer<K>, objects: impl IntoIterator<Item = K>) {
     writer.apply_watcher_event(&watcher::Event::Init);
-    for user in users {
-        writer.apply_watcher_event(&watcher::Event::InitApply(user.clone()));
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
-    (store, writer)
 }
 
 /// A cluster with alice (her own password Secret) and bob (the credentials Secret the user
-/// reconcile generated), and the operator's context over it.
-fn cluster_with_two_users() -> (Cluster, Arc<Context>, ApiServer, Writer<SstpUser>) {
+/// reconcile generated), and the operator's context over it, whose SstpUser cache has listed
+/// them (the other caches have listed nothing yet: every other read goes to the API server).
+fn cluster_with_two_users() -> (Cluster, Arc<Context>, ApiServer, Writers) {
     let mut cluster = Cluster::default();
     let secrets = format!("/api/v1/namespaces/{NS}/secrets");
     cluster.store(
@@ -189,9 +198,55 @@ fn cluster_with_two_users() -> (Cluster, Arc<Context>, ApiServer, Writer<SstpUse
         &format!("/apis/sstp.io/v1alpha1/namespaces/{NS}/sstpgateways/office"),
         &office(),
     );
-    let (users, writer) = listed(&[user("bob", None), user("alice", Some("alice-password"))]);
-    let (ctx, api) = context(Some(users));
-    (cluster, ctx, api, writer)
+    let (caches, mut writers) = Caches::new();
+    list_into(
+        &mut writers.users,
+        [user("bob", None), user("alice", Some("alice-password"))],
+    );
+    let (ctx, api) = context(Some(caches));
+    (cluster, ctx, api, writers)
+}
+
+/// Every watch of the gateway controller lists what `cluster` holds.
+fn list_everything(cluster: &Cluster, writers: &mut Writers) {
+    let secrets = cluster.all::<Secret>(&paths::secret("")).into_iter();
+    list_into(
+        &mut writers.secrets,
+        secrets.map(|mut secret| {
+            cache::trimmed_secret(&mut secret);
+            secret
+        }),
+    );
+    list_into(&mut writers.pods, []);
+    list_into(
+        &mut writers.config_maps,
+        cluster.all(&paths::core("configmaps", "")),
+    );
+    list_into(
+        &mut writers.service_accounts,
+        cluster.all(&paths::core("serviceaccounts", "")),
+    );
+    let rbac = "rbac.authorization.k8s.io/v1";
+    list_into(
+        &mut writers.roles,
+        cluster.all(&paths::group(rbac, "roles", "")),
+    );
+    list_into(
+        &mut writers.role_bindings,
+        cluster.all(&paths::group(rbac, "rolebindings", "")),
+    );
+    list_into(
+        &mut writers.deployments,
+        cluster.all(&paths::group("apps/v1", "deployments", "")),
+    );
+    list_into(
+        &mut writers.services,
+        cluster.all(&paths::core("services", "")),
+    );
+    list_into(
+        &mut writers.pod_disruption_budgets,
+        cluster.all(&paths::group("policy/v1", "poddisruptionbudgets", "")),
+    );
 }
 
 /// One reconcile of `gateway` against `cluster`: every request it made, in order.
@@ -267,7 +322,7 @@ fn prune_and_pods() -> Vec<String> {
 #[tokio::test]
 async fn a_new_self_managed_gateway_gets_its_ca_certificate_users_document_and_workload_in_one_reconcile()
  {
-    let (mut cluster, ctx, mut api, _writer) = cluster_with_two_users();
+    let (mut cluster, ctx, mut api, _writers) = cluster_with_two_users();
     let made = reconciled(office(), &mut cluster, &ctx, &mut api).await;
 
     let mut expected = vec![
@@ -329,7 +384,7 @@ async fn a_new_self_managed_gateway_gets_its_ca_certificate_users_document_and_w
 
 #[tokio::test]
 async fn a_gateway_reconciled_again_with_nothing_changed_only_reads() {
-    let (mut cluster, ctx, mut api, _writer) = cluster_with_two_users();
+    let (mut cluster, ctx, mut api, _writers) = cluster_with_two_users();
     reconciled(office(), &mut cluster, &ctx, &mut api).await;
     let writes = ctx.metrics.writes();
 
@@ -356,7 +411,7 @@ async fn a_gateway_reconciled_again_with_nothing_changed_only_reads() {
 
 #[tokio::test]
 async fn a_changed_password_rewrites_the_users_document_alone_and_says_so_in_an_event() {
-    let (mut cluster, ctx, mut api, _writer) = cluster_with_two_users();
+    let (mut cluster, ctx, mut api, _writers) = cluster_with_two_users();
     reconciled(office(), &mut cluster, &ctx, &mut api).await;
     let before = cluster.users_document();
     let config = cluster.objects[&paths::core("configmaps", "office-config")].clone();
@@ -391,4 +446,61 @@ async fn a_changed_password_rewrites_the_users_document_alone_and_says_so_in_an_
         cluster.objects[&paths::core("configmaps", "office-config")],
         config
     );
+}
+
+#[tokio::test]
+async fn once_the_watches_have_listed_a_reconcile_reads_only_what_the_cache_must_not_answer() {
+    let (mut cluster, ctx, mut api, mut writers) = cluster_with_two_users();
+    reconciled(office(), &mut cluster, &ctx, &mut api).await;
+    list_everything(&cluster, &mut writers);
+    let mut seen = office();
+    seen.status = Some(cluster.gateway_status());
+
+    let made = reconciled(seen.clone(), &mut cluster, &ctx, &mut api).await;
+    // The CA and the certificate from the API server (a lagging cache must never make the
+    // reconcile issue a second CA); the absent conditional children are looked up.
+    let mut expected = vec![
+        format!("GET {}", paths::secret("office-ca")),
+        format!("GET {}", paths::secret("office-tls")),
+    ];
+    expected.extend(prune_and_pods());
+    expected.pop(); // the pods: from their cache
+    assert_eq!(
+        made, expected,
+        "children, passwords and pods from the caches"
+    );
+
+    // Alice's new password, as the Secret watch delivers it: read from the cache, and the users
+    // document the cache holds is older than what is to be applied, so it is read, then written.
+    let changed = password_secret("alice-password", "alice-secret-2");
+    cluster.store(&paths::secret("alice-password"), &changed);
+    writers
+        .secrets
+        .apply_watcher_event(&watcher::Event::Apply(changed));
+    let before = cluster.users_document();
+    let made = reconciled(seen, &mut cluster, &ctx, &mut api).await;
+    assert!(
+        !made.contains(&format!("GET {}", paths::secret("alice-password"))),
+        "{made:#?}"
+    );
+    let users = paths::secret("office-users");
+    assert_eq!(
+        made[..4],
+        [
+            format!("GET {}", paths::secret("office-ca")),
+            format!("GET {}", paths::secret("office-tls")),
+            format!("GET {users}"),
+            format!("PATCH {users}"),
+        ]
+    );
+    assert!(
+        made[4].starts_with(&format!("PATCH {}/office.", paths::events())),
+        "the UsersUpdated event's series: {made:#?}"
+    );
+    assert_eq!(
+        made[5..],
+        expected[2..],
+        "then the prune lookups, as before"
+    );
+    assert_ne!(cluster.users_document(), before);
 }

@@ -49,8 +49,10 @@ fn secret(name: &str, namespace: &str, owner: Option<&str>) -> Secret {
             namespace: Some(namespace.into()),
             owner_references: owner.map(|kind| {
                 vec![OwnerReference {
+                    api_version: "sstp.io/v1alpha1".into(),
                     kind: kind.into(),
                     name: "owner".into(),
+                    controller: Some(true),
                     ..OwnerReference::default()
                 }]
             }),
@@ -93,7 +95,7 @@ fn a_secret_wakes_only_the_gateways_it_concerns() {
             .map(str::to_owned)
             .collect()
     };
-    let rows: [(&str, Secret, Vec<String>); 9] = [
+    let rows: [(&str, Secret, Vec<String>); 10] = [
         (
             "a password of a red user: the red gateway and every gateway selecting all users",
             secret("alice-pw", "ns", None),
@@ -125,9 +127,14 @@ fn a_secret_wakes_only_the_gateways_it_concerns() {
             vec![],
         ),
         (
-            "a Secret a gateway owns wakes it through its own watch",
+            "a Secret a gateway controls wakes that gateway alone",
             secret("byo-cert", "ns", Some("SstpGateway")),
-            vec![],
+            vec!["owner".into()],
+        ),
+        (
+            "a generated password Secret, which its SstpUser controls, wakes as a password",
+            secret("alice-pw", "ns", Some("SstpUser")),
+            vec!["red".into(), "everyone".into(), "byo".into(), "acme".into()],
         ),
         (
             "the same name in another namespace",
