@@ -117,19 +117,14 @@ impl ApiServer {
         &mut self,
         reconciled: tokio::task::JoinHandle<crate::Result<Action>>,
         mut answer: impl FnMut(Call),
-    ) -> (Action, Vec<String>) {
+    ) -> (crate::Result<Action>, Vec<String>) {
         let mut made = Vec::new();
         let mut reconciled = std::pin::pin!(reconciled);
         let deadline = tokio::time::sleep(Duration::from_secs(30));
         let mut deadline = std::pin::pin!(deadline);
         loop {
             tokio::select! {
-                result = &mut reconciled => {
-                    let action = result.unwrap().unwrap_or_else(|err| {
-                        panic!("the reconcile failed: {err}; after {made:#?}")
-                    });
-                    return (action, made);
-                }
+                result = &mut reconciled => return (result.unwrap(), made),
                 request = self.0.next_request() => {
                     let (request, reply) = request.expect("the client is gone");
                     let call = Call::of(request, reply).await;

@@ -257,7 +257,10 @@ async fn reconciled(
     api: &mut ApiServer,
 ) -> Vec<String> {
     let running = tokio::spawn(reconcile(Arc::new(gateway), Arc::clone(ctx)));
-    let (_, made) = api.serve(running, |call| cluster.answer(call)).await;
+    let (result, made) = api.serve(running, |call| cluster.answer(call)).await;
+    if let Err(err) = result {
+        panic!("the reconcile failed: {err}; after {made:#?}");
+    }
     made
 }
 
@@ -503,4 +506,36 @@ async fn once_the_watches_have_listed_a_reconcile_reads_only_what_the_cache_must
         "then the prune lookups, as before"
     );
     assert_ne!(cluster.users_document(), before);
+}
+
+#[tokio::test]
+async fn an_api_error_ends_the_reconcile_where_it_happened_and_names_its_kind_for_the_metric() {
+    let (mut cluster, ctx, mut api, _writers) = cluster_with_two_users();
+    let deployment = paths::group("apps/v1", "deployments", "office");
+    let running = tokio::spawn(reconcile(Arc::new(office()), Arc::clone(&ctx)));
+    let (result, made) = api
+        .serve(running, |call| {
+            if call.method == Method::PATCH && call.path() == deployment {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "InternalError", "code": 500, "message": "etcd is down"});
+                call.answer(StatusCode::INTERNAL_SERVER_ERROR, &status);
+            } else {
+                cluster.answer(call);
+            }
+        })
+        .await;
+    let err = result.unwrap_err();
+    assert_eq!(err.metric_label(), "kube", "{err}");
+    assert!(format!("{err:?}").contains("etcd is down"), "{err:?}");
+    // Nothing after the failed write: no Service, no status claiming anything.
+    assert_eq!(
+        made.last(),
+        Some(&format!("PATCH {deployment}")),
+        "{made:#?}"
+    );
+    assert_eq!(
+        ctx.metrics.writes(),
+        7,
+        "ca, tls, users and four children before it"
+    );
 }
