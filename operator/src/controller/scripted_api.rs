@@ -3,11 +3,12 @@
 //! each scenario says exactly what a reconcile reads and writes. The same reconciles against a
 //! real kube-apiserver are in `tests/tests/operator_*.rs`.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use kube::{Client, client::Body, runtime::controller::Action};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{Client, api::ObjectMeta, client::Body, runtime::controller::Action};
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle, SendResponse};
 
@@ -154,6 +155,27 @@ pub(super) async fn finished(reconciled: tokio::task::JoinHandle<crate::Result<A
         .expect("the reconcile made a request this scenario does not expect")
         .unwrap()
         .unwrap()
+}
+
+/// Secret `name` holding `password` under the default key `password`.
+pub(super) fn password_secret(name: &str, password: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "password".into(),
+            ByteString(password.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    }
+}
+
+/// `object` as the JSON an answer carries.
+pub(super) fn json_of(object: &impl serde::Serialize) -> Value {
+    serde_json::to_value(object).unwrap()
 }
 
 /// A context over a scripted API server; with `caches`, the reconciles read from them as the

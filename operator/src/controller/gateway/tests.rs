@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use http::{Method, StatusCode};
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     api::ObjectMeta,
     runtime::{reflector::store::Writer, watcher},
@@ -19,7 +19,7 @@ use crate::{
     controller::{
         Context,
         cache::{self, Cached, Caches, Writers},
-        scripted_api::{ApiServer, Call, NS, context},
+        scripted_api::{ApiServer, Call, NS, context, password_secret},
     },
     resources::fixtures,
 };
@@ -154,21 +154,6 @@ fn user(name: &str, password_secret: Option<&str>) -> SstpUser {
         ..ObjectMeta::default()
     };
     user
-}
-
-fn password_secret(name: &str, password: &str) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(NS.into()),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            "password".into(),
-            ByteString(password.as_bytes().to_vec()),
-        )])),
-        ..Secret::default()
-    }
 }
 
 /// `writer`'s store after a first complete list of `objects`, as a reflector fills it.

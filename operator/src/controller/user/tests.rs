@@ -5,15 +5,15 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use http::{Method, StatusCode};
-use k8s_openapi::{
-    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::LabelSelector,
-};
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use kube::{api::ObjectMeta, runtime::controller::Action};
 use serde_json::{Value, json};
 use sstp_api::{SstpGateway, SstpUser, SstpUserSpec, user::PasswordSecretRef};
 
 use super::{RESYNC, generate_password, reconcile};
-use crate::controller::scripted_api::{ApiServer, Call, NS, context, finished};
+use crate::controller::scripted_api::{
+    ApiServer, Call, NS, context, finished, json_of, password_secret,
+};
 
 fn user(name: &str, spec: SstpUserSpec) -> SstpUser {
     let mut user = SstpUser::new(name, spec);
@@ -52,22 +52,6 @@ fn gateway(name: &str, team: Option<&str>) -> Value {
 fn list(items: &[Value]) -> Value {
     json!({ "apiVersion": "sstp.io/v1alpha1", "kind": "SstpGatewayList",
         "metadata": { "resourceVersion": "1" }, "items": items })
-}
-
-fn password_secret(name: &str, password: &str) -> Value {
-    serde_json::to_value(Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(NS.into()),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            "password".into(),
-            ByteString(password.as_bytes().to_vec()),
-        )])),
-        ..Secret::default()
-    })
-    .unwrap()
 }
 
 /// The Ready condition of a status written by an apply.
@@ -208,7 +192,7 @@ async fn a_generated_secret_someone_else_created_meanwhile_stands_and_no_event_s
     .await
     .answer(
         StatusCode::OK,
-        &password_secret("alice-credentials", "theirs-not-ours"),
+        &json_of(&password_secret("alice-credentials", "theirs-not-ours")),
     );
     api.expect(
         Method::GET,
@@ -241,7 +225,10 @@ async fn a_disabled_user_is_not_ready_lists_no_gateway_and_a_second_reconcile_wr
     let reconciled = tokio::spawn(reconcile(Arc::new(bob.clone()), Arc::clone(&ctx)));
     api.expect(Method::GET, "/api/v1/namespaces/vpn/secrets/bob-password")
         .await
-        .answer(StatusCode::OK, &password_secret("bob-password", "bob-pass"));
+        .answer(
+            StatusCode::OK,
+            &json_of(&password_secret("bob-password", "bob-pass")),
+        );
     let apply = api
         .expect(
             Method::PATCH,
@@ -262,7 +249,10 @@ async fn a_disabled_user_is_not_ready_lists_no_gateway_and_a_second_reconcile_wr
     let reconciled = tokio::spawn(reconcile(Arc::new(seen), Arc::clone(&ctx)));
     api.expect(Method::GET, "/api/v1/namespaces/vpn/secrets/bob-password")
         .await
-        .answer(StatusCode::OK, &password_secret("bob-password", "bob-pass"));
+        .answer(
+            StatusCode::OK,
+            &json_of(&password_secret("bob-password", "bob-pass")),
+        );
     finished(reconciled).await;
     drop(ctx);
     api.expect_no_more().await;
