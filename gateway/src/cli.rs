@@ -150,6 +150,14 @@ pub(crate) struct StandaloneArgs {
         default_value_t = 256
     )]
     pub(crate) max_pending_connections: u32,
+    /// Connections the kernel completes on the SSTP port before they are accepted (the listen
+    /// backlog; net.core.somaxconn caps it).
+    #[arg(
+        long,
+        env = "SSTP_GATEWAY_LISTEN_BACKLOG",
+        default_value_t = sstp_api::gateway_config::DEFAULT_LISTEN_BACKLOG
+    )]
+    pub(crate) listen_backlog: u32,
     /// Concurrent sessions per user (a user's maxSessions overrides it).
     #[arg(long, env = "SSTP_GATEWAY_MAX_SESSIONS_PER_USER", default_value_t = 4)]
     pub(crate) max_sessions_per_user: u32,

@@ -20,7 +20,11 @@ use sstp_api::{
     GatewayConfig,
     gateway_config::{AuthMethod, TlsConfig, UsersSource},
 };
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::watch,
+    task::JoinHandle,
+};
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
@@ -199,11 +203,27 @@ pub async fn until(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|down| *down).await;
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} ({what})"))
+/// A listening socket on `addr` whose kernel queue of completed connections not yet accepted
+/// holds `backlog` (tokio's `bind` fixes it at 128, std's value).
+fn bind(addr: SocketAddr, backlog: u32, what: &str) -> anyhow::Result<TcpListener> {
+    let context = || format!("cannot listen on {addr} ({what})");
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .with_context(context)?;
+    // As std's and tokio's bind: a restarted gateway rebinds while old connections linger.
+    socket.set_reuseaddr(true).with_context(context)?;
+    socket.bind(addr).with_context(context)?;
+    socket.listen(backlog).with_context(context)
 }
+
+/// Backlog of the plain HTTP and admin listeners: a few scrapers and CA downloads.
+const SMALL_BACKLOG: u32 = 128;
+
+#[cfg(test)]
+mod tests;
 
 /// Starts everything. Needs CAP_NET_ADMIN (TUN device, nftables).
 pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Result<RunningGateway> {
@@ -297,9 +317,9 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         sessions: Arc::clone(&sessions),
     });
 
-    let sstp_listener = bind(config.listen.sstp, "SSTP").await?;
-    let http_listener = bind(config.listen.http, "HTTP").await?;
-    let admin_listener = bind(config.listen.admin, "admin").await?;
+    let sstp_listener = bind(config.listen.sstp, config.limits.listen_backlog, "SSTP")?;
+    let http_listener = bind(config.listen.http, SMALL_BACKLOG, "HTTP")?;
+    let admin_listener = bind(config.listen.admin, SMALL_BACKLOG, "admin")?;
     let (sstp_addr, http_addr, admin_addr) = (
         sstp_listener.local_addr()?,
         http_listener.local_addr()?,

@@ -177,6 +177,17 @@ async fn invalid_gateways_are_refused_with_a_message_naming_the_field() -> Resul
         message.contains("spec.limits.maxPendingConnections"),
         "{message}"
     );
+    for backlog in [0, 65536] {
+        let message = refused(
+            &api,
+            serde_json::json!({"hostnames": ["vpn.example.com"], "addressPool": "10.8.0.0/24", "limits": {"listenBacklog": backlog}}),
+        )
+        .await;
+        assert!(
+            message.contains("limits.listenBacklog must be within 1..65535"),
+            "{message}"
+        );
+    }
     api.create(
         &PostParams::default(),
         &gateway(serde_json::json!({

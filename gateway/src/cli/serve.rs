@@ -69,6 +69,7 @@ pub(super) fn standalone_config(args: &StandaloneArgs) -> anyhow::Result<Gateway
                 window_seconds: 60,
                 block_seconds: 60,
             },
+            listen_backlog: args.listen_backlog,
         },
         proxy_protocol: args.proxy_protocol,
         trusted_proxies: args.trusted_proxies.clone(),

@@ -372,6 +372,12 @@ pub struct GatewayLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1").message("limits.authFailureBlockSeconds must be at least 1"))]
     pub auth_failure_block_seconds: Option<i64>,
+    /// Connections the kernel completes on the SSTP port before the gateway accepts them
+    /// (default 4096; the pod's `net.core.somaxconn` caps it). A burst of setups beyond it has
+    /// its SYNs dropped, which clients retry only after a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("limits.listenBacklog must be within 1..65535"))]
+    pub listen_backlog: Option<i32>,
 }
 
 /// Draining a pod: readiness fails and new connections are refused at once; after

@@ -214,6 +214,10 @@ pub struct Limits {
     pub write_stall_timeout_seconds: u64,
     /// Slow down guessing: failures per client address and per user name.
     pub auth_failures: AuthFailureThrottle,
+    /// Connections the kernel completes for the SSTP listener before it accepts them (the
+    /// `listen(2)` backlog, capped by the namespace's `net.core.somaxconn`). A burst of setups
+    /// beyond it has its SYNs dropped, and clients retry them only after a second.
+    pub listen_backlog: u32,
 }
 
 /// After `maxFailures` failed authentications within `windowSeconds`, refuse for `blockSeconds`.
@@ -362,6 +366,11 @@ impl Default for AuthConfig {
     }
 }
 
+/// The SSTP listener's default backlog: Linux's default `net.core.somaxconn` since 5.4.
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+/// The largest backlog: the kernel's own ceiling for `net.core.somaxconn`.
+pub const MAX_LISTEN_BACKLOG: u32 = 65_535;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -375,6 +384,7 @@ impl Default for Limits {
             max_connections_per_source: 32,
             write_stall_timeout_seconds: 30,
             auth_failures: AuthFailureThrottle::default(),
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
         }
     }
 }

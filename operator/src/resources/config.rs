@@ -141,6 +141,9 @@ fn limits(gateway: &SstpGateway) -> Limits {
     if let Some(block) = positive_u64(spec.auth_failure_block_seconds) {
         limits.auth_failures.block_seconds = block;
     }
+    if let Some(backlog) = positive_u32(spec.listen_backlog) {
+        limits.listen_backlog = backlog;
+    }
     limits
 }
 
@@ -169,7 +172,7 @@ mod tests {
             "hostnames": ["vpn.example.com"], "addressPool": "10.9.0.0/24",
             "dns": ["1.1.1.1"], "routes": ["192.168.0.0/16"], "nat": false,
             "auth": {"methods": ["mschapv2", "pap"]},
-            "limits": {"maxSessions": 7, "idleTimeoutSeconds": 60}
+            "limits": {"maxSessions": 7, "idleTimeoutSeconds": 60, "listenBacklog": 8192}
         }));
         let owner = Owner::of(&gateway).unwrap();
         let config = gateway_config(
@@ -186,6 +189,7 @@ mod tests {
         let parsed = GatewayConfig::from_json(text).unwrap();
         assert_eq!(parsed, config);
         assert_eq!(parsed.limits.max_sessions, 7);
+        assert_eq!(parsed.limits.listen_backlog, 8192);
         assert_eq!(
             parsed.auth.methods,
             vec![AuthMethod::Mschapv2, AuthMethod::Pap]

@@ -145,6 +145,14 @@ fn bad_values_name_their_field() {
             r#""hostnames": ["a.example"], "addressPool": "10.8.0.0/24", "limits": {"maxPendingConnections": 0}"#,
             "limits.maxPendingConnections",
         ),
+        (
+            r#""hostnames": ["a.example"], "addressPool": "10.8.0.0/24", "limits": {"listenBacklog": 0}"#,
+            "limits.listenBacklog",
+        ),
+        (
+            r#""hostnames": ["a.example"], "addressPool": "10.8.0.0/24", "limits": {"listenBacklog": 65536}"#,
+            "limits.listenBacklog",
+        ),
     ];
     for (body, field) in cases {
         assert_eq!(invalid_field(&format!("{{{body}}}")), field, "{body}");

@@ -197,7 +197,12 @@ fn check_limits(limits: &Limits) -> Result<(), ConfigError> {
     for (field, value) in positive {
         ensure(value > 0, field, || "must be at least 1".into())?;
     }
-    Ok(())
+    let backlog = limits.listen_backlog;
+    ensure(
+        (1..=super::MAX_LISTEN_BACKLOG).contains(&backlog),
+        "limits.listenBacklog",
+        || format!("{backlog} is outside 1..={}", super::MAX_LISTEN_BACKLOG),
+    )
 }
 
 /// A DNS name (optionally a leading `*.` wildcard), or an IP address.
