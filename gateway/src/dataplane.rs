@@ -1,9 +1,10 @@
 //! The data plane: one TUN device, a reader task that hands each packet to the session owning
 //! its destination ([`crate::router`]), and a writer task for packets from sessions.
 //!
-//! Sessions never touch the device: they `try_send` into the writer's queue, so a stalled
-//! device costs dropped packets, not stalled sessions. The TCP MSS clamp lives in nftables
-//! ([`crate::nat`]), not here.
+//! Sessions never touch the device: they send into the writer's queue, and a session that finds
+//! it full stops reading its client until there is room (`session/tun_wait.rs`), so a burst of
+//! uploads is held back in the clients' TCP windows instead of lost. The TCP MSS clamp lives in
+//! nftables ([`crate::nat`]), not here.
 
 use std::sync::Arc;
 

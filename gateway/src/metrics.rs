@@ -17,6 +17,7 @@
 //! | `sstp_certificate_reload_total` | counter | `result` ([`ReloadResult`]) | certificate file loads after start-up |
 //! | `sstp_tun_packets_dropped_total` | counter | `reason` ([`DropReason`]) | TUN packets no session took |
 //! | `sstp_client_packets_dropped_total` | counter | `reason` ([`ClientDropReason`]) | client packets that never reached TUN |
+//! | `sstp_tun_write_wait_seconds_total` | counter | | time sessions spent not reading their clients because the TUN writer's queue was full (summed over sessions) |
 //! | `sstp_sessions_closed_total` | counter | `reason` ([`CLOSE_REASONS`]) | SSTP connections by why they ended |
 //! | `sstp_ipv4_forwarding` | gauge | | 1 when `net.ipv4.ip_forward` is on in the gateway's network namespace, else 0 (not ready) |
 //!
@@ -26,7 +27,7 @@
 
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder};
+use prometheus::{Counter, Histogram, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder};
 
 use crate::{ip_pool::PoolCounts, router::DropReason};
 
@@ -67,6 +68,10 @@ pub struct Metrics {
     /// `sstp_client_packets_dropped_total{reason}`: IP packets from clients that never reached
     /// the TUN device (see [`ClientDropReason`]).
     client_packets_dropped_total: IntCounterVec,
+    /// `sstp_tun_write_wait_seconds_total`: seconds sessions spent waiting for room in the TUN
+    /// writer's queue, not reading their clients (backpressure), summed over sessions: its rate
+    /// is how many sessions are held back on average.
+    tun_write_wait_seconds_total: Counter,
     /// `sstp_sessions_closed_total{reason}`: SSTP connections by why they ended (the
     /// `sstp_proto::CloseReason` label), so protocol errors after setup are counted too.
     sessions_closed_total: IntCounterVec,
@@ -155,9 +160,9 @@ pub enum RejectReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientDropReason {
     /// Its source address is not the session's own: a spoofing attempt or a misconfigured client.
+    /// (A full TUN writer queue drops nothing: the session stops reading its client until there
+    /// is room, `sstp_tun_write_wait_seconds_total`.)
     ForeignSource,
-    /// The TUN writer's queue was full: the kernel side is not keeping up with the tunnels.
-    TunQueueFull,
 }
 
 /// Whether a users document load succeeded (`users_reload_total{result}`).
@@ -250,6 +255,10 @@ impl Metrics {
                 "reason",
                 &ClientDropReason::ALL.map(ClientDropReason::metric_label),
             ),
+            tun_write_wait_seconds_total: reg.counter(
+                "tun_write_wait_seconds_total",
+                "Seconds sessions spent not reading their clients because the TUN writer's queue was full, summed over sessions",
+            ),
             sessions_closed_total: reg.counters(
                 "sessions_closed_total",
                 "SSTP connections by why they ended",
@@ -336,6 +345,12 @@ impl Metrics {
         self.client_packets_dropped_total
             .with_label_values(&[reason.metric_label()])
             .inc_by(packets);
+    }
+
+    /// A session waited `waited` for room in the TUN writer's queue.
+    pub fn tun_write_waited(&self, waited: Duration) {
+        self.tun_write_wait_seconds_total
+            .inc_by(waited.as_secs_f64());
     }
 
     /// Publishes the pool's counts.

@@ -1,6 +1,8 @@
 //! Label values of each metric enum, and a small helper that registers metric families.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Counter, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use super::{
     AuthFailureReason, ClientDropReason, Direction, RejectReason, ReloadResult, SessionResult,
@@ -107,13 +109,12 @@ impl RejectReason {
 
 impl ClientDropReason {
     /// Every value, for pre-creating series.
-    pub const ALL: [Self; 2] = [Self::ForeignSource, Self::TunQueueFull];
+    pub const ALL: [Self; 1] = [Self::ForeignSource];
 
     /// The `reason` label value.
     pub fn metric_label(self) -> &'static str {
         match self {
             Self::ForeignSource => "foreign_source",
-            Self::TunQueueFull => "tun_queue_full",
         }
     }
 }
@@ -155,6 +156,12 @@ impl Registrar<'_> {
         }
         self.register(Box::new(vec.clone()));
         vec
+    }
+
+    pub(super) fn counter(&self, name: &str, help: &str) -> Counter {
+        let counter = Counter::with_opts(Opts::new(name, help)).expect("valid counter options");
+        self.register(Box::new(counter.clone()));
+        counter
     }
 
     pub(super) fn counters(

@@ -152,26 +152,26 @@ fn pool_users_and_certificate_gauges_show_the_last_value() {
 }
 
 #[test]
-fn client_packet_drops_are_counted_by_reason_from_zero() {
+fn client_packet_drops_by_reason_and_tun_write_waits_count_from_zero() {
     let metrics = Metrics::new();
     let before = metrics.render();
-    for reason in ["foreign_source", "tun_queue_full"] {
-        let series = format!(r#"sstp_client_packets_dropped_total{{reason="{reason}"}}"#);
-        assert_eq!(
-            line_value(&before, &series),
-            Some(0.0),
-            "{series} starts at zero"
-        );
-    }
-    metrics.client_packets_dropped(ClientDropReason::TunQueueFull, 3);
+    let foreign = r#"sstp_client_packets_dropped_total{reason="foreign_source"}"#;
+    assert_eq!(
+        line_value(&before, foreign),
+        Some(0.0),
+        "{foreign} starts at zero"
+    );
+    assert_eq!(
+        line_value(&before, "sstp_tun_write_wait_seconds_total"),
+        Some(0.0)
+    );
     metrics.client_packets_dropped(ClientDropReason::ForeignSource, 1);
+    metrics.tun_write_waited(Duration::from_millis(1500));
+    metrics.tun_write_waited(Duration::from_millis(500));
     let text = metrics.render();
     assert_eq!(
-        line_value(
-            &text,
-            r#"sstp_client_packets_dropped_total{reason="tun_queue_full"}"#
-        ),
-        Some(3.0)
+        line_value(&text, "sstp_tun_write_wait_seconds_total"),
+        Some(2.0)
     );
     assert_eq!(
         line_value(

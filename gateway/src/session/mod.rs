@@ -39,11 +39,13 @@ mod phase;
 mod table;
 #[cfg(test)]
 mod tests;
+mod tun_wait;
 
 pub use audit::AuditConfig;
 use audit::Traffic;
 use phase::{Ending, Phase};
 pub use table::SessionTable;
+use tun_wait::TunWait;
 
 /// What every session shares.
 #[derive(Debug)]
@@ -142,6 +144,9 @@ struct Session {
     close_label: Option<&'static str>,
     /// IP traffic through the tunnel, for the audit record.
     traffic: Traffic,
+    /// A client packet waiting for room in the TUN writer's queue: until it has some, nothing
+    /// more is read from the client (backpressure instead of a drop).
+    tun_wait: Option<TunWait>,
 }
 
 impl Session {
@@ -183,6 +188,7 @@ impl Session {
             ended_by_us: None,
             close_label: None,
             traffic: Traffic::default(),
+            tun_wait: None,
         }
     }
 
@@ -236,7 +242,7 @@ impl Session {
             } else {
                 READ_PAUSE_SETUP
             };
-            let take_input = tx.pending() < read_pause;
+            let take_input = tx.pending() < read_pause && self.tun_wait.is_none();
             if matches!(self.phase, Phase::Preamble { .. }) {
                 // Checked at each read: a place may free up while the request is on its way.
                 self.conn.set_busy(self.shared.admission.slots.is_full());
@@ -245,6 +251,13 @@ impl Session {
                 match self.phase.route_mut() {
                     Some(route) if take_packets => route.queue.recv().await,
                     _ => std::future::pending().await,
+                }
+            };
+            let tun_wait = &mut self.tun_wait;
+            let tun_room = async {
+                match tun_wait.as_mut() {
+                    Some(wait) => wait.room().await,
+                    None => std::future::pending().await,
                 }
             };
             tokio::select! {
@@ -258,6 +271,12 @@ impl Session {
                     Err(_) => self.conn.transport_closed(),
                 },
                 Some(packet) = to_client => self.forward_to_client(packet, now()),
+                room = tun_room => {
+                    if let Some(wait) = self.tun_wait.take() {
+                        let waited = wait.finish(room, now());
+                        self.shared.metrics.tun_write_waited(waited);
+                    }
+                }
                 () = sleep => {
                     let now = now();
                     if stall.is_some_and(|at| now >= at) {
@@ -345,20 +364,23 @@ impl Session {
 
     /// Client -> TUN: what the state machine's packet policy let out (the client's own source
     /// address only; a DHCPINFORM answered in the tunnel: [`sstp_proto::ip_policy`]).
+    /// A packet the TUN writer's queue has no room for stops the loop: it waits in
+    /// [`TunWait`], the rest wait in the state machine, and no more is read from the client.
     fn forward_from_client(&mut self, now: Instant) {
-        let (mut packets, mut bytes, mut queue_full) = (0u64, 0u64, 0u64);
+        if self.tun_wait.is_some() {
+            return;
+        }
+        let (mut packets, mut bytes) = (0u64, 0u64);
         while let Some(packet) = self.conn.poll_ip() {
             packets += 1;
             bytes += packet.len() as u64;
-            // The TUN writer keeps up unless the kernel stalls; dropping then is what a
-            // congested link would do, and the counter shows it.
-            if self
-                .shared
-                .to_tun
-                .try_send(Bytes::copy_from_slice(packet))
-                .is_err()
-            {
-                queue_full += 1;
+            match self.shared.to_tun.try_send(Bytes::copy_from_slice(packet)) {
+                // Closed: the data plane is gone, the gateway is stopping.
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(packet)) => {
+                    self.tun_wait = Some(TunWait::new(&self.shared.to_tun, packet, now));
+                    break;
+                }
             }
         }
         let metrics = &self.shared.metrics;
@@ -372,10 +394,7 @@ impl Session {
             }
         }
         let kept = self.conn.take_ip_policy();
-        for (reason, count) in [
-            (ClientDropReason::ForeignSource, kept.foreign_source),
-            (ClientDropReason::TunQueueFull, queue_full),
-        ] {
+        for (reason, count) in [(ClientDropReason::ForeignSource, kept.foreign_source)] {
             if count > 0 {
                 metrics.client_packets_dropped(reason, count);
             }

@@ -21,6 +21,8 @@ use tokio::{
 };
 
 use super::{AuditConfig, Deadlines, SessionShared, SessionTable, run};
+
+mod backpressure;
 use crate::{
     admission::{AdmissionShared, SessionSlots},
     client::{CallState, Client, ClientError},
