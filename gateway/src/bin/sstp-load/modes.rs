@@ -298,7 +298,7 @@ async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
                 opened.span = opened.span.max(started.elapsed());
                 opened.sessions.push(Session { client, local, id });
             }
-            Ok(Err(err)) => *opened.errors.entry(err.to_string()).or_default() += 1,
+            Ok(Err(err)) => *opened.errors.entry(with_causes(&err)).or_default() += 1,
             Err(_) => *opened.errors.entry("setup timed out".into()).or_default() += 1,
         }
     }
@@ -436,4 +436,17 @@ fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// An error with its causes, `outer: inner: ...`: "cannot connect" alone does not say whether
+/// the SYN went unanswered, was refused or ran out of ports.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
