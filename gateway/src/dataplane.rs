@@ -32,6 +32,8 @@ pub struct Dataplane {
 
 /// Packets from clients waiting for the TUN device.
 const WRITE_QUEUE: usize = 4096;
+/// Packets the writer takes from its queue at a time.
+const WRITE_BATCH: usize = 64;
 /// Read buffer: larger than any MTU we configure.
 const READ_BUF: usize = 65_536;
 
@@ -103,16 +105,21 @@ async fn write_loop(
     mut packets: mpsc::Receiver<Bytes>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
-        let packet = tokio::select! {
+        // Many at once: the queue's room comes back in one step, so a session held back by a
+        // full queue (session/tun_wait.rs) wakes once for many packets rather than once each.
+        let taken = tokio::select! {
             _ = stop.changed() => return,
-            packet = packets.recv() => match packet {
-                Some(packet) => packet,
-                None => return,
-            },
+            taken = packets.recv_many(&mut batch, WRITE_BATCH) => taken,
         };
-        if let Err(err) = device.send(&packet).await {
-            debug!(error = %err, len = packet.len(), "TUN write failed; packet dropped");
+        if taken == 0 {
+            return;
+        }
+        for packet in batch.drain(..) {
+            if let Err(err) = device.send(&packet).await {
+                debug!(error = %err, len = packet.len(), "TUN write failed; packet dropped");
+            }
         }
     }
 }
