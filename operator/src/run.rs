@@ -360,7 +360,7 @@ async fn gateway_controller(
         )
         // Every Secret of the scope, one watch: the gateway's own (`<gw>-users`, `-tls`, `-ca`)
         // wake it as its children do; password, BYO and cert-manager TLS Secrets wake only the
-        // gateways they concern. Non-Opaque Secrets are stored without their data.
+        // gateways they concern. Only small Opaque Secrets keep their data in the store.
         .watches_stream(
             cache::watch(
                 scope.api::<Secret>(),

@@ -19,9 +19,12 @@
 //! imported the first. The CRD checks too (cluster-scoped; the operator does not watch CRDs).
 //!
 //! Memory: the children's watches select the operator's managed-by label, so only its own
-//! objects are held; the Secret store keeps the `data` of `Opaque` Secrets only (password
-//! Secrets and the operator's own) and metadata alone of the rest (Helm releases,
-//! service-account tokens), and no store keeps managedFields.
+//! objects are held (a child someone strips of that label leaves the watch: its later changes
+//! are seen at the periodic resync); the Secret store keeps the `data` only of small `Opaque`
+//! Secrets (at most [`CACHED_SECRET_DATA`] bytes: a password Secret) and metadata alone of every
+//! other (Helm releases, tokens, other applications' Secrets, the operator's own users document
+//! and CA), and no store keeps managedFields. A stale password can reach one users document
+//! written for another reason; the Secret's own event then wakes the gateway again.
 
 use std::fmt::Debug;
 
@@ -156,21 +159,31 @@ where
     .touched_objects()
 }
 
-/// Trims an object for a store: managedFields are never read, and for a Secret that is not
-/// `Opaque` the data (a Helm release can be a megabyte) is dropped, so a read of it falls back
-/// to the API server.
+/// Trims an object for a store: managedFields are never read.
 pub fn trimmed<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
-/// [`trimmed`] for Secrets.
+/// [`trimmed`] for Secrets: the data of any but a small `Opaque` one (a Helm release can be a
+/// megabyte, and other applications' Secrets are none of the operator's business) is dropped, so
+/// a read of it falls back to the API server.
 pub fn trimmed_secret(secret: &mut Secret) {
     trimmed(secret);
-    if secret.type_.as_deref().unwrap_or(OPAQUE) != OPAQUE {
+    let opaque = secret.type_.as_deref().unwrap_or(OPAQUE) == OPAQUE;
+    let size: usize = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(key, value)| key.len() + value.0.len())
+        .sum();
+    if !opaque || size > CACHED_SECRET_DATA {
         secret.data = None;
         secret.string_data = None;
     }
 }
+
+/// The most data a cached Secret keeps: a password Secret's few keys fit many times over.
+pub const CACHED_SECRET_DATA: usize = 1024;
 
 /// The name and value of the label every child carries: what the children's watches select.
 pub fn managed_by_selector() -> String {

@@ -27,7 +27,7 @@ fn secret(type_: Option<&str>) -> Secret {
 }
 
 #[test]
-fn an_opaque_secret_keeps_its_data_and_every_other_type_only_its_metadata() {
+fn a_small_opaque_secret_keeps_its_data_and_every_other_only_its_metadata() {
     for (type_, keeps_data) in [
         (None, true),
         (Some("Opaque"), true),
@@ -41,4 +41,24 @@ fn an_opaque_secret_keeps_its_data_and_every_other_type_only_its_metadata() {
         assert_eq!(stored.metadata.name.as_deref(), Some("s"));
         assert!(stored.metadata.managed_fields.is_none(), "{type_:?}");
     }
+}
+
+#[test]
+fn an_opaque_secret_larger_than_a_password_secret_is_kept_without_its_data() {
+    let mut big = secret(None);
+    big.data.as_mut().unwrap().insert(
+        "users.json".into(),
+        ByteString(vec![b'x'; super::CACHED_SECRET_DATA]),
+    );
+    trimmed_secret(&mut big);
+    assert!(big.data.is_none());
+    let mut at_the_limit = secret(None);
+    let room = super::CACHED_SECRET_DATA - "password".len();
+    at_the_limit
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("password".into(), ByteString(vec![b'x'; room]));
+    trimmed_secret(&mut at_the_limit);
+    assert!(at_the_limit.data.is_some());
 }
