@@ -176,6 +176,11 @@ impl Gateway {
 
     /// The value of one series, e.g. `sstp_sessions_total{result="established"}`.
     fn metric(&self, series: &str) -> u64 {
+        self.sample(series).parse().unwrap()
+    }
+
+    /// The value of one series as exported, e.g. a counter of seconds.
+    fn sample(&self, series: &str) -> String {
         let text = self.shared.metrics.render();
         let line = text
             .lines()
@@ -184,7 +189,7 @@ impl Gateway {
                     .is_some_and(|rest| rest.starts_with(' '))
             })
             .unwrap_or_else(|| panic!("no series {series} in\n{text}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
+        line.rsplit(' ').next().unwrap().to_owned()
     }
 
     /// The `sstp_sessions_total` counts, by result, that are not zero.

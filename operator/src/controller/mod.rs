@@ -98,13 +98,9 @@ impl Context {
             // must never compile an empty users document. It fails only at shutdown.
             && caches.users.wait_until_ready().await.is_ok()
         {
-            let mut users: Vec<SstpUser> = caches
-                .users
-                .state()
-                .iter()
-                .filter(|user| user.metadata.namespace.as_deref() == Some(namespace))
-                .map(|user| user.as_ref().clone())
-                .collect();
+            let mut users = self
+                .cached_list::<SstpUser>(namespace, |_| true)
+                .unwrap_or_default();
             // In the API server's list order (by name), not the cache's hash order, so the
             // reads that follow come in the same order every time.
             users.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));

@@ -73,15 +73,10 @@ async fn a_client_sending_faster_than_the_tun_writer_takes_is_held_back_and_lose
         gateway.metric(r#"sstp_packets_total{direction="from_client"}"#),
         u64::from(PACKETS)
     );
-    let waited: f64 = {
-        let text = gateway.shared.metrics.render();
-        let line = text
-            .lines()
-            .find(|line| line.starts_with("sstp_tun_write_wait_seconds_total "))
-            .unwrap()
-            .to_owned();
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let waited: f64 = gateway
+        .sample("sstp_tun_write_wait_seconds_total")
+        .parse()
+        .unwrap();
     assert!(waited >= 1.0, "the session waited the second: {waited}");
     assert_eq!(client.disconnect().await, CloseReason::LocalDisconnect);
     task.await.unwrap();
