@@ -1,9 +1,11 @@
-//! The load tool (`sstp-load`) against the real gateway, small and short: its sessions come up
-//! and its datagrams cross the tunnels both ways. No timing assertions: the numbers are for
+//! The load tool (`sstp-load`) against the real gateway, small and short: its sessions come up,
+//! its datagrams and kernel TCP (iperf3) cross the tunnels both ways, and its ceiling mode
+//! measures the machine. No timing assertions: the numbers are for
 //! `tests/bench/load`, this only proves the tool and its sink work.
 //!
 //! Layout: gateway on 127.0.0.1 (pool 198.19.2k.0/24, NAT off) -> TUN -> host routing -> veth
-//! 198.18.k.1/30 -> namespace 198.18.k.2:9000 (`sstp-load sink`), `k` from [`TestNet::pick`].
+//! 198.18.k.1/30 -> namespace 198.18.k.2:9000 (`sstp-load sink`; iperf3 servers from 5201 for
+//! `tcp`, 5199 for `ceiling`), `k` from [`TestNet::pick`].
 
 use std::{
     path::{Path, PathBuf},
@@ -177,6 +179,63 @@ fn scenario() -> Result<(), Error> {
         field(&throughput, "down_packets") > 0.0,
         "nothing came back: {throughput:?}"
     );
+
+    // Kernel TCP (iperf3) through two tunnels, each client's TUN in a namespace of its own,
+    // both ways; then the machine's ceilings the benchmark gives those figures against.
+    let server_netns = link.name().to_owned();
+    let server_addr = net.veth_ns().to_string();
+    let tcp = run_load(
+        &bins.load,
+        &[
+            "tcp",
+            "--sessions",
+            "2",
+            "--duration",
+            "1s",
+            "--server-netns",
+            &server_netns,
+            "--server-addr",
+            &server_addr,
+        ],
+        &common,
+    );
+    assert_eq!(field(&tcp, "tunnels"), 2.0, "{tcp:?}");
+    for way in ["up", "down"] {
+        assert_eq!(field(&tcp, &format!("{way}_failed")), 0.0, "{tcp:?}");
+        assert!(
+            field(&tcp, &format!("{way}_bytes")) > 0.0,
+            "no TCP payload went {way}: {tcp:?}"
+        );
+    }
+    let ca_cert = gateway.ca_cert();
+    let gw_dir = ca_cert.parent().expect("the data directory");
+    let ceiling = run_load(
+        &bins.load,
+        &[
+            "ceiling",
+            "--server-netns",
+            &server_netns,
+            "--server-addr",
+            &server_addr,
+            "--cert",
+            &gw_dir.join("server.crt").display().to_string(),
+            "--key",
+            &gw_dir.join("server.key").display().to_string(),
+            "--ca-cert",
+            &ca_cert.display().to_string(),
+            "--duration",
+            "1s",
+        ],
+        &[],
+    );
+    for key in [
+        "tls_mbit_s",
+        "tun_mbit_s",
+        "veth_up_mbit_s",
+        "veth_down_mbit_s",
+    ] {
+        assert!(field(&ceiling, key) > 0.0, "{key}: {ceiling:?}");
+    }
 
     let pid = gateway.pid().to_string();
     let idle = run_load(

@@ -7,6 +7,8 @@
 //! sstp-load idle       ... --gateway-pid PID [--sessions N] [--rate R] [--duration D]
 //! sstp-load hold       ... [--sessions N] [--duration D] [--ready-file F] [--stop-file F]
 //! sstp-load sink       --listen ADDR:PORT [--exit-after D]
+//! sstp-load tcp        ... --server-netns NS --server-addr IP [--sessions N] [--direction up|down|both]
+//! sstp-load ceiling    --server-netns NS --server-addr IP --cert F --key F --ca-cert F [--duration D]
 //! ```
 //! - `setup`: opens N sessions at R per second; reports sessions set up per second and the
 //!   handshake latency (TCP connect to IPv4 up) percentiles.
@@ -19,14 +21,25 @@
 //!   ended (the server's CALL_DISCONNECT or anything else), the longest time without a
 //!   tunnel and the fewest sessions up at any moment: a rollout or drain seen from the clients.
 //! - `sink`: the far end of `throughput`; runs in the network behind the gateway.
+//! - `tcp`: kernel TCP (iperf3) through N tunnels at once, each client's TUN device in a
+//!   network namespace of its own; reports goodput and TCP retransmits, up then down.
+//! - `ceiling`: the machine's own limits in the same run, to give the tunnel figures as ratios:
+//!   one rustls stream over loopback with the gateway's TLS configuration, a TUN round trip,
+//!   TCP over the veth behind the gateway.
+//!
+//! `tcp` and `ceiling` need root (namespaces, TUN) and Debian's `iperf3`, `ip` and `ss`.
 //!
 //! Everything is bounded: session counts, rates, durations and every wait. The last line of
 //! each mode is `RESULT key=value ...` for scripts.
 
+mod ceiling;
 mod hold;
+mod iperf;
 mod modes;
+mod netns;
 mod sink;
 mod stats;
+mod tcp;
 mod wire;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -79,6 +92,15 @@ enum Mode {
         #[arg(long)]
         stop_file: Option<PathBuf>,
     },
+    /// Kernel TCP (iperf3) through the tunnels, each client's TUN in its own namespace.
+    Tcp {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: tcp::TcpArgs,
+    },
+    /// The machine's own ceilings: rustls loopback, TUN round trip, TCP over the veth.
+    Ceiling(ceiling::CeilingArgs),
     /// The receiving end of `throughput`.
     Sink {
         /// Address to listen on (UDP).
@@ -157,6 +179,8 @@ fn main() -> anyhow::Result<()> {
                     } => {
                         hold::hold(&common, redial_attempts, ready_file.as_deref(), stop_file).await
                     }
+                    Mode::Tcp { common, args } => tcp::tcp(&common, &args).await,
+                    Mode::Ceiling(args) => ceiling::ceiling(&args).await,
                     Mode::Sink { .. } => Ok(()),
                 }
             })

@@ -33,17 +33,17 @@ const STATS_WAIT: Duration = Duration::from_secs(1);
 const SETTLE: Duration = Duration::from_secs(2);
 
 /// A session whose tunnel is up.
-struct Session {
-    client: Client,
-    local: Ipv4Addr,
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) local: Ipv4Addr,
     id: u32,
 }
 
 /// What opening the sessions gave.
-struct Opened {
-    sessions: Vec<Session>,
+pub(crate) struct Opened {
+    pub(crate) sessions: Vec<Session>,
     latencies: Vec<Duration>,
-    errors: BTreeMap<String, u32>,
+    pub(crate) errors: BTreeMap<String, u32>,
     /// From the first connect to the last tunnel up.
     span: Duration,
 }
@@ -255,7 +255,15 @@ pub(crate) fn client_options(common: &Common) -> anyhow::Result<ClientOptions> {
 /// Opens `common.sessions` sessions at `common.rate` per second, each bounded by
 /// [`SETUP_TIMEOUT`].
 async fn open_sessions(common: &Common) -> anyhow::Result<Opened> {
-    let template = Arc::new(client_options(common)?);
+    open_sessions_with(common, client_options(common)?).await
+}
+
+/// [`open_sessions`] with the client options given (`tcp` raises the receive queue).
+pub(crate) async fn open_sessions_with(
+    common: &Common,
+    template: ClientOptions,
+) -> anyhow::Result<Opened> {
+    let template = Arc::new(template);
     let period = Duration::from_secs_f64(1.0 / common.rate);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -410,7 +418,7 @@ fn count_up(sessions: &[Session]) -> usize {
 }
 
 /// Disconnects every session gracefully, all at once, bounded by [`DISCONNECT_TIMEOUT`].
-async fn close_all(sessions: Vec<Session>) {
+pub(crate) async fn close_all(sessions: Vec<Session>) {
     let mut tasks = JoinSet::new();
     for session in sessions {
         tasks.spawn(session.client.disconnect());
@@ -421,7 +429,7 @@ async fn close_all(sessions: Vec<Session>) {
     .await;
 }
 
-fn print_errors(errors: &BTreeMap<String, u32>) {
+pub(crate) fn print_errors(errors: &BTreeMap<String, u32>) {
     for (error, count) in errors {
         println!("failed             {count} x {error}");
     }
