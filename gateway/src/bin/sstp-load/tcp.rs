@@ -30,6 +30,9 @@ use crate::{
 /// drop at the client, and the drop would be charged to the gateway as retransmits).
 const CLIENT_RX_QUEUE: usize = 4096;
 
+/// Transmit queue of each client's TUN device, in packets (see [`attach`]).
+const CLIENT_TXQUEUELEN: &str = "4096";
+
 /// Which ways to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Direction {
@@ -195,7 +198,14 @@ async fn attach(session: Session, tag: u32, k: usize, mtu: u16) -> anyhow::Resul
     netns
         .exec("ip", &["addr", "add", &address, "dev", &name])
         .await?;
-    netns.exec("ip", &["link", "set", &name, "up"]).await?;
+    // The kernel's default TUN queue (500 packets) overflows whenever this process is not
+    // scheduled for a few milliseconds, and the loss would be counted against the gateway.
+    netns
+        .exec(
+            "ip",
+            &["link", "set", &name, "txqueuelen", CLIENT_TXQUEUELEN, "up"],
+        )
+        .await?;
     netns
         .exec("ip", &["route", "add", "default", "dev", &name])
         .await?;
