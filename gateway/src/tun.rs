@@ -3,11 +3,20 @@
 //! One device per gateway: its address is the gateway's tunnel address with the pool's prefix,
 //! so the kernel routes the whole pool into it, and [`crate::router`] sorts packets read from it
 //! by destination. Packets are bare IP (no packet-information header). Creating it needs
-//! CAP_NET_ADMIN. The `tun` crate does the ioctls, so this crate needs no `unsafe`.
+//! CAP_NET_ADMIN. The `tun` crate does the ioctls, apart from the transmit queue length
+//! ([`tx_queue`], the crate's one `unsafe`, behind a safe function).
 
 use std::{io, net::Ipv4Addr};
 
 use ipnet::Ipv4Net;
+use tracing::warn;
+
+mod tx_queue;
+
+/// Packets the kernel keeps for the gateway's reader when it falls behind (the kernel's
+/// default is 500: see [`tx_queue`]). At most ~9 MB of the kernel's memory, used only while
+/// the reader is late.
+pub const TX_QUEUE_LEN: u32 = 4096;
 
 /// How to set the device up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +67,11 @@ impl TunDevice {
             name: settings.name.clone(),
             source,
         })?;
+        if let Err(err) = tx_queue::set_tx_queue_len(&settings.name, TX_QUEUE_LEN) {
+            // Still a working device: bursts beyond the default queue are dropped (and
+            // counted by the kernel as the device's tx_dropped).
+            warn!(error = %err, device = %settings.name, "cannot raise the TUN transmit queue");
+        }
         Ok(Self {
             device,
             settings: settings.clone(),

@@ -46,6 +46,7 @@ fn the_device_comes_up_with_the_gateway_address_and_mtu() {
                 let link = run(&["ip", "-o", "link", "show", "dev", "sstptest0"]);
                 assert!(link.contains("mtu 1380"), "{link}");
                 assert!(link.contains(",UP"), "{link}");
+                assert!(link.contains(&format!("qlen {TX_QUEUE_LEN}")), "{link}");
                 let addr = run(&["ip", "-o", "-4", "addr", "show", "dev", "sstptest0"]);
                 assert!(addr.contains("10.99.0.1/24"), "{addr}");
             });

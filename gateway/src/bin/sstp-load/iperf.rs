@@ -167,7 +167,7 @@ mod tests {
         let json = br#"{"start": {}, "intervals": [], "end": {
             "sum_sent": {"seconds": 1.001105, "bytes": 1435238400, "retransmits": 13, "sender": false},
             "sum_received": {"seconds": 1.000029, "bytes": 1433993163, "sender": false}}}"#;
-        let report = parse_report(json).unwrap();
+        let report = parse_report(json).expect("a valid report");
         assert_eq!(report.bytes, 1_433_993_163);
         assert!((report.seconds - 1.000_029).abs() < 1e-9);
         assert_eq!(report.retransmits, 13);
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn a_failed_run_says_why() {
         let json = br#"{"start": {}, "intervals": [], "end": {}, "error": "unable to connect to server: Connection refused"}"#;
-        let err = parse_report(json).unwrap_err().to_string();
+        let err = parse_report(json).expect_err("an error report").to_string();
         assert!(err.contains("Connection refused"), "{err}");
         assert!(parse_report(b"iperf3: error").is_err());
     }
