@@ -33,7 +33,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::{
     iperf::{self, Servers, Way},
-    netns::{self, Netns},
+    netns::Netns,
+    stats::mbit_per_s,
     wire,
 };
 
@@ -89,7 +90,7 @@ pub(crate) async fn ceiling(args: &CeilingArgs) -> anyhow::Result<()> {
         Way::Receive,
     )
     .await?;
-    let (up_mbit, down_mbit) = (rate(up.bytes, up.seconds), rate(down.bytes, down.seconds));
+    let (up_mbit, down_mbit) = (up.mbit_per_s(), down.mbit_per_s());
     println!(
         "TCP over the veth  up {up_mbit:.1} Mbit/s ({} retransmits), down {down_mbit:.1} Mbit/s ({} retransmits)",
         up.retransmits, down.retransmits
@@ -99,14 +100,6 @@ pub(crate) async fn ceiling(args: &CeilingArgs) -> anyhow::Result<()> {
         args.write_bytes, up.retransmits, down.retransmits
     );
     Ok(())
-}
-
-fn rate(bytes: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        bytes as f64 * 8.0 / seconds / 1e6
-    } else {
-        0.0
-    }
 }
 
 /// One TLS stream over loopback for `args.duration`; Mbit/s of plaintext the server read.
@@ -153,7 +146,7 @@ async fn tls_loopback(args: &CeilingArgs) -> anyhow::Result<f64> {
     }
     tls.shutdown().await?;
     let (total, span) = server.await.context("the TLS server task")??;
-    Ok(rate(total, span.as_secs_f64()))
+    Ok(mbit_per_s(total, span.as_secs_f64()))
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -168,13 +161,7 @@ async fn tun_round_trip(duration: Duration) -> anyhow::Result<(f64, f64)> {
     let tag = std::process::id() % 100_000;
     let netns = Netns::create(format!("sstpload-{tag}-tun")).await?;
     let name = format!("sl{tag}c");
-    let mut config = tun::Configuration::default();
-    config.tun_name(&name).mtu(1500);
-    let device = Arc::new(
-        tun::create_as_async(&config)
-            .with_context(|| format!("cannot create TUN device {name} (root?)"))?,
-    );
-    netns::run("ip", &["link", "set", "dev", &name, "netns", netns.name()]).await?;
+    let device = Arc::new(netns.new_tun(&name, 1500).await?);
     netns
         .exec("ip", &["addr", "add", "10.255.255.1/24", "dev", &name])
         .await?;

@@ -86,6 +86,11 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// Goodput at the receiver.
+    pub(crate) fn mbit_per_s(self) -> f64 {
+        crate::stats::mbit_per_s(self.bytes, self.seconds)
+    }
+
     pub(crate) fn add(&mut self, other: Self) {
         self.bytes += other.bytes;
         self.seconds = self.seconds.max(other.seconds);

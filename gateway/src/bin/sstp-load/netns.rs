@@ -74,6 +74,19 @@ impl Netns {
         output("ip", &full).await
     }
 
+    /// Creates TUN device `name` (bare IPv4, `mtu`) in this process's namespace, where the
+    /// descriptor is opened, and moves the interface into this one: the descriptor keeps
+    /// working, so the caller stays where the gateway is reachable. Address and link state are
+    /// the caller's (a move clears them).
+    pub(crate) async fn new_tun(&self, name: &str, mtu: u16) -> anyhow::Result<tun::AsyncDevice> {
+        let mut config = tun::Configuration::default();
+        config.tun_name(name).mtu(mtu);
+        let device = tun::create_as_async(&config)
+            .with_context(|| format!("cannot create TUN device {name} (root?)"))?;
+        run("ip", &["link", "set", "dev", name, "netns", &self.name]).await?;
+        Ok(device)
+    }
+
     /// Packets the kernel dropped sending out of `device` in this namespace (its transmit
     /// queue was full: for a TUN device, its reader fell behind).
     pub(crate) async fn tx_dropped(&self, device: &str) -> anyhow::Result<u64> {

@@ -26,6 +26,15 @@ pub(crate) fn mbit(bytes: u64, over: Duration) -> String {
     format!("{:.1}", bytes as f64 * 8.0 / secs / 1e6)
 }
 
+/// Bits per second as Mbit/s, as a number (for ratios), over `seconds`.
+pub(crate) fn mbit_per_s(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 * 8.0 / seconds / 1e6
+    } else {
+        0.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +53,7 @@ mod tests {
     fn rates_are_megabits_per_second() {
         assert_eq!(mbit(125_000_000, Duration::from_secs(1)), "1000.0");
         assert_eq!(mbit(1, Duration::ZERO), "0.0");
+        assert!((mbit_per_s(125_000_000, 2.0) - 500.0).abs() < 1e-9);
+        assert!(mbit_per_s(1, 0.0).abs() < f64::EPSILON);
     }
 }

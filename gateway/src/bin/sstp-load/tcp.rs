@@ -23,7 +23,7 @@ use crate::{
     Common,
     iperf::{self, Report, Servers, Way},
     modes::{self, Session},
-    netns::{self, Netns},
+    netns::Netns,
 };
 
 /// Received-IP queue of each client: a TCP window in flight (the default 1,024 packets would
@@ -113,7 +113,7 @@ pub(crate) async fn tcp(common: &Common, args: &TcpArgs) -> anyhow::Result<()> {
             Way::Send => "up",
             Way::Receive => "down",
         };
-        let mbit_s = mbit_per_s(total);
+        let mbit_s = total.mbit_per_s();
         println!(
             "{name:<18} {mbit_s:.1} Mbit/s, {} bytes over {:.1} s, {} retransmitted segments, {client_drops} packets dropped at the clients' TUN devices",
             total.bytes, total.seconds, total.retransmits
@@ -176,24 +176,12 @@ async fn client_tun_drops(tunnels: &[Tunnel]) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-fn mbit_per_s(report: Report) -> f64 {
-    if report.seconds > 0.0 {
-        report.bytes as f64 * 8.0 / report.seconds / 1e6
-    } else {
-        0.0
-    }
-}
-
 /// Creates namespace `sstpload-TAG-K` and TUN device `slTAGtK`, moves the device in, gives it
 /// the session's address and the default route, and starts the bridge.
 async fn attach(session: Session, tag: u32, k: usize, mtu: u16) -> anyhow::Result<Tunnel> {
     let netns = Netns::create(format!("sstpload-{tag}-{k}")).await?;
     let name = format!("sl{tag}t{k}");
-    let mut config = tun::Configuration::default();
-    config.tun_name(&name).mtu(mtu);
-    let device = tun::create_as_async(&config)
-        .with_context(|| format!("cannot create TUN device {name} (root?)"))?;
-    netns::run("ip", &["link", "set", "dev", &name, "netns", netns.name()]).await?;
+    let device = netns.new_tun(&name, mtu).await?;
     let address = format!("{}/32", session.local);
     netns
         .exec("ip", &["addr", "add", &address, "dev", &name])
