@@ -122,6 +122,14 @@ pub(crate) struct StandaloneArgs {
     /// Tunnel MTU (TCP MSS is clamped to MTU - 40).
     #[arg(long, env = "SSTP_GATEWAY_MTU", default_value_t = 1400)]
     pub(crate) mtu: u16,
+    /// Run the TUN device without offload (by default the kernel hands over TCP super-segments
+    /// and takes coalesced ones; where it refuses, the gateway falls back by itself).
+    #[arg(long, env = "SSTP_GATEWAY_NO_TUN_OFFLOAD")]
+    pub(crate) no_tun_offload: bool,
+    /// TUN queues, each with a reader and a writer; 0: one per CPU (at most 64).
+    #[arg(long, env = "SSTP_GATEWAY_TUN_QUEUES", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub(crate) tun_queues: u16,
     /// Also offer PAP (the password crosses the TLS tunnel in clear).
     #[arg(long, env = "SSTP_GATEWAY_PAP")]
     pub(crate) pap: bool,

@@ -55,6 +55,8 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+#[cfg(test)]
+mod test_packets;
 pub mod throttle;
 pub mod tls;
 pub mod tun;

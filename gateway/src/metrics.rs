@@ -16,6 +16,9 @@
 //! | `sstp_connections_pending` | gauge | | connections accepted whose user is not admitted yet |
 //! | `sstp_certificate_reload_total` | counter | `result` ([`ReloadResult`]) | certificate file loads after start-up |
 //! | `sstp_tun_packets_dropped_total` | counter | `reason` ([`DropReason`]) | TUN packets no session took |
+//! | `sstp_tun_queue_packets_total` | counter | `queue` (0 to queues - 1), `direction` | packets each TUN queue read (`to_client`) or was given to write (`from_client`), after offload's split and before its coalescing |
+//! | `sstp_tun_queues` | gauge | | TUN queues open (each with a reader and a writer) |
+//! | `sstp_tun_offload` | gauge | | 1 when the TUN device runs with offload (TSO split, GRO coalescing), else 0 |
 //! | `sstp_client_packets_dropped_total` | counter | `reason` ([`ClientDropReason`]) | client packets that never reached TUN |
 //! | `sstp_tun_write_wait_seconds_total` | counter | | time sessions spent not reading their clients because the TUN writer's queue was full (summed over sessions) |
 //! | `sstp_sessions_closed_total` | counter | `reason` ([`CLOSE_REASONS`]) | SSTP connections by why they ended |
@@ -27,7 +30,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Counter, Histogram, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder};
+use prometheus::{
+    Counter, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
+};
 
 use crate::{ip_pool::PoolCounts, router::DropReason};
 
@@ -65,6 +70,12 @@ pub struct Metrics {
     /// `sstp_tun_packets_dropped_total{reason}`: packets read from the TUN device that no session
     /// took (see [`DropReason`]).
     tun_packets_dropped_total: IntCounterVec,
+    /// `sstp_tun_queue_packets_total{queue,direction}`: packets through each TUN queue.
+    tun_queue_packets_total: IntCounterVec,
+    /// `sstp_tun_queues`: TUN queues open.
+    tun_queues: IntGauge,
+    /// `sstp_tun_offload`: 1 when the device runs with offload.
+    tun_offload: IntGauge,
     /// `sstp_client_packets_dropped_total{reason}`: IP packets from clients that never reached
     /// the TUN device (see [`ClientDropReason`]).
     client_packets_dropped_total: IntCounterVec,
@@ -249,6 +260,16 @@ impl Metrics {
                 "reason",
                 &DropReason::ALL.map(DropReason::metric_label),
             ),
+            tun_queue_packets_total: reg.counter_table(
+                "tun_queue_packets_total",
+                "Packets each TUN queue read (to_client) or was given to write (from_client)",
+                &["queue", "direction"],
+            ),
+            tun_queues: reg.gauge("tun_queues", "TUN queues open, each with a reader and a writer"),
+            tun_offload: reg.gauge(
+                "tun_offload",
+                "1 when the TUN device runs with offload (TSO split, GRO coalescing), else 0",
+            ),
             client_packets_dropped_total: reg.counters(
                 "client_packets_dropped_total",
                 "IP packets from clients that never reached the TUN device, by reason",
@@ -338,6 +359,26 @@ impl Metrics {
         self.tun_packets_dropped_total
             .with_label_values(&[reason.metric_label()])
             .inc();
+    }
+
+    /// The TUN device is up with `queues` queues, offload on or off; creates every queue's
+    /// series at zero.
+    pub fn set_tun_device(&self, queues: usize, offload: bool) {
+        self.tun_queues
+            .set(i64::try_from(queues).unwrap_or(i64::MAX));
+        self.tun_offload.set(i64::from(offload));
+        for queue in 0..queues {
+            for direction in Direction::ALL {
+                self.tun_queue_packets(queue, direction);
+            }
+        }
+    }
+
+    /// The counter of packets through TUN queue `queue` in `direction`, to keep and bump
+    /// without a label lookup per packet.
+    pub fn tun_queue_packets(&self, queue: usize, direction: Direction) -> IntCounter {
+        self.tun_queue_packets_total
+            .with_label_values(&[queue.to_string().as_str(), direction.metric_label()])
     }
 
     /// Packets from a client were dropped before the TUN device.

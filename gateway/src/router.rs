@@ -44,6 +44,9 @@ pub enum DropReason {
     QueueFull,
     /// The session has ended but not yet unregistered.
     SessionClosed,
+    /// A TCP super-segment from the offloading device could not be split into packets (more
+    /// segments than a read has buffers for: an MSS below ~512); counted once per super-segment.
+    GsoSplitFailed,
 }
 
 /// Why a registration was refused.
@@ -97,9 +100,14 @@ impl Router {
     pub fn route(&self, packet: Bytes) -> RouteOutcome {
         let outcome = self.try_route(packet);
         if let RouteOutcome::Dropped(reason) = outcome {
-            self.drops[reason.index()].fetch_add(1, Ordering::Relaxed);
+            self.count_drop(reason);
         }
         outcome
+    }
+
+    /// Counts a packet lost before it could be routed.
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many packets were dropped for `reason` since start.
@@ -170,11 +178,12 @@ impl RouteGuard {
 
 impl DropReason {
     /// Every reason, for pre-creating metric series.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::NotIpv4,
         Self::NoRoute,
         Self::QueueFull,
         Self::SessionClosed,
+        Self::GsoSplitFailed,
     ];
 
     /// The metric label value.
@@ -184,6 +193,7 @@ impl DropReason {
             Self::NoRoute => "no_route",
             Self::QueueFull => "queue_full",
             Self::SessionClosed => "session_closed",
+            Self::GsoSplitFailed => "gso_split_failed",
         }
     }
 

@@ -49,6 +49,16 @@ use crate::{
     users_file::{self, UsersPublisher},
 };
 
+/// `tun.queues`, with 0 meaning one per CPU this process may run on.
+fn tun_queues(configured: u16) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(usize::from(sstp_api::gateway_config::MAX_TUN_QUEUES)),
+        n => usize::from(n),
+    }
+}
+
 /// A gateway that is serving.
 #[derive(Debug)]
 pub struct RunningGateway {
@@ -255,6 +265,8 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         address: pool.gateway_address(),
         pool: pool.network(),
         mtu: config.tun.mtu,
+        offload: config.tun.offload,
+        queues: tun_queues(config.tun.queues),
     };
     metrics.set_pool(pool.counts());
     let pool = Arc::new(Mutex::new(pool));
@@ -301,7 +313,7 @@ pub async fn start(config: GatewayConfig, options: ServeOptions) -> anyhow::Resu
         users: users_rx,
         throttle: Arc::new(throttle),
         router,
-        to_tun: dataplane.sender(),
+        to_tun: dataplane.writers(),
         metrics: metrics.clone(),
         deadlines: Deadlines {
             preamble: limits.preamble_timeout(),

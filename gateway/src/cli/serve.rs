@@ -77,6 +77,8 @@ pub(super) fn standalone_config(args: &StandaloneArgs) -> anyhow::Result<Gateway
         tun: TunConfig {
             name: args.tun_name.clone(),
             mtu: args.mtu,
+            offload: !args.no_tun_offload,
+            queues: args.tun_queues,
         },
         drain: DrainConfig {
             grace_period_seconds: args.drain_grace,

@@ -180,6 +180,14 @@ impl Registrar<'_> {
         vec
     }
 
+    /// A counter family whose series are created later, when their label values are known
+    /// (the TUN queues, counted at start).
+    pub(super) fn counter_table(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter options");
+        self.register(Box::new(vec.clone()));
+        vec
+    }
+
     pub(super) fn histogram(&self, name: &str, help: &str) -> Histogram {
         let opts = HistogramOpts::new(name, help).buckets(HANDSHAKE_BUCKETS.to_vec());
         let histogram = Histogram::with_opts(opts).expect("valid histogram options");

@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, info, info_span};
 use crate::{
     admission::{Admission, AdmissionShared},
     clock::now,
+    dataplane::{ClientPacket, TunWriters},
     io_buffers::{RxBuffer, TxBuffer},
     metrics::{ClientDropReason, Direction, Metrics, RejectReason, SessionResult},
     pending::PendingTicket,
@@ -60,8 +61,8 @@ pub struct SessionShared {
     pub admission: AdmissionShared,
     /// Destination address -> session.
     pub router: Arc<Router>,
-    /// Packets from clients, to the TUN writer.
-    pub to_tun: mpsc::Sender<Bytes>,
+    /// Packets from clients, to the TUN writers (each session keeps to one).
+    pub to_tun: TunWriters,
     /// Metrics.
     pub metrics: Metrics,
     /// Setup deadlines.
@@ -144,6 +145,8 @@ struct Session {
     close_label: Option<&'static str>,
     /// IP traffic through the tunnel, for the audit record.
     traffic: Traffic,
+    /// This session's TUN writer, the same for its whole life (its packets stay in order).
+    to_tun: mpsc::Sender<ClientPacket>,
     /// A client packet waiting for room in the TUN writer's queue: until it has some, nothing
     /// more is read from the client (backpressure instead of a drop).
     tun_wait: Option<TunWait>,
@@ -174,6 +177,7 @@ impl Session {
             accepted,
         );
         let preamble = accepted + shared.deadlines.preamble;
+        let to_tun = shared.to_tun.for_session(id);
         Self {
             shared,
             conn,
@@ -188,6 +192,7 @@ impl Session {
             ended_by_us: None,
             close_label: None,
             traffic: Traffic::default(),
+            to_tun,
             tun_wait: None,
         }
     }
@@ -374,11 +379,11 @@ impl Session {
         while let Some(packet) = self.conn.poll_ip() {
             packets += 1;
             bytes += packet.len() as u64;
-            match self.shared.to_tun.try_send(Bytes::copy_from_slice(packet)) {
+            match self.to_tun.try_send(ClientPacket::new(packet)) {
                 // Closed: the data plane is gone, the gateway is stopping.
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                 Err(mpsc::error::TrySendError::Full(packet)) => {
-                    self.tun_wait = Some(TunWait::new(&self.shared.to_tun, packet, now));
+                    self.tun_wait = Some(TunWait::new(&self.to_tun, packet, now));
                     break;
                 }
             }

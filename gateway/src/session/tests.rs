@@ -27,6 +27,7 @@ use crate::{
     admission::{AdmissionShared, SessionSlots},
     client::{CallState, Client, ClientError},
     clock::now,
+    dataplane::{ClientPacket, TunWriters},
     ip_pool::IpPool,
     metrics::Metrics,
     router::{RouteOutcome, Router},
@@ -45,7 +46,7 @@ struct Gateway {
     users: watch::Sender<Arc<UsersDocument>>,
     shutdown: watch::Sender<bool>,
     /// What the sessions send to the TUN device.
-    tun: mpsc::Receiver<Bytes>,
+    tun: mpsc::Receiver<ClientPacket>,
     hashes: CertHashes,
     next_id: u64,
 }
@@ -109,7 +110,7 @@ impl Gateway {
                 metrics: metrics.clone(),
             },
             router: Router::new(),
-            to_tun,
+            to_tun: TunWriters::from(vec![to_tun]),
             metrics,
             deadlines: Deadlines {
                 preamble: PREAMBLE_DEADLINE,
@@ -293,7 +294,7 @@ async fn a_session_comes_up_carries_its_own_packets_both_ways_and_closes_once() 
     let elsewhere = Ipv4Addr::new(198, 51, 100, 7);
     client.send_ip(packet(address, elsewhere)).await.unwrap();
     let to_tun = gateway.tun.recv().await.unwrap();
-    assert_eq!(to_tun, packet(address, elsewhere));
+    assert_eq!(to_tun.ip(), packet(address, elsewhere));
     // Another session's address (or anyone's) as the source never reaches the TUN device.
     client
         .send_ip(packet(Ipv4Addr::new(10, 9, 0, 99), elsewhere))
@@ -301,7 +302,7 @@ async fn a_session_comes_up_carries_its_own_packets_both_ways_and_closes_once() 
         .unwrap();
     client.send_ip(packet(address, elsewhere)).await.unwrap();
     assert_eq!(
-        gateway.tun.recv().await.unwrap(),
+        gateway.tun.recv().await.unwrap().ip(),
         packet(address, elsewhere)
     );
     assert_eq!(

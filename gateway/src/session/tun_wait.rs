@@ -14,14 +14,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use tokio::sync::mpsc::{self, OwnedPermit, error::SendError};
 
-type Room = Pin<Box<dyn Future<Output = Result<OwnedPermit<Bytes>, SendError<()>>> + Send>>;
+use crate::dataplane::ClientPacket;
+
+type Room = Pin<Box<dyn Future<Output = Result<OwnedPermit<ClientPacket>, SendError<()>>> + Send>>;
 
 /// A client packet waiting for room in the TUN writer's queue.
 pub(super) struct TunWait {
-    packet: Bytes,
+    packet: ClientPacket,
     since: Instant,
     room: Room,
 }
@@ -29,7 +30,7 @@ pub(super) struct TunWait {
 impl std::fmt::Debug for TunWait {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TunWait")
-            .field("len", &self.packet.len())
+            .field("len", &self.packet.ip().len())
             .field("since", &self.since)
             .finish_non_exhaustive()
     }
@@ -37,7 +38,11 @@ impl std::fmt::Debug for TunWait {
 
 impl TunWait {
     /// Starts waiting, at `now`, for room in `queue` for `packet`.
-    pub(super) fn new(queue: &mpsc::Sender<Bytes>, packet: Bytes, now: Instant) -> Self {
+    pub(super) fn new(
+        queue: &mpsc::Sender<ClientPacket>,
+        packet: ClientPacket,
+        now: Instant,
+    ) -> Self {
         Self {
             packet,
             since: now,
@@ -47,7 +52,7 @@ impl TunWait {
 
     /// Resolves when the queue has room (an error: the data plane is gone). Cancel-safe: the
     /// place in line is the future's, which stays in `self`. Not polled again once resolved.
-    pub(super) async fn room(&mut self) -> Result<OwnedPermit<Bytes>, SendError<()>> {
+    pub(super) async fn room(&mut self) -> Result<OwnedPermit<ClientPacket>, SendError<()>> {
         self.room.as_mut().await
     }
 
@@ -55,7 +60,7 @@ impl TunWait {
     /// returns how long it waited.
     pub(super) fn finish(
         self,
-        room: Result<OwnedPermit<Bytes>, SendError<()>>,
+        room: Result<OwnedPermit<ClientPacket>, SendError<()>>,
         now: Instant,
     ) -> Duration {
         if let Ok(permit) = room {

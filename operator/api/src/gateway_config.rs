@@ -262,6 +262,13 @@ pub struct TunConfig {
     pub name: String,
     /// Interface MTU; also the MSS clamp basis. 1400 is the Windows default (MS-SSTP §3.1.5.2).
     pub mtu: u16,
+    /// Offload (`IFF_VNET_HDR`): the kernel hands over TCP super-segments, split here into
+    /// packets of at most the MTU, and a client's consecutive segments are coalesced before
+    /// they are written. Falls back to none, with a warning, where the kernel refuses it.
+    pub offload: bool,
+    /// TUN queues, each with its own reader and writer; 0 means one per CPU the gateway may
+    /// use (at most [`MAX_TUN_QUEUES`]).
+    pub queues: u16,
 }
 
 /// Why a configuration file was refused.
@@ -412,6 +419,8 @@ impl Default for TunConfig {
         Self {
             name: DEFAULT_TUN_NAME.to_owned(),
             mtu: DEFAULT_MTU,
+            offload: true,
+            queues: 0,
         }
     }
 }
@@ -448,6 +457,8 @@ pub const DEFAULT_USERS_FILE: &str = "/etc/sstp-gateway/users.json";
 pub const DEFAULT_TUN_NAME: &str = "sstp0";
 /// Default tunnel MTU: the Windows default (MS-SSTP §3.1.5.2).
 pub const DEFAULT_MTU: u16 = 1400;
+/// Most TUN queues (`tun.queues`): more than the cores of any node this runs on buys nothing.
+pub const MAX_TUN_QUEUES: u16 = 64;
 
 mod validate;
 

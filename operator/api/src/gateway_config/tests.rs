@@ -28,7 +28,9 @@ fn a_minimal_file_gets_every_default() {
         config.tun,
         TunConfig {
             name: "sstp0".into(),
-            mtu: 1400
+            mtu: 1400,
+            offload: true,
+            queues: 0,
         }
     );
     assert_eq!(
@@ -57,10 +59,12 @@ fn a_full_file_round_trips() {
         "limits": {"maxSessions": 10, "idleTimeoutSeconds": 600, "authFailures": {"maxFailures": 3}},
         "proxyProtocol": true, "trustedProxies": ["10.0.0.0/8", "2001:db8::/32"],
         "users": {"kubernetesSecret": {"name": "gw-users"}},
-        "tun": {"name": "tun7", "mtu": 1380}"#,
+        "tun": {"name": "tun7", "mtu": 1380, "offload": false, "queues": 2}"#,
     );
     let config = GatewayConfig::from_json(&text).unwrap();
     assert_eq!(config.limits.max_sessions, 10);
+    assert!(!config.tun.offload);
+    assert_eq!(config.tun.queues, 2);
     assert_eq!(
         config.limits.max_sessions_per_user, 4,
         "unset limits keep their defaults"
@@ -175,6 +179,7 @@ fn bad_values_name_their_field() {
         (r#""tun": {"name": "tun/0"}"#, "tun.name"),
         (r#""tun": {"mtu": 100}"#, "tun.mtu"),
         (r#""tun": {"mtu": 9000}"#, "tun.mtu"),
+        (r#""tun": {"queues": 65}"#, "tun.queues"),
         (r#""listen": {"http": "0.0.0.0:9090"}"#, "listen"),
         (
             r#""users": {"kubernetesSecret": {"name": ""}}"#,

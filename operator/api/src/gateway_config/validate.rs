@@ -2,7 +2,7 @@
 
 use std::{collections::HashSet, net::IpAddr};
 
-use super::{ConfigError, GatewayConfig, Limits, TlsConfig, UsersSource};
+use super::{ConfigError, GatewayConfig, Limits, MAX_TUN_QUEUES, TlsConfig, UsersSource};
 
 impl GatewayConfig {
     /// Checks every field; the first problem found is returned with the field's JSON path.
@@ -142,6 +142,10 @@ impl GatewayConfig {
         let mtu = self.tun.mtu;
         ensure((MIN_MTU..=MAX_MTU).contains(&mtu), "tun.mtu", || {
             format!("{mtu} is outside {MIN_MTU}..={MAX_MTU}")
+        })?;
+        let queues = self.tun.queues;
+        ensure(queues <= MAX_TUN_QUEUES, "tun.queues", || {
+            format!("{queues} is more than {MAX_TUN_QUEUES} (0 means one per CPU)")
         })
     }
 }
