@@ -24,7 +24,7 @@ use tun_rs::GROTable;
 use crate::{
     metrics::{Direction, Metrics},
     router::{DropReason, RouteOutcome, Router},
-    tun::{HEADROOM, ReadError, Segments, TunDevice, TunError, TunQueue, TunSettings},
+    tun::{HEADROOM, ReadError, Segments, TunDevice, TunError, TunQueue, TunSettings, WriteBuffer},
 };
 
 /// The running data plane. [`Dataplane::stop`] ends every task, which closes (and so removes)
@@ -57,8 +57,8 @@ impl ClientPacket {
         &self.0[HEADROOM..]
     }
 
-    fn into_buffer(self) -> BytesMut {
-        self.0
+    fn into_buffer(self) -> WriteBuffer {
+        WriteBuffer::from(self.0)
     }
 }
 

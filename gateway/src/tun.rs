@@ -255,11 +255,69 @@ impl TunQueue {
     /// Writes a batch of packets, each with [`HEADROOM`] bytes in front, coalescing what can
     /// be with offload on. `bufs` is left with unspecified contents. Returns the first error
     /// after trying every write.
-    pub async fn send(&self, gro: &mut GROTable, bufs: &mut [BytesMut]) -> io::Result<()> {
+    pub async fn send(&self, gro: &mut GROTable, bufs: &mut [WriteBuffer]) -> io::Result<()> {
         self.device
             .send_multiple(gro, bufs, HEADROOM)
             .await
             .map(drop)
+    }
+}
+
+/// One packet to write, behind [`HEADROOM`]. Coalescing appends a flow's later segments to its
+/// first one, but only into room the buffer says it has (tun-rs follows wireguard-go, whose
+/// buffers are all 64 KiB). Packets here are sized to themselves, since thousands wait in the
+/// writers' queues; so this one says it has room for the largest IP packet and makes that room
+/// in one allocation when a coalesce first needs it: once per coalesced write, not per packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteBuffer(BytesMut);
+
+/// The largest coalesced packet: an IPv4 total length is 16 bits.
+const COALESCED_MAX: usize = 2 * HEADROOM + 65_535;
+
+impl WriteBuffer {
+    /// The bytes, headroom included.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn make_room(&mut self, len: usize) {
+        if len > self.0.capacity() {
+            self.0.reserve(COALESCED_MAX.max(len) - self.0.len());
+        }
+    }
+}
+
+impl From<BytesMut> for WriteBuffer {
+    fn from(bytes: BytesMut) -> Self {
+        Self(bytes)
+    }
+}
+
+impl AsRef<[u8]> for WriteBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsMut<[u8]> for WriteBuffer {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl tun_rs::ExpandBuffer for WriteBuffer {
+    fn buf_capacity(&self) -> usize {
+        COALESCED_MAX.max(self.0.capacity())
+    }
+
+    fn buf_resize(&mut self, new_len: usize, value: u8) {
+        self.make_room(new_len);
+        self.0.resize(new_len, value);
+    }
+
+    fn buf_extend_from_slice(&mut self, src: &[u8]) {
+        self.make_room(self.0.len() + src.len());
+        self.0.extend_from_slice(src);
     }
 }
 

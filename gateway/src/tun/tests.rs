@@ -3,7 +3,7 @@ use std::time::Duration;
 use tokio::{net::UdpSocket, time::timeout};
 
 use super::*;
-use crate::test_packets::udp_packet;
+use crate::test_packets::{tcp_segment, udp_packet};
 use sstp_e2e::thread_netns::{in_new_netns, run};
 
 fn settings(offload: bool, queues: usize) -> TunSettings {
@@ -97,7 +97,9 @@ async fn exchange_one_datagram(queue: &TunQueue, index: usize) {
         b"from-client",
     );
     let mut gro = GROTable::default();
-    let mut batch = [BytesMut::from(&[vec![0; HEADROOM], hello].concat()[..])];
+    let mut batch = [WriteBuffer::from(BytesMut::from(
+        &[vec![0; HEADROOM], hello].concat()[..],
+    ))];
     queue.send(&mut gro, &mut batch).await.expect("written");
     let mut got = [0u8; 64];
     let (n, from) = timeout(Duration::from_secs(10), socket.recv_from(&mut got))
@@ -226,4 +228,25 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
+}
+
+/// What the writer hands over is packets sized to themselves; coalescing must still merge a
+/// flow's consecutive segments into one write (tun-rs coalesces only into room a buffer says it
+/// has, which a buffer sized to its packet would not have).
+#[test]
+fn consecutive_segments_of_one_flow_coalesce_into_one_write() {
+    let client = Ipv4Addr::new(10, 99, 0, 2);
+    let server = Ipv4Addr::new(198, 51, 100, 7);
+    let (segments, mss) = (8usize, 1360usize);
+    let mut batch: Vec<WriteBuffer> = (0..segments)
+        .map(|n| {
+            let seq = 1 + u32::try_from(n * mss).expect("fits");
+            let packet = tcp_segment(client, server, seq, mss);
+            WriteBuffer::from(BytesMut::from(&[vec![0; HEADROOM], packet].concat()[..]))
+        })
+        .collect();
+    GROTable::default()
+        .apply_gro(&mut batch, HEADROOM, false)
+        .expect("coalesces");
+    assert_eq!(batch[0].bytes().len(), HEADROOM + 40 + segments * mss);
 }
