@@ -26,29 +26,17 @@ const MTU: u16 = 1400;
 const TRANSFER_BYTES: usize = 16 << 20;
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Connects to the server, sends random bytes while it reads the server's, and prints the
-/// SHA-256 of what it sent, of what it read, and how many bytes it read.
-const TCP_CLIENT: &str = r#"
+/// One end of a TCP transfer: `connect N HOST PORT` or `listen N HOST` (prints its port once
+/// listening). Sends N random bytes while it reads the other end's, then prints the SHA-256 of
+/// what it sent, of what it read, and how many bytes it read.
+const TCP_END: &str = r#"
 import hashlib, os, socket, sys, threading
-n, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-s = socket.create_connection((host, port), timeout=60)
-data = os.urandom(n)
-t = threading.Thread(target=s.sendall, args=(data,)); t.start()
-h, got = hashlib.sha256(), 0
-while got < n:
-    b = s.recv(1 << 20)
-    if not b: break
-    h.update(b); got += len(b)
-t.join()
-print(hashlib.sha256(data).hexdigest(), h.hexdigest(), got, flush=True)
-"#;
-
-/// The same from the server's side: prints its port once listening, then the same line.
-const TCP_SERVER: &str = r#"
-import hashlib, os, socket, sys, threading
-n, host = int(sys.argv[1]), sys.argv[2]
-l = socket.create_server((host, 0)); print(l.getsockname()[1], flush=True)
-s, _ = l.accept(); s.settimeout(60)
+role, n, host = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if role == "listen":
+    l = socket.create_server((host, 0)); print(l.getsockname()[1], flush=True)
+    s, _ = l.accept(); s.settimeout(60)
+else:
+    s = socket.create_connection((host, int(sys.argv[4])), timeout=60)
 data = os.urandom(n)
 t = threading.Thread(target=s.sendall, args=(data,)); t.start()
 h, got = hashlib.sha256(), 0
@@ -230,7 +218,7 @@ fn transfer_line(line: &str) -> (String, String, usize) {
 async fn tcp_both_ways(client: &Client) {
     let bytes = TRANSFER_BYTES.to_string();
     let mut server = Command::new("python3")
-        .args(["-c", TCP_SERVER, &bytes, &GATEWAY.to_string()])
+        .args(["-c", TCP_END, "listen", &bytes, &GATEWAY.to_string()])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -243,7 +231,14 @@ async fn tcp_both_ways(client: &Client) {
         .expect("a line");
     let out = client
         .command("python3")
-        .args(["-c", TCP_CLIENT, &bytes, &GATEWAY.to_string(), &port])
+        .args([
+            "-c",
+            TCP_END,
+            "connect",
+            &bytes,
+            &GATEWAY.to_string(),
+            &port,
+        ])
         .output()
         .await
         .expect("the client runs");
