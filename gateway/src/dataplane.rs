@@ -24,7 +24,7 @@ use tun_rs::GROTable;
 use crate::{
     metrics::{Direction, Metrics},
     router::{DropReason, RouteOutcome, Router},
-    tun::{HEADROOM, ReadError, Segments, TunDevice, TunError, TunQueue, TunSettings, WriteBuffer},
+    tun::{HEADROOM, ReadError, TunDevice, TunError, TunQueue, TunSettings, WriteBuffer},
 };
 
 /// The running data plane. [`Dataplane::stop`] ends every task, which closes (and so removes)
@@ -122,21 +122,17 @@ impl Dataplane {
             let queue = Arc::new(queue);
             let (to_tun, from_sessions) = mpsc::channel(WRITE_QUEUE);
             senders.push(to_tun);
-            let counted = QueueCounters {
-                read: metrics.tun_queue_packets(index, Direction::ToClient),
-                written: metrics.tun_queue_packets(index, Direction::FromClient),
-            };
             tasks.push(tokio::spawn(read_loop(
                 Arc::clone(&queue),
                 Arc::clone(&router),
                 metrics.clone(),
-                counted.read,
+                metrics.tun_queue_packets(index, Direction::ToClient),
                 stopped.clone(),
             )));
             tasks.push(tokio::spawn(write_loop(
                 queue,
                 from_sessions,
-                counted.written,
+                metrics.tun_queue_packets(index, Direction::FromClient),
                 stopped.clone(),
             )));
         }
@@ -167,11 +163,6 @@ impl Dataplane {
     }
 }
 
-struct QueueCounters {
-    read: IntCounter,
-    written: IntCounter,
-}
-
 async fn read_loop(
     queue: Arc<TunQueue>,
     router: Arc<Router>,
@@ -179,7 +170,7 @@ async fn read_loop(
     read: IntCounter,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut segments = Segments::new(u16::try_from(queue.mtu()).unwrap_or(u16::MAX));
+    let mut segments = queue.segments();
     loop {
         let result = tokio::select! {
             _ = stop.changed() => return,

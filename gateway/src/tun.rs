@@ -63,7 +63,6 @@ pub struct TunSettings {
 pub struct TunDevice {
     queues: Vec<TunQueue>,
     offload: bool,
-    settings: TunSettings,
 }
 
 /// One queue of the device: reads what the kernel steered to it, writes into the stack. The
@@ -71,7 +70,7 @@ pub struct TunDevice {
 /// session that always writes through one queue are read from that queue.
 pub struct TunQueue {
     device: AsyncDevice,
-    mtu: usize,
+    mtu: u16,
 }
 
 /// Why the device could not be created.
@@ -116,7 +115,7 @@ impl TunDevice {
             // counted by the kernel as the device's tx_dropped).
             warn!(error = %err, device = %settings.name, "cannot raise the TUN transmit queue");
         }
-        let mtu = usize::from(settings.mtu);
+        let mtu = settings.mtu;
         let mut opened = Vec::with_capacity(queues);
         for _ in 1..queues {
             match first.try_clone() {
@@ -136,13 +135,7 @@ impl TunDevice {
         Ok(Self {
             queues: opened,
             offload,
-            settings: settings.clone(),
         })
-    }
-
-    /// The settings the device was created with.
-    pub fn settings(&self) -> &TunSettings {
-        &self.settings
     }
 
     /// Whether offload is on (asked for and accepted by the kernel).
@@ -227,9 +220,9 @@ pub enum ReadError {
 }
 
 impl TunQueue {
-    /// The interface MTU.
-    pub fn mtu(&self) -> usize {
-        self.mtu
+    /// Buffers for this queue's reads.
+    pub fn segments(&self) -> Segments {
+        Segments::new(self.mtu)
     }
 
     /// Reads the next packet, or the next super-segment split into packets, into `segments`.
@@ -324,7 +317,6 @@ impl tun_rs::ExpandBuffer for WriteBuffer {
 impl std::fmt::Debug for TunDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TunDevice")
-            .field("settings", &self.settings)
             .field("queues", &self.queues.len())
             .field("offload", &self.offload)
             .finish_non_exhaustive()

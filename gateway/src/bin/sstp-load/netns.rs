@@ -78,10 +78,16 @@ impl Netns {
     /// descriptor is opened, and moves the interface into this one: the descriptor keeps
     /// working, so the caller stays where the gateway is reachable. Address and link state are
     /// the caller's (a move clears them).
-    pub(crate) async fn new_tun(&self, name: &str, mtu: u16) -> anyhow::Result<tun::AsyncDevice> {
-        let mut config = tun::Configuration::default();
-        config.tun_name(name).mtu(mtu);
-        let device = tun::create_as_async(&config)
+    pub(crate) async fn new_tun(
+        &self,
+        name: &str,
+        mtu: u16,
+    ) -> anyhow::Result<tun_rs::AsyncDevice> {
+        // No offload: the clients stand for Windows, whose tunnel adapter takes plain packets.
+        let device = tun_rs::DeviceBuilder::new()
+            .name(name)
+            .mtu(mtu)
+            .build_async()
             .with_context(|| format!("cannot create TUN device {name} (root?)"))?;
         run("ip", &["link", "set", "dev", name, "netns", &self.name]).await?;
         Ok(device)

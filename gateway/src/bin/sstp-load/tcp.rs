@@ -211,7 +211,7 @@ async fn attach(session: Session, tag: u32, k: usize, mtu: u16) -> anyhow::Resul
 /// call ends; gives the session back.
 async fn bridge(
     mut session: Session,
-    device: tun::AsyncDevice,
+    device: tun_rs::AsyncDevice,
     stop: CancellationToken,
 ) -> Session {
     let mut buf = vec![0u8; 65_536];
